@@ -1,0 +1,204 @@
+"""Sustained tracking write rate: full lifecycles (START..FINALIZE, five steps
+per record) through TrackingWriter into a real PostgreSQL.
+
+    python bench/tracking_write.py --records 50000 [--in-flight 2000] [--step-gap-ms 0]
+
+Uses $DATABASE_URL (a scratch database is created next to it when the user may,
+else the tables of that database are used and the bench rows deleted after),
+otherwise an embedded pgserver in a temporary directory.
+
+Records are driven like concurrent requests: `--in-flight` records are open at
+any time and each tick advances every open record by one step, so steps of many
+records interleave. The field values (shaped like the sidecar's) are built
+before the clock starts, from 1,000 templates: the figure is the writer's
+rate, not the cost of making up requests. With `--step-gap-ms 0` ticks follow each other as fast as
+the process allows (the writer coalesces what meets in one cycle); a gap of at
+least the flush interval puts every step in a cycle of its own, the worst case
+of one row write per step. Every record is checked at the end: all five steps
+must have landed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sidecar.store.db import create_pool  # noqa: E402
+from sidecar.store.migrate import apply_migrations  # noqa: E402
+from sidecar.store.tracking import Step, TrackingWriter  # noqa: E402
+
+LIFECYCLE = (Step.START, Step.REQUEST, Step.VERIFICATION, Step.SETTLEMENT, Step.FINALIZE)
+NETWORK = "eip155:84532"
+ASSET = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
+PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+PAYER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+def step_fields(step: Step, n: int, run: str) -> dict:
+    """Fields shaped like the sidecar's (sanitised request, payment summary, hashes)."""
+    request_id = f"{run}-{n}"
+    if step is Step.START:
+        return {
+            "request_id": request_id,
+            "method": "GET",
+            "path": "/v1/datasets/weather/records",
+            "route_key": "GET /v1/datasets/{name}/records",
+            "url": f"http://127.0.0.1:8080/v1/datasets/weather/records?city=Paris&_limit={n % 100}",
+            "timestamp": datetime.now(UTC),
+            "payment_required": True,
+            "request": {
+                "method": "GET",
+                "headers": {"accept": "application/json", "user-agent": "bench/1.0", "x-request-id": request_id},
+                "query": {"city": "Paris", "_limit": str(n % 100)},
+                "client_ip": "127.0.0.1",
+                "user_agent": "bench/1.0",
+            },
+            "route_config": {"price": "$0.001", "network": NETWORK, "pay_to": PAY_TO},
+            "metadata": {"request_id": request_id, "bench": run},
+        }
+    if step is Step.REQUEST:
+        return {
+            "x402_version": 2,
+            "payment": {"scheme": "exact", "network": NETWORK, "asset": ASSET, "amount": "1000",
+                        "payer": PAYER, "pay_to": PAY_TO},
+            "payment_nonce": f"0x{n:064x}",
+            "payment_valid_before": "1900000000",
+            "payload_hash": f"{n:064x}",
+            "requirements_hash": "ab" * 32,
+            "payment_signature_hash": f"{n + 1:064x}",
+        }
+    if step is Step.VERIFICATION:
+        return {
+            "payment_verified": True,
+            "metadata": {"attempts": [{"facilitator": "devnet", "stage": "verify", "outcome": "ok", "latency_ms": 3.2}]},
+        }
+    if step is Step.SETTLEMENT:
+        return {"settlement": {"success": True, "transaction": f"0x{n:064x}", "network": NETWORK, "payer": PAYER,
+                               "facilitator": "devnet"}}
+    return {"response_status": 200, "response_time_ms": 25, "handler_executed": True,
+            "metadata": {"trace_id": f"{n:032x}"}}
+
+
+@contextlib.asynccontextmanager
+async def database(url: str | None) -> AsyncIterator[str]:
+    """A migrated database for the run, dropped afterwards when we created it."""
+    if url is None:
+        import pgserver
+
+        server = pgserver.get_server(tempfile.mkdtemp(prefix="bench-pg-"), cleanup_mode="delete")
+        try:
+            async with database(server.get_uri()) as inner:
+                yield inner
+        finally:
+            server.cleanup()
+        return
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = await asyncpg.connect(url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+    except asyncpg.InsufficientPrivilegeError:
+        await apply_migrations(url)
+        yield url
+        return
+    scratch = urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    try:
+        await apply_migrations(scratch)
+        yield scratch
+    finally:
+        admin = await asyncpg.connect(url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+TEMPLATES = 1_000
+
+
+async def drive(
+    writer: TrackingWriter, templates: list[list[dict]], records: int, in_flight: int, gap_s: float
+) -> None:
+    """Advance `in_flight` open records one step per tick until `records` completed."""
+    next_n = 0
+    open_records: list[tuple[uuid.UUID, int, int]] = []  # (id, n, index of the next step)
+    while open_records or next_n < records:
+        while len(open_records) < in_flight and next_n < records:
+            open_records.append((uuid.uuid4(), next_n, 0))
+            next_n += 1
+        still_open = []
+        for record_id, n, index in open_records:
+            writer.record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
+            if index + 1 < len(LIFECYCLE):
+                still_open.append((record_id, n, index + 1))
+        open_records = still_open
+        if gap_s:
+            await asyncio.sleep(gap_s)
+        else:
+            await asyncio.sleep(0)  # let the writer run between ticks, as a server would
+
+
+async def run(args: argparse.Namespace) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    async with database(os.environ.get("DATABASE_URL")) as url:
+        pool = await create_pool(url, min_size=2, max_size=args.parallelism + 1)
+        spool = Path(tempfile.mkdtemp(prefix="bench-spool-"))
+        writer = TrackingWriter(pool, batch_size=args.batch_size, flush_interval_s=args.flush_interval_s,
+                                spool_dir=spool, parallelism=args.parallelism)
+        await writer.start()
+        templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
+        started = time.perf_counter()
+        await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000)
+        produced = time.perf_counter() - started
+        await writer.flush()
+        elapsed = time.perf_counter() - started
+        await writer.close()
+
+        complete = await pool.fetchval(
+            "SELECT count(*) FROM resource_call_records WHERE metadata ->> 'bench' = $1 AND payment_verified"
+            " AND settlement ->> 'success' = 'true' AND response_status = 200 AND metadata ? 'trace_id'",
+            run_id,
+        )
+        await pool.execute("DELETE FROM resource_call_records WHERE metadata ->> 'bench' = $1", run_id)
+        await pool.close()
+
+    steps = args.records * len(LIFECYCLE)
+    print(f"cpu_count={os.cpu_count()} records={args.records} in_flight={args.in_flight} "
+          f"step_gap_ms={args.step_gap_ms} batch_size={args.batch_size} parallelism={args.parallelism}")
+    print(f"records/s={args.records / elapsed:,.0f} steps/s={steps / elapsed:,.0f} "
+          f"elapsed_s={elapsed:.2f} (recording done at {produced:.2f}s)")
+    print(f"complete_records={complete}/{args.records} spooled={writer.spool_records} "
+          f"missing={writer.missing_rows} rejected={writer.rejected_rows}")
+    if complete != args.records:
+        raise SystemExit("FAILED: not every record has all its steps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--in-flight", type=int, default=2_000)
+    parser.add_argument("--step-gap-ms", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--flush-interval-s", type=float, default=0.05)
+    parser.add_argument("--parallelism", type=int, default=2)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Local x402 devnet: simulated USDC ledger, facilitator, JSON-RPC, test wallets."""

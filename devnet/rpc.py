@@ -1,0 +1,162 @@
+"""Ethereum JSON-RPC over the in-memory chain: the slice a payment reader needs.
+
+Served at POST /rpc next to the facilitator, from the same chain, so a sidecar can ask
+"was this authorization used?" exactly as it would ask a Base node. Every answer reads
+the latest state, whatever block tag is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from eth_utils import is_address, is_hex
+
+from .chain import Chain, Receipt, Revert
+
+# JSON-RPC 2.0 error codes, plus the node convention for reverts.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+EXECUTION_REVERTED = 3
+
+_GAS_USED = 0xD6D8  # a typical transferWithAuthorization
+_GAS_PRICE = 0x3B9ACA00
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+class ChainRpc:
+    """aiohttp handler answering JSON-RPC requests (single or batch) from a `Chain`."""
+
+    def __init__(self, chain: Chain) -> None:
+        self._chain = chain
+        self._methods: dict[str, Callable[[list[Any]], Any]] = {
+            "eth_chainId": lambda params: hex(chain.chain_id),
+            "net_version": lambda params: str(chain.chain_id),
+            "eth_blockNumber": lambda params: hex(chain.block_number),
+            "eth_call": self._eth_call,
+            "eth_getCode": self._eth_get_code,
+            "eth_getTransactionReceipt": self._eth_get_transaction_receipt,
+        }
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            message = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response(_error_reply(None, RpcError(PARSE_ERROR, "parse error")))
+        if isinstance(message, list):
+            if not message:
+                return web.json_response(_error_reply(None, RpcError(INVALID_REQUEST, "empty batch")))
+            replies = [reply for item in message if (reply := self.answer(item)) is not None]
+            return web.json_response(replies)
+        reply = self.answer(message)
+        return web.json_response(reply) if reply is not None else web.Response(status=204)
+
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        """The reply to one JSON-RPC request object; None for a notification."""
+        if not isinstance(message, dict):
+            return _error_reply(None, RpcError(INVALID_REQUEST, "invalid request"))
+        request_id = message.get("id")
+        if not isinstance(message.get("method"), str):
+            return _error_reply(request_id, RpcError(INVALID_REQUEST, "invalid request"))
+        params = message.get("params", [])
+        try:
+            method = self._methods.get(message["method"])
+            if method is None:
+                raise RpcError(METHOD_NOT_FOUND, f"the method {message['method']} does not exist")
+            if not isinstance(params, list):
+                raise RpcError(INVALID_PARAMS, "params must be an array")
+            result = method(params)
+        except RpcError as error:
+            reply = _error_reply(request_id, error)
+        else:
+            reply = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        return reply if "id" in message else None
+
+    def _eth_call(self, params: list[Any]) -> str:
+        call = _param(params, 0)
+        if not isinstance(call, dict):
+            raise RpcError(INVALID_PARAMS, "eth_call expects a call object")
+        to = _address_param(call.get("to"))
+        data = call.get("data", call.get("input", "0x"))
+        if not isinstance(data, str) or not is_hex(data):
+            raise RpcError(INVALID_PARAMS, "call data must be hex")
+        try:
+            return "0x" + self._chain.call(to, bytes.fromhex(data.removeprefix("0x"))).hex()
+        except Revert as revert:
+            raise RpcError(EXECUTION_REVERTED, str(revert), "0x" + revert.data.hex()) from None
+
+    def _eth_get_code(self, params: list[Any]) -> str:
+        return "0x" + self._chain.code_at(_address_param(_param(params, 0))).hex()
+
+    def _eth_get_transaction_receipt(self, params: list[Any]) -> dict[str, Any] | None:
+        tx_hash = _param(params, 0)
+        if not isinstance(tx_hash, str) or not is_hex(tx_hash) or len(tx_hash.removeprefix("0x")) != 64:
+            raise RpcError(INVALID_PARAMS, "expected a 32-byte transaction hash")
+        receipt = self._chain.receipt(tx_hash)
+        return None if receipt is None else receipt_json(receipt)
+
+
+def receipt_json(receipt: Receipt) -> dict[str, Any]:
+    """A receipt in the JSON shape nodes answer eth_getTransactionReceipt with."""
+    common = {
+        "blockHash": receipt.block_hash,
+        "blockNumber": hex(receipt.block_number),
+        "transactionHash": receipt.tx_hash,
+        "transactionIndex": "0x0",
+    }
+    return {
+        **common,
+        "from": receipt.sender,
+        "to": receipt.to,
+        "contractAddress": None,
+        "cumulativeGasUsed": hex(_GAS_USED),
+        "gasUsed": hex(_GAS_USED),
+        "effectiveGasPrice": hex(_GAS_PRICE),
+        "logsBloom": "0x" + "00" * 256,
+        "status": hex(receipt.status),
+        "type": "0x2",
+        "logs": [
+            {
+                **common,
+                "address": log.address,
+                "topics": list(log.topics),
+                "data": log.data,
+                "logIndex": hex(index),
+                "removed": False,
+            }
+            for index, log in enumerate(receipt.logs)
+        ],
+    }
+
+
+def _error_reply(request_id: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
+
+
+def _param(params: list[Any], index: int) -> Any:
+    if len(params) <= index:
+        raise RpcError(INVALID_PARAMS, f"missing value for required argument {index}")
+    return params[index]
+
+
+def _address_param(value: Any) -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise RpcError(INVALID_PARAMS, "expected a 20-byte hex address")
+    return value

@@ -1,0 +1,346 @@
+"""`make run` (`devnet`, `python -m devnet.up`): the whole stack on one machine.
+
+Steps: PostgreSQL ($DATABASE_URL, else an embedded pgserver in .devnet/pgdata) →
+migrations (`python -m sidecar.store.migrate`) → the devnet facilitator, unless
+$FACILITATOR_URLS names others → the sidecar → the gateway. Each child must print its
+ready line in time, or everything started so far is stopped and the child's last output
+shown. Then the gateway URL, the sidecar target and the facilitator URL are printed on
+stdout, each alone on its line, with commands to try. SIGINT/SIGTERM stop the children
+in order gateway → sidecar → facilitator → PostgreSQL.
+
+Child output goes to this process's stderr, prefixed with the child's name, so stdout
+carries only the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from .chain import NETWORK
+
+DEFAULT_GATEWAY_PORT = 8402
+DEFAULT_SIDECAR_PORT = 50051
+DEFAULT_FACILITATOR_PORT = 4021
+PGDATA = Path(".devnet") / "pgdata"
+
+READY_TIMEOUT_S = 60.0
+MIGRATE_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+TAIL_LINES = 25
+_LINE_LIMIT = 1 << 20  # longest output line forwarded whole
+
+FACILITATOR_READY = re.compile(r"^devnet facilitator (http://\S+:(\d+))\s*$")
+SIDECAR_READY = re.compile(r"^paysidecar (grpc://\S+:(\d+))\s*$")
+GATEWAY_READY = re.compile(r"^gateway (http://\S+:(\d+))\s*$")
+
+T = TypeVar("T")
+
+
+class LaunchError(Exception):
+    """A step of the launch failed; the message says which and why."""
+
+
+class Stopped(Exception):
+    """SIGINT/SIGTERM arrived while starting."""
+
+
+@dataclass
+class Child:
+    """A child process whose output is forwarded, prefixed, to our stderr."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    ready_pattern: re.Pattern[str] | None = None
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    ready: asyncio.Future[re.Match[str]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    _pumps: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        ready_pattern: re.Pattern[str] | None = None,
+        err: TextIO | None = None,
+    ) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            *args,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=_LINE_LIMIT,
+            # Its own session: a terminal's Ctrl-C reaches only us, and we stop the
+            # children in order.
+            start_new_session=True,
+        )
+        child = cls(name, process, ready_pattern)
+        sink = err or sys.stderr
+        child._pumps = [
+            asyncio.create_task(child._pump(process.stdout, sink, watch=True)),
+            asyncio.create_task(child._pump(process.stderr, sink, watch=False)),
+        ]
+        return child
+
+    async def _pump(self, stream: asyncio.StreamReader | None, sink: TextIO, watch: bool) -> None:
+        assert stream is not None
+        while line := await stream.readline():
+            text = line.decode(errors="replace").rstrip("\r\n")
+            self.tail.append(text)
+            sink.write(f"[{self.name}] {text}\n")
+            sink.flush()
+            if watch and self.ready_pattern is not None and not self.ready.done():
+                if match := self.ready_pattern.match(text):
+                    self.ready.set_result(match)
+
+    async def wait_ready(self, timeout: float) -> re.Match[str]:
+        """The ready line's match; LaunchError if the child exits or is late first."""
+        exited = asyncio.ensure_future(self.process.wait())
+        try:
+            done, _ = await asyncio.wait({self.ready, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if self.ready in done:
+            return self.ready.result()
+        if exited in done:
+            await self._drain()
+            raise LaunchError(f"{self.name} exited with code {self.process.returncode} before it was ready{self.last_output()}")
+        raise LaunchError(f"{self.name} was not ready within {timeout:.0f} s{self.last_output()}")
+
+    async def wait_exit(self, timeout: float) -> int:
+        try:
+            code = await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            raise LaunchError(f"{self.name} did not finish within {timeout:.0f} s{self.last_output()}") from None
+        await self._drain()
+        return code
+
+    async def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; the exit code."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+        await self._drain()
+        return self.process.returncode  # type: ignore[return-value]
+
+    async def _drain(self) -> None:
+        # The pipes close when the process exits; let the pumps forward what is left.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._pumps), 5)
+
+    def last_output(self) -> str:
+        if not self.tail:
+            return " (no output)"
+        return "; its last output:\n" + "\n".join(f"  {line}" for line in self.tail)
+
+
+def pick_port(env: Mapping[str, str], name: str, default: int) -> int:
+    """$name if set (0 = any free port), else `default` when free, else 0."""
+    value = env.get(name)
+    if value is not None and value.strip():
+        try:
+            port = int(value)
+        except ValueError:
+            raise LaunchError(f"{name} must be a port number, got {value!r}") from None
+        if not 0 <= port <= 65535:
+            raise LaunchError(f"{name} must be between 0 and 65535, got {port}")
+        return port
+    return default if port_is_free(default) else 0
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves bind: a port in TIME_WAIT counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Launcher:
+    """Starts the stack step by step; stops what it started, newest first."""
+
+    def __init__(self, env: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self._env = dict(env)
+        self._out = out or sys.stdout
+        self._err = err or sys.stderr
+        self._children: list[Child] = []
+        self._postgres: Any = None  # pgserver.PostgresServer when we run one
+        self._stop = asyncio.Event()
+        self.gateway_url = ""
+        self.sidecar_url = ""
+        self.facilitator_url: str | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """0 after a requested stop, 1 when a step or a child failed."""
+        failed = False
+        try:
+            await self._start()
+            self._summary()
+            failed = await self._until_stop_or_child_exit()
+        except Stopped:
+            pass
+        except LaunchError as error:
+            self._say(f"devnet: {error}")
+            failed = True
+        finally:
+            await self._shutdown()
+        return 1 if failed else 0
+
+    async def _start(self) -> None:
+        env = self._env
+        python = sys.executable
+        env.setdefault("PYTHONUNBUFFERED", "1")
+
+        if not env.get("DATABASE_URL"):
+            # Not abandoned on a stop: the server must be known before it can be stopped.
+            env["DATABASE_URL"] = await asyncio.to_thread(self._start_postgres)
+            if self._stop.is_set():
+                raise Stopped
+        migrate = await self._spawn("migrate", [python, "-m", "sidecar.store.migrate"], env, None)
+        code = await self._until(migrate.wait_exit(MIGRATE_TIMEOUT_S))
+        self._children.remove(migrate)
+        if code != 0:
+            raise LaunchError(f"migrations failed with exit code {code}{migrate.last_output()}")
+
+        if not env.get("FACILITATOR_URLS"):
+            port = pick_port(env, "DEVNET_FACILITATOR_PORT", DEFAULT_FACILITATOR_PORT)
+            args = [python, "-m", "devnet.facilitator", "--host", "127.0.0.1", "--port", str(port)]
+            facilitator = await self._spawn("facilitator", args, env, FACILITATOR_READY)
+            self.facilitator_url = (await self._until(facilitator.wait_ready(READY_TIMEOUT_S))).group(1)
+            env["FACILITATOR_URLS"] = self.facilitator_url
+            env.setdefault("CHAIN_RPC_URLS", f"{NETWORK}={self.facilitator_url}/rpc")
+
+        sidecar_env = {**env, "PAYSIDECAR_PORT": str(pick_port(env, "PAYSIDECAR_PORT", DEFAULT_SIDECAR_PORT))}
+        sidecar = await self._spawn("sidecar", [python, "-m", "sidecar.main"], sidecar_env, SIDECAR_READY)
+        ready = await self._until(sidecar.wait_ready(READY_TIMEOUT_S))
+        self.sidecar_url, sidecar_port = ready.group(1), int(ready.group(2))
+
+        gateway_env = {
+            **env,
+            "GATEWAY_PORT": str(pick_port(env, "GATEWAY_PORT", DEFAULT_GATEWAY_PORT)),
+            "GATEWAY_SIDECAR_TARGET": f"127.0.0.1:{sidecar_port}",
+        }
+        gateway = await self._spawn("gateway", [python, "-m", "gateway.main"], gateway_env, GATEWAY_READY)
+        self.gateway_url = (await self._until(gateway.wait_ready(READY_TIMEOUT_S))).group(1)
+
+    def _start_postgres(self) -> str:
+        import pgserver
+
+        self._say(f"devnet: starting embedded PostgreSQL in {PGDATA}")
+        try:
+            PGDATA.parent.mkdir(parents=True, exist_ok=True)
+            self._postgres = pgserver.get_server(PGDATA, cleanup_mode="stop")
+            return self._postgres.get_uri()
+        except Exception as error:
+            raise LaunchError(f"embedded PostgreSQL did not start ({type(error).__name__}: {error})") from error
+
+    async def _spawn(self, name: str, args: list[str], env: Mapping[str, str], ready: re.Pattern[str] | None) -> Child:
+        child = await Child.start(name, args, env, ready, self._err)
+        self._children.append(child)
+        return child
+
+    async def _until(self, step: Awaitable[T]) -> T:
+        """Await a step, abandoning it when a stop is requested."""
+        task = asyncio.ensure_future(step)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            raise Stopped
+        return task.result()
+
+    async def _until_stop_or_child_exit(self) -> bool:
+        """Wait for a stop request (False) or a child's death (True)."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        exits = {asyncio.ensure_future(child.process.wait()): child for child in self._children}
+        try:
+            done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (stop, *exits):
+                waiter.cancel()
+        for waiter, child in exits.items():
+            if waiter in done:
+                await child.stop()
+                self._say(f"devnet: {child.name} exited with code {child.process.returncode}{child.last_output()}")
+                return True
+        return False
+
+    async def _shutdown(self) -> None:
+        for child in reversed(self._children):
+            code = await child.stop()
+            self._say(f"devnet: {child.name} stopped (exit code {code})")
+        self._children.clear()
+        if self._postgres is not None:
+            await asyncio.to_thread(self._postgres.cleanup)
+            self._postgres = None
+            self._say("devnet: PostgreSQL stopped")
+
+    def _summary(self) -> None:
+        sidecar_target = self.sidecar_url.removeprefix("grpc://")
+        lines = [
+            "paysidecar devnet is up.",
+            "Gateway (HTTP):",
+            self.gateway_url,
+            "Sidecar (gRPC):",
+            self.sidecar_url,
+        ]
+        if self.facilitator_url:
+            lines += ["Devnet facilitator (x402 /verify /settle, JSON-RPC at /rpc):", self.facilitator_url]
+        else:
+            lines.append(f"Facilitators from FACILITATOR_URLS: {self._env['FACILITATOR_URLS']}")
+        lines += [
+            "Try:",
+            f"  curl -i {self.gateway_url}/v1/datasets",
+            f"  curl -i {self.gateway_url}/v1/records",
+            f"  .venv/bin/paysidecar-cli call {self.gateway_url}/v1/records?_limit=3 --sidecar {sidecar_target}",
+            "Press Ctrl-C to stop.",
+        ]
+        self._out.write("\n".join(lines) + "\n")
+        self._out.flush()
+
+    def _say(self, text: str) -> None:
+        self._err.write(text + "\n")
+        self._err.flush()
+
+
+async def launch(env: Mapping[str, str]) -> int:
+    launcher = Launcher(env)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, launcher.request_stop)
+    return await launcher.run()
+
+
+def main() -> None:
+    sys.exit(asyncio.run(launch(os.environ)))
+
+
+if __name__ == "__main__":
+    main()

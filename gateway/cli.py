@@ -1,0 +1,448 @@
+"""`paysidecar-cli` (or `python -m gateway.cli`): pay for a gateway URL with a devnet
+key, and read the sidecar's tracking records, stats, status and telemetry.
+
+    paysidecar-cli call http://127.0.0.1:8402/v1/records?_limit=3
+    paysidecar-cli call URL --payer-index 1 --x402-version 1 --json
+    paysidecar-cli records --settled yes --since 1h
+    paysidecar-cli stats --since 24h
+    paysidecar-cli status
+    paysidecar-cli telemetry --limit 20
+
+Human tables by default; `--json` prints one JSON document for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from x402 import x402Client
+from x402.http.constants import PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, X_PAYMENT_RESPONSE_HEADER
+from x402.http.utils import decode_payment_required_header, decode_payment_response_header
+from x402.http.x402_http_client import x402HTTPClient
+from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
+from x402.schemas import PaymentRequired
+from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
+
+from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER
+from paysidecar.client import SidecarClient
+
+MAX_CELL = 48
+_RELATIVE = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class CliError(Exception):
+    """A failure explained in one line; exit status 1."""
+
+
+# -- output ------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    if not rows:
+        print("(none)")
+        return
+    columns = list(columns or rows[0].keys())
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)))
+    for line in cells:
+        print("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)))
+
+
+def print_fields(fields: Mapping[str, Any]) -> None:
+    width = max(len(name) for name in fields)
+    for name, value in fields.items():
+        print(f"{name.ljust(width)}  {'' if value is None else value}")
+
+
+def print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, default=str))
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+# -- call --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    request_id: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def _get(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]) -> Reply:
+    sent_id = str(uuid.uuid4())
+    try:
+        async with session.get(url, headers={REQUEST_ID_HEADER: sent_id, **headers}) as response:
+            body = await response.read()
+            return Reply(response.headers.get(REQUEST_ID_HEADER, sent_id), response.status, response.headers, body)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CliError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+
+
+def _payment_required(reply: Reply) -> PaymentRequired | PaymentRequiredV1:
+    try:
+        header = reply.headers.get(PAYMENT_REQUIRED_HEADER)
+        if header:
+            return decode_payment_required_header(header)
+        document = json.loads(reply.body)
+        if isinstance(document, dict) and document.get("x402Version") == 1:
+            return PaymentRequiredV1.model_validate(document)
+    except ValueError as exc:
+        raise CliError(f"the 402 answer could not be decoded: {exc}") from None
+    raise CliError("the 402 answer carries no x402 payment requirements")
+
+
+def _as_v1(required: PaymentRequired, url: str) -> PaymentRequiredV1:
+    """The v2 requirements restated for an x402 v1 client (network names, maxAmountRequired)."""
+    v1_names = {f"eip155:{chain_id}": name for name, chain_id in V1_NETWORK_CHAIN_IDS.items()}
+    resource = required.resource
+    accepts = [
+        PaymentRequirementsV1(
+            scheme=accepted.scheme,
+            network=v1_names[accepted.network],
+            max_amount_required=accepted.amount,
+            resource=resource.url if resource else url,
+            description=resource.description if resource else None,
+            mime_type=resource.mime_type if resource else None,
+            pay_to=accepted.pay_to,
+            max_timeout_seconds=accepted.max_timeout_seconds,
+            asset=accepted.asset,
+            extra=accepted.extra,
+        )
+        for accepted in required.accepts
+        if accepted.network in v1_names
+    ]
+    if not accepts:
+        raise CliError("none of the offered networks has an x402 v1 name")
+    return PaymentRequiredV1(error=required.error, accepts=accepts)
+
+
+async def _payment_headers(required: PaymentRequired | PaymentRequiredV1, payer_index: int) -> tuple[str, dict[str, str]]:
+    """(payer address, the PAYMENT-SIGNATURE or X-PAYMENT header) signed by the SDK."""
+    # Imported here: web3 behind the EVM signer adds ~0.6 s to every command's start.
+    from x402.mechanisms.evm.exact.register import register_exact_evm_client
+    from x402.mechanisms.evm.signers import EthAccountSigner
+
+    from devnet.wallets import PAYER_KEYS, payer_account
+
+    if not 0 <= payer_index < len(PAYER_KEYS):
+        raise CliError(f"--payer-index must be 0..{len(PAYER_KEYS) - 1}")
+    account = payer_account(payer_index)
+    client = x402Client()
+    register_exact_evm_client(client, EthAccountSigner(account))
+    try:
+        payload = await client.create_payment_payload(required)
+    except Exception as exc:  # the SDK's selection and signing errors, reported as one line
+        raise CliError(f"cannot pay: {type(exc).__name__}: {exc}") from None
+    return account.address, x402HTTPClient(client).encode_payment_signature_header(payload)
+
+
+def _settlement(reply: Reply) -> dict[str, Any] | None:
+    header = reply.headers.get(PAYMENT_RESPONSE_HEADER) or reply.headers.get(X_PAYMENT_RESPONSE_HEADER)
+    if not header:
+        return None
+    try:
+        return decode_payment_response_header(header).model_dump(by_alias=True, exclude_none=True)
+    except ValueError as exc:
+        return {"undecodable": str(exc)}
+
+
+def _body(reply: Reply) -> Any:
+    try:
+        return json.loads(reply.body)
+    except ValueError:
+        return reply.body.decode("utf-8", "replace")
+
+
+async def run_call(args: argparse.Namespace) -> int:
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        reply = await _get(session, args.url, {})
+        payer = None
+        if reply.status == 402:
+            required = _payment_required(reply)
+            if args.x402_version == 1 and required.x402_version != 1:
+                required = _as_v1(required, args.url)
+            elif args.x402_version == 2 and required.x402_version != 2:
+                raise CliError("the server answered with x402 v1 requirements only")
+            payer, headers = await _payment_headers(required, args.payer_index)
+            reply = await _get(session, args.url, headers)
+    settlement = _settlement(reply)
+    body = _body(reply)
+    summary = {
+        "request_id": reply.request_id,
+        "status": reply.status,
+        "payer": (settlement or {}).get("payer") or payer,
+        "transaction": (settlement or {}).get("transaction"),
+        "network": (settlement or {}).get("network"),
+    }
+    if args.json:
+        print_json({**summary, "settlement": settlement, "body": body})
+    else:
+        print_fields(summary)
+        _print_body(body, reply, args.rows)
+    return 0 if 200 <= reply.status < 300 else 1
+
+
+def _print_body(body: Any, reply: Reply, rows: int) -> None:
+    print()
+    if isinstance(body, dict) and isinstance(body.get("data"), list):
+        print_table(body["data"][:rows])
+        print(f"\n{len(body['data'])} rows in this page, {body.get('meta', {}).get('total')} matching")
+    elif isinstance(body, dict) and "error" in body:
+        error = body["error"]
+        print(f"error: {error.get('code')}: {error.get('message')}" if isinstance(error, dict) else f"error: {error}")
+    elif isinstance(body, str):
+        print("\n".join(body.splitlines()[: rows + 1]))
+    else:
+        print_json(body)
+
+
+# -- sidecar commands --------------------------------------------------------
+
+
+def _moment(text: str) -> datetime:
+    """"15m", "2h", "7d" ago, or an ISO 8601 date-time (UTC unless it says otherwise)."""
+    relative = _RELATIVE.fullmatch(text)
+    if relative:
+        amount, unit = relative.groups()
+        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 15m / 2h / 7d or an ISO date-time, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "1"):
+        return True
+    if text.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
+def _record_row(record: dict[str, Any]) -> dict[str, Any]:
+    payment = record.get("payment") or {}
+    settlement = record.get("settlement") or {}
+    return {
+        "time": record.get("timestamp"),
+        "request_id": record.get("request_id"),
+        "method": record.get("method"),
+        "path": record.get("path"),
+        "status": record.get("response_status", 0),
+        "verified": record.get("payment_verified", False),
+        "settled": settlement.get("success"),
+        "payer": payment.get("payer"),
+        "amount": payment.get("amount"),
+        "transaction": settlement.get("transaction"),
+        "ms": record.get("response_time_ms", 0),
+    }
+
+
+async def run_records(args: argparse.Namespace, client: SidecarClient) -> None:
+    answer = await client.list_records(
+        path=args.path or "",
+        network=args.network or "",
+        scheme=args.scheme or "",
+        payer=args.payer or "",
+        verified=args.verified,
+        settled=args.settled,
+        start=args.since,
+        end=args.until,
+        sort_by=args.sort,
+        ascending=args.ascending,
+        limit=args.limit,
+        cursor=args.cursor or "",
+    )
+    if args.json:
+        print_json(as_dict(answer))
+        return
+    print_table([_record_row(as_dict(record)) for record in answer.records])
+    print(f"\n{len(answer.records)} of {answer.total} records")
+    if answer.has_more:
+        print(f"more: --cursor {answer.next_cursor}")
+
+
+async def run_stats(args: argparse.Namespace, client: SidecarClient) -> None:
+    stats = await client.get_stats(start=args.since, end=args.until)
+    if args.json:
+        print_json(as_dict(stats))
+        return
+    print_fields(
+        {
+            "total requests": stats.total_requests,
+            "payment required": stats.payment_required_requests,
+            "verified payments": stats.verified_payments,
+            "settled": stats.successful_settlements,
+            "settlement failed": stats.failed_settlements,
+            "avg response ms": f"{stats.avg_response_time_ms:.1f}",
+            "p95 response ms": f"{stats.p95_response_time_ms:.1f}",
+        }
+    )
+    breakdowns = {
+        "path": stats.by_path,
+        "network": stats.by_network,
+        "scheme": stats.by_scheme,
+        "volume by network": stats.volume_by_network,
+        "volume by network:asset": stats.volume_by_network_asset,
+    }
+    for title, counts in breakdowns.items():
+        if counts:
+            print(f"\nby {title}")
+            print_table([{"key": key, "value": value} for key, value in sorted(counts.items())])
+
+
+async def run_status(args: argparse.Namespace, client: SidecarClient) -> None:
+    status = await client.get_status()
+    if args.json:
+        print_json(as_dict(status))
+        return
+    print_fields(
+        {
+            "version": status.version,
+            "env": status.env,
+            "database": status.database,
+            "tracking queue": status.tracking_queue_depth,
+            "spool records": status.spool_records,
+            "spool bytes": status.spool_bytes,
+            "in-flight payments": status.in_flight_payments,
+        }
+    )
+    print("\nfacilitators")
+    print_table(
+        [
+            {
+                "name": f.name,
+                "url": f.url,
+                "breaker": f.breaker_state,
+                "ewma ms": f"{f.ewma_latency_ms:.1f}",
+                "success": f"{f.success_rate:.2f}",
+                "failures in a row": f.consecutive_failures,
+                "attempts": f.attempts,
+            }
+            for f in status.facilitators
+        ]
+    )
+
+
+async def run_telemetry(args: argparse.Namespace, client: SidecarClient) -> None:
+    answer = await client.get_telemetry(args.limit)
+    if args.json:
+        print_json(as_dict(answer))
+        return
+    print_table(
+        [
+            {
+                "time": event.timestamp.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds"),
+                "event": event.name,
+                "request_id": event.request_id,
+                "route": event.route,
+                "attributes": " ".join(f"{k}={v}" for k, v in sorted(event.attributes.items())),
+            }
+            for event in answer.events
+        ]
+    )
+
+
+def _with_sidecar(
+    command: Callable[[argparse.Namespace, SidecarClient], Awaitable[None]],
+) -> Callable[[argparse.Namespace], Awaitable[int]]:
+    async def run(args: argparse.Namespace) -> int:
+        async with SidecarClient(args.sidecar.removeprefix("grpc://"), token=args.token, timeout_s=args.timeout) as client:
+            try:
+                await command(args, client)
+            except grpc.aio.AioRpcError as exc:
+                raise CliError(f"sidecar at {args.sidecar}: {exc.code().name}: {exc.details()}") from None
+        return 0
+
+    return run
+
+
+# -- arguments ---------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paysidecar-cli", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    call = commands.add_parser("call", help="GET a gateway URL, paying with a devnet key on 402")
+    call.add_argument("url")
+    call.add_argument("--payer-index", type=int, default=0, help="devnet payer wallet (default 0)")
+    call.add_argument("--x402-version", type=int, choices=(1, 2), help="protocol to pay with (default: the server's)")
+    call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")
+    call.add_argument("--json", action="store_true")
+    call.set_defaults(run=run_call)
+
+    def sidecar_command(name: str, help_text: str, command: Callable[..., Awaitable[None]]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--sidecar", default="127.0.0.1:50051", help="gRPC target (default 127.0.0.1:50051)")
+        sub.add_argument("--token", default=os.environ.get("PAYSIDECAR_AUTH_TOKEN"), help="sidecar bearer token")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(run=_with_sidecar(command))
+        return sub
+
+    records = sidecar_command("records", "tracking records, newest first", run_records)
+    records.add_argument("--path")
+    records.add_argument("--network")
+    records.add_argument("--scheme")
+    records.add_argument("--payer")
+    records.add_argument("--verified", type=_yes_no, help="yes or no")
+    records.add_argument("--settled", type=_yes_no, help="yes or no")
+    records.add_argument("--since", type=_moment, help="15m, 2h, 7d or an ISO date-time")
+    records.add_argument("--until", type=_moment)
+    records.add_argument("--sort", choices=("timestamp", "response_time"), default="timestamp")
+    records.add_argument("--ascending", action="store_true")
+    records.add_argument("--limit", type=int, default=20, help="1..100 (default 20)")
+    records.add_argument("--cursor")
+
+    stats = sidecar_command("stats", "totals and breakdowns for a time range", run_stats)
+    stats.add_argument("--since", type=_moment, help="15m, 2h, 7d or an ISO date-time")
+    stats.add_argument("--until", type=_moment)
+
+    sidecar_command("status", "facilitator health, queues, database", run_status)
+
+    telemetry = sidecar_command("telemetry", "recent sidecar events, newest first", run_telemetry)
+    telemetry.add_argument("--limit", type=int, default=50, help="1..1000 (default 50)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(args.run(args))
+    except CliError as exc:
+        print(f"paysidecar-cli: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Gateway settings: environment (GATEWAY_*) and an optional TOML file named by
+GATEWAY_CONFIG. Loaded once in main() and passed down."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
+
+# "$0.001" (USD, converted by the sidecar) or atomic units of the asset ("1000").
+_PRICE = re.compile(r"\$\d+(\.\d+)?|\d+")
+
+
+def _check_price(price: str) -> str:
+    if not _PRICE.fullmatch(price):
+        raise ValueError(f'price must look like "$0.001" or atomic units like "1000", got {price!r}')
+    return price
+
+
+class DatasetConfig(BaseModel):
+    """Per-dataset overrides, keyed by dataset name (the CSV file's stem)."""
+
+    price: str | None = None
+    description: str | None = None
+
+    @field_validator("price")
+    @classmethod
+    def _price(cls, price: str | None) -> str | None:
+        return None if price is None else _check_price(price)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    # Reported with telemetry events ("development", "test", "production").
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8402, ge=0, le=65535)
+
+    sidecar_target: str = "127.0.0.1:50051"
+    sidecar_token: str | None = None
+    sidecar_tls_root_cert: Path | None = None
+    sidecar_timeout_s: float = Field(10.0, gt=0)
+    sidecar_settle_timeout_s: float = Field(60.0, gt=0)
+
+    data_dir: Path = SAMPLE_DATA_DIR
+    # Dataset served at /v1/records; unset = the first dataset by name.
+    default_dataset: str | None = None
+    default_price: str = DEFAULT_PRICE
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    pay_to: str = DEVNET_PAY_TO
+    network: str = BASE_SEPOLIA
+
+    # Bearer token for /v1/telemetry; unset = telemetry is closed to everyone.
+    admin_token: str | None = None
+
+    # Per client IP token buckets; a rate of 0 turns the limit off.
+    paid_rate_per_s: float = Field(10.0, ge=0)
+    paid_burst: int = Field(20, ge=1)
+    free_rate_per_s: float = Field(50.0, ge=0)
+    free_burst: int = Field(100, ge=1)
+
+    max_query_length: int = Field(4096, ge=64)
+    telemetry_capacity: int = Field(1000, ge=1)
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+    @field_validator("default_price")
+    @classmethod
+    def _default_price(cls, price: str) -> str:
+        return _check_price(price)
+
+    @field_validator("sidecar_target")
+    @classmethod
+    def _target(cls, target: str) -> str:
+        # `make run` prints the sidecar as grpc://host:port; accept that form too.
+        return target.removeprefix("grpc://")
+
+    def price_of(self, dataset: str) -> str:
+        override = self.datasets.get(dataset)
+        return override.price if override and override.price else self.default_price
+
+    def description_of(self, dataset: str) -> str:
+        override = self.datasets.get(dataset)
+        if override and override.description:
+            return override.description
+        return f"Records of the {dataset} dataset"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("GATEWAY_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)

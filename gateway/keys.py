@@ -1,0 +1,36 @@
+"""Typed application and request state keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from paysidecar.aiohttp_middleware import Middleware
+from paysidecar.client import SidecarClient
+
+from .config import Settings
+from .datasets import Dataset
+from .query import QueryPlan
+from .telemetry import EventLog
+
+
+@dataclass(frozen=True)
+class RecordsQuery:
+    """A paid records request, validated before any payment is asked for."""
+
+    dataset: Dataset
+    plan: QueryPlan
+
+
+SETTINGS = web.AppKey("settings", Settings)
+DATASETS = web.AppKey("datasets", Mapping[str, Dataset])
+DEFAULT_DATASET = web.AppKey("default_dataset", str)
+EVENTS = web.AppKey("events", EventLog)
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+SIDECAR = web.AppKey("sidecar", SidecarClient)
+PAYWALL = web.AppKey("paywall", Middleware)
+
+RECORDS_QUERY = web.RequestKey("records_query", RecordsQuery)

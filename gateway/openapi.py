@@ -1,0 +1,289 @@
+"""The OpenAPI 3.1 document of the gateway, built once at start from the datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .config import Settings
+from .constants import DEFAULT_LIMIT, MAX_LIMIT
+from .datasets import Dataset
+from .query import COMPARISONS, FORMATS, MEDIA_TYPES
+
+_REF = "#/components"
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"{_REF}/{kind}/{name}"}
+
+
+def _error(description: str, *, extra_headers: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": _ref("headers", "RequestId"), **(extra_headers or {})},
+        "content": {"application/json": {"schema": _ref("schemas", "Error")}},
+    }
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": _ref("headers", "RequestId")},
+        "content": {"application/json": {"schema": _ref("schemas", schema)}},
+    }
+
+
+_RATE_LIMITED = _error("Too many requests from this address", extra_headers={"Retry-After": _ref("headers", "RetryAfter")})
+
+
+def _get(summary: str, responses: dict[str, Any], *, parameters: list[Any] | None = None, **extra: Any) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [_ref("parameters", "RequestId"), *(parameters or [])],
+            "responses": responses,
+            **extra,
+        }
+    }
+
+
+def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, Any]:
+    paid_headers = {
+        "X-Request-ID": _ref("headers", "RequestId"),
+        "PAYMENT-RESPONSE": {
+            "description": "Base64 JSON of the settlement result (X-PAYMENT-RESPONSE for x402 v1 clients)",
+            "schema": {"type": "string"},
+        },
+        "X-Total-Count": {"description": "Rows matching the filters", "schema": {"type": "integer"}},
+        "Link": {"description": 'Next page: <url>; rel="next"', "schema": {"type": "string"}},
+        "Cache-Control": {"schema": {"type": "string", "const": "private, no-store"}},
+    }
+    return _get(
+        summary,
+        {
+            "200": {
+                "description": "Paid and settled: the matching records",
+                "headers": paid_headers,
+                "content": {
+                    MEDIA_TYPES["json"]: {"schema": _ref("schemas", "RecordsPage")},
+                    MEDIA_TYPES["csv"]: {"schema": {"type": "string"}},
+                    MEDIA_TYPES["ndjson"]: {"schema": {"type": "string"}},
+                },
+            },
+            "400": _error("Invalid query or malformed payment header"),
+            "402": {
+                "description": "Payment required, or the payment was refused",
+                "headers": {
+                    "X-Request-ID": _ref("headers", "RequestId"),
+                    "PAYMENT-REQUIRED": {
+                        "description": "Base64 of the PaymentRequired JSON (the same as the body)",
+                        "schema": {"type": "string"},
+                    },
+                },
+                "content": {"application/json": {"schema": _ref("schemas", "PaymentRequired")}},
+            },
+            "404": _error("Unknown dataset"),
+            "413": _error("Query string too long"),
+            "429": _RATE_LIMITED,
+            "503": _error("The payment service is unavailable; nothing was served or charged"),
+        },
+        parameters=[
+            *path_parameters,
+            _ref("parameters", "PaymentSignature"),
+            _ref("parameters", "XPayment"),
+            _ref("parameters", "Filters"),
+            {"name": "_sort", "in": "query", "schema": {"type": "string"}, "example": "city,-date",
+             "description": "Comma-separated columns; '-' sorts descending"},
+            {"name": "_limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+            {"name": "_offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+            {"name": "_fields", "in": "query", "schema": {"type": "string"}, "description": "Columns to return"},
+            {"name": "_format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS)},
+             "description": "Default: from the Accept header, else json"},
+        ],
+        description="Paid per request with x402. Without a payment header the answer is 402 with "
+        "PAYMENT-REQUIRED; retry with PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1). The query is validated "
+        "before any payment is asked for. HEAD answers the same headers without settling.",
+    )
+
+
+def _schemas(dataset_names: list[str]) -> dict[str, Any]:
+    string = {"type": "string"}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "request_id"],
+                    "properties": {"code": string, "message": string, "request_id": string},
+                }
+            },
+        },
+        "Column": {
+            "type": "object",
+            "properties": {
+                "name": string,
+                "type": {"type": "string", "enum": ["int", "float", "bool", "date", "datetime", "string"]},
+            },
+        },
+        "Dataset": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": dataset_names},
+                "rows": {"type": "integer"},
+                "columns": {"type": "array", "items": _ref("schemas", "Column")},
+                "price": string,
+                "network": string,
+                "pay_to": string,
+                "description": string,
+                "records_url": string,
+            },
+        },
+        "DatasetList": {
+            "type": "object",
+            "properties": {
+                "datasets": {"type": "array", "items": _ref("schemas", "Dataset")},
+                "default": string,
+            },
+        },
+        "RecordsPage": {
+            "type": "object",
+            "properties": {
+                "data": {"type": "array", "items": {"type": "object"}},
+                "meta": {
+                    "type": "object",
+                    "properties": {
+                        "total": {"type": "integer"},
+                        "limit": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "next": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+        "PaymentRequirements": {
+            "type": "object",
+            "properties": {
+                "scheme": {"type": "string", "example": "exact"},
+                "network": {"type": "string", "example": "eip155:84532"},
+                "asset": string,
+                "amount": {"type": "string", "description": "Atomic units"},
+                "payTo": string,
+                "maxTimeoutSeconds": {"type": "integer"},
+                "extra": {"type": "object"},
+            },
+        },
+        "PaymentRequired": {
+            "type": "object",
+            "properties": {
+                "x402Version": {"type": "integer"},
+                "error": string,
+                "resource": {
+                    "type": "object",
+                    "properties": {"url": string, "description": string, "mimeType": string},
+                },
+                "accepts": {"type": "array", "items": _ref("schemas", "PaymentRequirements")},
+                "extensions": {"type": "object"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "sidecar": string,
+                "datasets": {"type": "integer"},
+            },
+        },
+        "Telemetry": {
+            "type": "object",
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": string,
+                            "timestamp": {"type": "string", "format": "date-time"},
+                            "request_id": string,
+                            "route": string,
+                            "source": {"type": "string", "enum": ["gateway", "sidecar"]},
+                            "attributes": {"type": "object", "additionalProperties": string},
+                        },
+                    },
+                },
+                "sidecar": string,
+            },
+        },
+    }
+
+
+def build_openapi(datasets: Mapping[str, Dataset], settings: Settings) -> dict[str, Any]:
+    names = list(datasets)
+    name_parameter = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}}
+    operators = ", ".join(f"col__{op}" for op in (*COMPARISONS, "contains", "in"))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "paysidecar data gateway",
+            "version": "1",
+            "description": f"CSV datasets, paid per request with x402 on {settings.network}.",
+        },
+        "paths": {
+            "/healthz": _get("Liveness, and whether the payment sidecar answers", {"200": _json("Health", "Health")}),
+            "/v1/datasets": _get(
+                "Datasets with schemas and prices (free)",
+                {"200": _json("Datasets", "DatasetList"), "429": _RATE_LIMITED},
+            ),
+            "/v1/datasets/{name}": _get(
+                "One dataset's schema and price (free)",
+                {"200": _json("Dataset", "Dataset"), "404": _error("Unknown dataset"), "429": _RATE_LIMITED},
+                parameters=[name_parameter],
+            ),
+            "/v1/datasets/{name}/records": _records_operation("Records of a dataset (paid)", [name_parameter]),
+            "/v1/records": _records_operation("Records of the default dataset (paid)", []),
+            "/v1/telemetry": _get(
+                "Recent telemetry events, newest first (admin)",
+                {
+                    "200": _json("Events", "Telemetry"),
+                    "400": _error("Invalid limit"),
+                    "401": _error("Missing or wrong admin token"),
+                    "429": _RATE_LIMITED,
+                },
+                parameters=[{"name": "limit", "in": "query",
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                security=[{"adminBearer": []}],
+            ),
+            "/openapi.json": _get("This document", {"200": {"description": "OpenAPI 3.1 document"}, "429": _RATE_LIMITED}),
+        },
+        "components": {
+            "schemas": _schemas(names),
+            "parameters": {
+                "RequestId": {
+                    "name": "X-Request-ID",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
+                    "description": "Echoed back; replaced by a new UUID when missing or malformed",
+                },
+                "PaymentSignature": {"name": "PAYMENT-SIGNATURE", "in": "header", "schema": {"type": "string"},
+                                     "description": "x402 v2 payment (base64 JSON PaymentPayload)"},
+                "XPayment": {"name": "X-PAYMENT", "in": "header", "schema": {"type": "string"},
+                             "description": "x402 v1 payment (base64 JSON)"},
+                "Filters": {
+                    "name": "filters",
+                    "in": "query",
+                    "style": "form",
+                    "explode": True,
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "description": f"col=value, or {operators} (in: comma-separated values). "
+                    "Values must parse as the column's type.",
+                },
+            },
+            "headers": {
+                "RequestId": {"description": "The request id", "schema": {"type": "string"}},
+                "RetryAfter": {"description": "Seconds to wait", "schema": {"type": "integer"}},
+            },
+            "securitySchemes": {"adminBearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

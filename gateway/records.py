@@ -1,0 +1,62 @@
+"""The paid records routes: the query is checked before the paywall (so a bad query
+is a free 400, never a payment), then run and rendered once the payment verified."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import hdrs, web
+
+from paysidecar.aiohttp_middleware import Handler
+
+from .constants import PAID_ROUTES
+from .datasets import Dataset
+from .errors import ApiError
+from .keys import DATASETS, DEFAULT_DATASET, RECORDS_QUERY, SETTINGS, RecordsQuery
+from .query import QueryError, parse_query, run_query
+from .render import render
+
+
+def dataset_named(request: web.Request, name: str) -> Dataset:
+    datasets = request.app[DATASETS]
+    dataset = datasets.get(name)
+    if dataset is None:
+        raise ApiError(404, "dataset_not_found", f"No dataset {name!r}; datasets: {', '.join(datasets)}.")
+    return dataset
+
+
+def _records_query(request: web.Request) -> RecordsQuery:
+    limit = request.app[SETTINGS].max_query_length
+    if len(request.query_string) > limit:
+        raise ApiError(
+            413, "query_too_long", f"The query string is {len(request.query_string)} bytes; at most {limit} allowed."
+        )
+    dataset = dataset_named(request, request.match_info.get("name") or request.app[DEFAULT_DATASET])
+    try:
+        plan = parse_query(request.query.items(), dataset.types, accept=request.headers.get(hdrs.ACCEPT))
+    except QueryError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    return RecordsQuery(dataset, plan)
+
+
+@web.middleware
+async def records_query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.route.name in PAID_ROUTES:
+        request[RECORDS_QUERY] = _records_query(request)
+    return await handler(request)
+
+
+async def records_response(request: web.Request) -> web.Response:
+    query = request[RECORDS_QUERY]
+    plan = query.plan
+    # polars works outside the GIL; a thread keeps the event loop free meanwhile.
+    result = await asyncio.to_thread(run_query, query.dataset.frame, plan)
+    next_offset = plan.offset + result.page.height
+    next_url = None
+    if result.page.height and next_offset < result.total:
+        next_url = str(request.url.update_query(_offset=str(next_offset)))
+    rendered = render(result, plan, next_url)
+    headers = {hdrs.CONTENT_TYPE: rendered.content_type, "X-Total-Count": str(result.total)}
+    if next_url is not None:
+        headers[hdrs.LINK] = f'<{next_url}>; rel="next"'
+    return web.Response(body=rendered.body, headers=headers)

@@ -1,0 +1,37 @@
+"""Request ids (DESIGN §7) and the `request_received` event.
+
+The id is the client's X-Request-ID when it matches [A-Za-z0-9._-]{1,128}, else a new
+UUID; it is echoed on every response from `on_response_prepare`, which also runs for
+answers that other middlewares or aiohttp itself produce.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from opentelemetry import trace
+
+from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, Handler, request_id
+
+from .constants import REQUEST_RECEIVED
+from .keys import EVENTS
+
+
+def route_key(request: web.Request) -> str:
+    """"GET /v1/datasets/{name}" for a matched route, the raw path otherwise."""
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    return f"{request.method} {path}"
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request_id(request)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("request.id", rid)
+    request.app[EVENTS].record(REQUEST_RECEIVED, rid, route_key(request), {"method": request.method})
+    return await handler(request)
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[REQUEST_ID_HEADER] = request_id(request)

@@ -1,0 +1,131 @@
+"""HTTP routes (DESIGN §7). HEAD is answered for every GET route."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from aiohttp import hdrs, web
+
+from paysidecar.aiohttp_middleware import request_id
+from paysidecar.v1 import status_pb2
+
+from .constants import DATASET_RECORDS_ROUTE, DEFAULT_RECORDS_ROUTE, HEALTH_ROUTE
+from .datasets import Dataset
+from .errors import ApiError
+from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS, SIDECAR
+from .records import dataset_named, records_response
+
+routes = web.RouteTableDef()
+
+HEALTH_TIMEOUT_S = 1.0
+TELEMETRY_DEFAULT_LIMIT = 100
+TELEMETRY_MAX_LIMIT = 1000
+
+
+def describe(request: web.Request, dataset: Dataset) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    return {
+        "name": dataset.name,
+        "rows": dataset.rows,
+        "columns": [{"name": column.name, "type": str(column.type)} for column in dataset.columns],
+        "price": settings.price_of(dataset.name),
+        "network": settings.network,
+        "pay_to": settings.pay_to,
+        "description": settings.description_of(dataset.name),
+        "records_url": f"/v1/datasets/{dataset.name}/records",
+    }
+
+
+@routes.get("/healthz", name=HEALTH_ROUTE)
+async def healthz(request: web.Request) -> web.Response:
+    """Always 200 while the gateway runs; says whether the sidecar answers."""
+    try:
+        sidecar = (await request.app[SIDECAR].health(timeout_s=HEALTH_TIMEOUT_S)).lower()
+    except grpc.aio.AioRpcError as exc:
+        sidecar = exc.code().name.lower()
+    return web.json_response(
+        {
+            "status": "ok" if sidecar == "serving" else "degraded",
+            "sidecar": sidecar,
+            "datasets": len(request.app[DATASETS]),
+        }
+    )
+
+
+@routes.get("/v1/datasets", name="datasets")
+async def list_datasets(request: web.Request) -> web.Response:
+    datasets = request.app[DATASETS].values()
+    return web.json_response(
+        {"datasets": [describe(request, d) for d in datasets], "default": request.app[DEFAULT_DATASET]}
+    )
+
+
+@routes.get("/v1/datasets/{name}", name="dataset")
+async def get_dataset(request: web.Request) -> web.Response:
+    return web.json_response(describe(request, dataset_named(request, request.match_info["name"])))
+
+
+@routes.get("/v1/datasets/{name}/records", name=DATASET_RECORDS_ROUTE)
+async def dataset_records(request: web.Request) -> web.Response:
+    return await records_response(request)
+
+
+@routes.get("/v1/records", name=DEFAULT_RECORDS_ROUTE)
+async def default_records(request: web.Request) -> web.Response:
+    return await records_response(request)
+
+
+def _require_admin(request: web.Request) -> None:
+    expected = request.app[SETTINGS].admin_token
+    scheme, _, offered = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    challenge = {hdrs.WWW_AUTHENTICATE: 'Bearer realm="telemetry"'}
+    if not expected:
+        raise ApiError(401, "unauthorized", "Telemetry is closed: no admin token is configured.", challenge)
+    if scheme.lower() != "bearer" or not hmac.compare_digest(offered.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "Telemetry needs 'Authorization: Bearer <admin token>'.", challenge)
+
+
+def _telemetry_limit(request: web.Request) -> int:
+    text = request.query.get("limit")
+    if text is None:
+        return TELEMETRY_DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= TELEMETRY_MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {TELEMETRY_MAX_LIMIT}, got {text!r}.")
+    return int(text)
+
+
+@routes.get("/v1/telemetry", name="telemetry")
+async def telemetry(request: web.Request) -> web.Response:
+    """Recent events, newest first: the gateway's own merged with the sidecar's."""
+    _require_admin(request)
+    limit = _telemetry_limit(request)
+    events = [(event.timestamp, event.to_json()) for event in request.app[EVENTS].recent(limit)]
+    try:
+        answer = await request.app[SIDECAR].get_telemetry(limit, request_id=request_id(request))
+    except grpc.aio.AioRpcError as exc:
+        sidecar = exc.code().name.lower()
+    else:
+        sidecar = "ok"
+        events.extend(_sidecar_event(event) for event in answer.events)
+    events.sort(key=lambda pair: pair[0], reverse=True)
+    return web.json_response({"events": [event for _, event in events[:limit]], "sidecar": sidecar})
+
+
+def _sidecar_event(event: status_pb2.TelemetryEvent) -> tuple[datetime, dict[str, Any]]:
+    moment = event.timestamp.ToDatetime(tzinfo=UTC)
+    return moment, {
+        "name": event.name,
+        "timestamp": moment.isoformat(),
+        "request_id": event.request_id,
+        "route": event.route,
+        "source": "sidecar",
+        "attributes": dict(event.attributes),
+    }
+
+
+@routes.get("/openapi.json", name="openapi")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])

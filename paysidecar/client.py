@@ -1,0 +1,261 @@
+"""Async client for the sidecar's gRPC API (`paysidecar.v1`) over one grpc.aio channel.
+
+Every call carries a deadline, `x-request-id` and, when a token is set,
+`authorization: Bearer <token>`. Retries stay on the safe side of the money rules:
+a call is re-sent at most once, unchanged, and only on UNAVAILABLE (the request
+never got an answer). That covers Settle too: the re-sent Settle carries the same
+payment_id, and the sidecar's ledger makes a repeated Settle of one payment settle
+at most once. Nothing is retried on DEADLINE_EXCEEDED or any other status, where
+the first attempt may still be running.
+
+Create the client inside a running event loop; close it with `close()` or
+`async with`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from paysidecar.v1 import (
+    payment_pb2,
+    payment_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+    tracking_pb2,
+    tracking_pb2_grpc,
+)
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_METADATA = "x-request-id"
+
+_SORT_FIELDS = {
+    "timestamp": tracking_pb2.SORT_FIELD_TIMESTAMP,
+    "response_time": tracking_pb2.SORT_FIELD_RESPONSE_TIME,
+}
+
+_Response = TypeVar("_Response", bound=Message)
+
+
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp; naive datetimes are taken as UTC."""
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _tag_request_id(span: Any, request: Message) -> None:
+    """Puts the request id on the gRPC client span (DESIGN §8)."""
+    request_id = getattr(request, "request_id", "")
+    if request_id and span.is_recording():
+        span.set_attribute("request.id", request_id)
+
+
+class SidecarClient:
+    """One channel to the sidecar, shared by every request of a process."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls_root_cert: bytes | None = None,
+        timeout_s: float = 10.0,
+        settle_timeout_s: float = 60.0,
+    ) -> None:
+        # Settle gets its own, longer deadline: the sidecar may retry an ambiguous
+        # settle and then ask the chain before it answers (DESIGN §4 rule 4), and a
+        # deadline cut short would turn a paid answer into a refused one.
+        self._timeout_s = timeout_s
+        self._settle_timeout_s = settle_timeout_s
+        self._token = token
+        interceptors: Sequence[Any] = aio_client_interceptors(request_hook=_tag_request_id)
+        if tls_root_cert is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=tls_root_cert)
+            self._channel = grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
+        self._payments = payment_pb2_grpc.PaymentServiceStub(self._channel)
+        self._tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
+        self._status = status_pb2_grpc.StatusServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def __aenter__(self) -> SidecarClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    # -- payments ---------------------------------------------------------
+
+    async def authorize(self, request: payment_pb2.AuthorizeRequest) -> payment_pb2.AuthorizeResponse:
+        return await self._call(
+            self._payments.Authorize, request, request_id=request.request_id, timeout_s=self._timeout_s
+        )
+
+    async def settle(
+        self,
+        *,
+        payment_id: str,
+        tracking_id: str,
+        response_status: int,
+        response_time_ms: int,
+        request_id: str,
+    ) -> payment_pb2.SettleResponse:
+        request = payment_pb2.SettleRequest(
+            payment_id=payment_id,
+            tracking_id=tracking_id,
+            response_status=response_status,
+            response_time_ms=response_time_ms,
+            request_id=request_id,
+        )
+        return await self._call(
+            self._payments.Settle, request, request_id=request_id, timeout_s=self._settle_timeout_s
+        )
+
+    async def release(
+        self,
+        *,
+        payment_id: str,
+        tracking_id: str,
+        reason: str,
+        request_id: str,
+        response_status: int = 0,
+        response_time_ms: int = 0,
+    ) -> payment_pb2.ReleaseResponse:
+        request = payment_pb2.ReleaseRequest(
+            payment_id=payment_id,
+            tracking_id=tracking_id,
+            reason=reason,
+            response_status=response_status,
+            response_time_ms=response_time_ms,
+            request_id=request_id,
+        )
+        return await self._call(
+            self._payments.Release, request, request_id=request_id, timeout_s=self._timeout_s
+        )
+
+    # -- tracking ---------------------------------------------------------
+
+    async def list_records(
+        self,
+        *,
+        path: str = "",
+        network: str = "",
+        scheme: str = "",
+        payer: str = "",
+        verified: bool | None = None,
+        settled: bool | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        sort_by: Literal["timestamp", "response_time"] = "timestamp",
+        ascending: bool = False,
+        limit: int = 0,
+        cursor: str = "",
+        request_id: str | None = None,
+    ) -> tracking_pb2.ListRecordsResponse:
+        """Records newest (or slowest) first; limit 0 means the sidecar's default (50)."""
+        request = tracking_pb2.ListRecordsRequest(
+            path=path,
+            network=network,
+            scheme=scheme,
+            payer=payer,
+            verified=verified,
+            settled=settled,
+            start=_timestamp(start),
+            end=_timestamp(end),
+            sort_by=_SORT_FIELDS[sort_by],
+            ascending=ascending,
+            limit=limit,
+            cursor=cursor,
+        )
+        return await self._read(self._tracking.ListRecords, request, request_id)
+
+    async def get_record(self, record_id: str, *, request_id: str | None = None) -> tracking_pb2.Record:
+        return await self._read(self._tracking.GetRecord, tracking_pb2.GetRecordRequest(id=record_id), request_id)
+
+    async def get_stats(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        request_id: str | None = None,
+    ) -> tracking_pb2.Stats:
+        request = tracking_pb2.GetStatsRequest(start=_timestamp(start), end=_timestamp(end))
+        return await self._read(self._tracking.GetStats, request, request_id)
+
+    async def prune(
+        self, *, older_than: datetime | None = None, request_id: str | None = None
+    ) -> tracking_pb2.PruneResponse:
+        """Deletes records older than `older_than` (unset: the sidecar's retention)."""
+        request = tracking_pb2.PruneRequest(older_than=_timestamp(older_than))
+        return await self._read(self._tracking.Prune, request, request_id)
+
+    # -- status -----------------------------------------------------------
+
+    async def get_status(self, *, request_id: str | None = None) -> status_pb2.GetStatusResponse:
+        return await self._read(self._status.GetStatus, status_pb2.GetStatusRequest(), request_id)
+
+    async def get_telemetry(
+        self, limit: int = 100, *, request_id: str | None = None
+    ) -> status_pb2.GetTelemetryResponse:
+        return await self._read(self._status.GetTelemetry, status_pb2.GetTelemetryRequest(limit=limit), request_id)
+
+    async def health(self, *, timeout_s: float | None = None) -> str:
+        """The sidecar's grpc.health.v1 status name, e.g. "SERVING"."""
+        answer = await self._call(
+            self._health.Check,
+            health_pb2.HealthCheckRequest(),
+            request_id=None,
+            timeout_s=timeout_s or self._timeout_s,
+        )
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _read(
+        self, rpc: Callable[..., Awaitable[_Response]], request: Message, request_id: str | None
+    ) -> _Response:
+        return await self._call(rpc, request, request_id=request_id, timeout_s=self._timeout_s)
+
+    def _metadata(self, request_id: str) -> tuple[tuple[str, str], ...]:
+        metadata = ((REQUEST_ID_METADATA, request_id),)
+        if self._token:
+            metadata += (("authorization", f"Bearer {self._token}"),)
+        return metadata
+
+    async def _call(
+        self,
+        rpc: Callable[..., Awaitable[_Response]],
+        request: Message,
+        *,
+        request_id: str | None,
+        timeout_s: float,
+    ) -> _Response:
+        """One call with an overall deadline, re-sent once (unchanged) on UNAVAILABLE."""
+        metadata = self._metadata(request_id or str(uuid.uuid4()))
+        deadline = time.monotonic() + timeout_s
+        try:
+            return await rpc(request, timeout=timeout_s, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            remaining = deadline - time.monotonic()
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
+                raise
+            logger.warning("sidecar unavailable for %s, retrying once: %s", type(request).__name__, exc.details())
+        return await rpc(request, timeout=remaining, metadata=metadata)

@@ -1,0 +1,3 @@
+"""paysidecar: the gRPC payment sidecar."""
+
+__version__ = "0.1.0"

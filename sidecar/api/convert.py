@@ -1,0 +1,101 @@
+"""Protobuf <-> domain conversion for the payment API, in one place."""
+
+from __future__ import annotations
+
+import functools
+
+from paysidecar.v1 import payment_pb2
+
+from ..config import Settings
+from ..payments.answers import HttpAnswer
+from ..payments.errors import RouteError
+from ..payments.routes import PricedRoute, RouteTerms, price_route
+from ..payments.service import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
+
+
+def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
+    """Inline fields win over a named route from config, which wins over defaults."""
+    named = None
+    if route.name:
+        named = settings.routes.get(route.name)
+        if named is None:
+            raise RouteError("unknown_route", f"no route named {route.name!r} in the sidecar config")
+    price = route.price or (named.price if named else "") or settings.default_price
+    return RouteTerms(
+        key=route.key or route.name,
+        price=price,
+        amount=route.amount,
+        pay_to=route.pay_to or (named.pay_to if named and named.pay_to else settings.pay_to),
+        network=route.network or (named.network if named and named.network else settings.network),
+        asset=route.asset or (named.asset if named and named.asset else ""),
+        description=route.description or (named.description if named else ""),
+        mime_type=route.mime_type or (named.mime_type if named else ""),
+        facilitators=tuple(route.facilitators) or tuple(named.facilitators if named else ()),
+        max_timeout_seconds=route.max_timeout_seconds or (named.max_timeout_seconds if named else 0),
+    )
+
+
+# Pricing goes through the SDK's parser; routes repeat, so remember the answer.
+cached_price_route = functools.lru_cache(maxsize=1024)(price_route)
+
+
+def authorize_input(request: payment_pb2.AuthorizeRequest, settings: Settings, trace_id: str) -> AuthorizeInput:
+    route: PricedRoute = cached_price_route(route_terms(request.route, settings))
+    return AuthorizeInput(
+        request_id=request.request_id,
+        method=request.method,
+        url=request.url,
+        route=route,
+        payment_signature=request.payment_signature,
+        x_payment=request.x_payment,
+        client_ip=request.client_ip,
+        user_agent=request.user_agent,
+        headers=dict(request.headers),
+        query=request.query,
+        trace_id=trace_id,
+    )
+
+
+def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verified) -> payment_pb2.AuthorizeResponse:
+    response = payment_pb2.AuthorizeResponse(tracking_id=tracking_id)
+    if isinstance(outcome, Verified):
+        response.verified.CopyFrom(
+            payment_pb2.Verified(
+                payment_id=outcome.payment_id,
+                payer=outcome.payer,
+                scheme=outcome.scheme,
+                network=outcome.network,
+                amount=outcome.amount,
+                x402_version=outcome.version,
+                redeem=outcome.redeem,
+            )
+        )
+    elif isinstance(outcome, Rejection):
+        a = outcome.answer
+        response.rejected.CopyFrom(
+            payment_pb2.Rejected(
+                status=a.status, reason=outcome.reason, message=outcome.message, headers=a.headers, body=a.body
+            )
+        )
+    else:
+        a = outcome.answer
+        response.payment_required.CopyFrom(payment_pb2.PaymentRequired(status=a.status, headers=a.headers, body=a.body))
+    return response
+
+
+def http_answer(answer: HttpAnswer) -> payment_pb2.HttpAnswer:
+    return payment_pb2.HttpAnswer(status=answer.status, headers=answer.headers, body=answer.body)
+
+
+def settle_response(result: SettleResult) -> payment_pb2.SettleResponse:
+    response = payment_pb2.SettleResponse(
+        success=result.success,
+        headers=result.headers,
+        transaction=result.transaction,
+        payer=result.payer,
+        network=result.network,
+        reason=result.reason,
+    )
+    if result.answer is not None:
+        response.answer.CopyFrom(http_answer(result.answer))
+    return response

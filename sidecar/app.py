@@ -1,0 +1,139 @@
+"""The sidecar process: opens its resources, serves gRPC, runs the background
+jobs, and shuts down in order (STYLE.md example 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from .api.payment_servicer import PaymentServicer
+from .api.status_servicer import StatusServicer
+from .api.tracking_servicer import TrackingServicer
+from .chain.reader import Web3ChainReader
+from .config import Settings
+from .facilitators.pool import Pool
+from .payments.recovery import recover_once
+from .payments.service import PaymentService
+from .payments.settlement import ReconcilePolicy
+from .server import build_server
+from .store.db import create_pool
+from .store.tracking import TrackingWriter
+from .store.tracking_queries import prune
+from .store.ledger import PgLedger
+from .telemetry.events import EventRing
+
+log = logging.getLogger(__name__)
+
+
+class Sidecar:
+    def __init__(self, settings: Settings, interceptors: tuple = ()) -> None:
+        self.settings = settings
+        self._interceptors = interceptors
+        self.port = 0
+        self._tasks: list[asyncio.Task] = []
+        self._stop = asyncio.Event()
+
+    async def start(self) -> int:
+        s = self.settings
+        if not s.database_url:
+            raise RuntimeError("DATABASE_URL is not set")
+        self.db: asyncpg.Pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self.writer = TrackingWriter(
+            self.db,
+            batch_size=s.tracking_batch_size,
+            flush_interval_s=s.tracking_flush_interval_s,
+            spool_dir=Path(s.spool_dir),
+        )
+        await self.writer.start()
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        self.pool = Pool(s, self.session)
+        self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
+        self.events = EventRing(s.telemetry_capacity, s.env)
+        self.ledger = PgLedger(self.db)
+        self.service = PaymentService(
+            pool=self.pool,
+            ledger_store=self.ledger,
+            chain=self.chain,
+            tracker=self.writer if s.tracking_enabled else _NoTracking(),
+            telemetry=self.events,
+            policy=ReconcilePolicy(s.settle_retries, s.reconcile_window_s, s.reconcile_poll_s),
+        )
+        self.server, self.port, self.health = await build_server(
+            s,
+            PaymentServicer(self.service, s),
+            TrackingServicer(self.db, s),
+            StatusServicer(s, self.pool, self.writer, self.events, self.service),
+            self._interceptors,
+        )
+        await self.server.start()
+        await self.recover()
+        self._tasks = [
+            asyncio.create_task(self._every(s.recovery_interval_s, self.recover)),
+            asyncio.create_task(self._every(s.prune_interval_s, self.prune)),
+        ]
+        return self.port
+
+    async def recover(self) -> None:
+        s = self.settings
+        try:
+            report = await recover_once(
+                self.ledger,
+                self.chain,
+                self.writer,
+                unresolved_after_s=s.settle_timeout_s * (s.settle_retries + 1) + s.reconcile_window_s,
+                verified_after_s=max(600.0, s.settle_timeout_s * 4),
+                in_flight=self.service.in_flight,
+            )
+            if report.settled_unserved or report.failed or report.released:
+                log.info("ledger recovery: %s", report)
+        except Exception:
+            log.exception("ledger recovery failed; will retry")
+
+    async def prune(self) -> None:
+        older_than = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.settings.retention_days)
+        try:
+            deleted = await prune(self.db, older_than)
+            if deleted:
+                log.info("retention: deleted %d tracking records", deleted)
+        except Exception:
+            log.exception("retention prune failed; will retry")
+
+    async def _every(self, interval_s: float, job) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval_s)
+            if not self._stop.is_set():
+                await job()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Health NOT_SERVING -> stop accepting and drain -> release leftovers ->
+        flush tracking -> close HTTP session -> close the pool."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        self._stop.set()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            released = await self.service.release_all("shutdown")
+            if released:
+                log.info("released %d unsettled claims at shutdown", released)
+        await self.writer.close()
+        await self.session.close()
+        await self.chain.close()
+        await self.db.close()
+
+
+class _NoTracking:
+    """Tracking switched off (benchmarks): steps are dropped."""
+
+    def record(self, record_id, step, fields) -> None:
+        return None
+
+

@@ -1,0 +1,169 @@
+"""Sidecar settings: environment (PAYSIDECAR_*, plus DATABASE_URL, FACILITATOR_URLS,
+CHAIN_RPC_URLS) and an optional TOML file named by PAYSIDECAR_CONFIG.
+
+Loaded once in main() and passed down; nothing deeper reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR, TESTNET_NETWORKS
+
+# The devnet merchant wallet (see devnet/wallets.py); production must set its own.
+DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+class RouteConfig(BaseModel):
+    """A paid route the sidecar knows by name (from the TOML file)."""
+
+    price: str = "$0.001"
+    pay_to: str | None = None
+    network: str | None = None
+    asset: str | None = None
+    description: str = ""
+    mime_type: str = "application/json"
+    facilitators: list[str] = Field(default_factory=list)
+    max_timeout_seconds: int = 60
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _split_pairs(value: object) -> object:
+    """"a=1,b=2" -> {"a": "1", "b": "2"}; keys may contain ':' (CAIP-2)."""
+    if isinstance(value, str):
+        pairs = {}
+        for part in _split_csv(value):
+            key, sep, val = part.partition("=")
+            if not sep or not key.strip() or not val.strip():
+                raise ValueError(f"expected key=value, got {part!r}")
+            pairs[key.strip()] = val.strip()
+        return pairs
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYSIDECAR_",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    auth_token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("PAYSIDECAR_DATABASE_URL", "DATABASE_URL", "database_url")
+    )
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(10, ge=1)
+
+    facilitator_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [PUBLIC_TEST_FACILITATOR],
+        validation_alias=AliasChoices("FACILITATOR_URLS", "PAYSIDECAR_FACILITATOR_URLS", "facilitator_urls"),
+    )
+    # Facilitator URL -> API key, sent as `Authorization: Bearer <key>`.
+    facilitator_api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    chain_rpc_urls: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("CHAIN_RPC_URLS", "PAYSIDECAR_CHAIN_RPC_URLS", "chain_rpc_urls"),
+    )
+
+    pay_to: str = DEVNET_PAY_TO
+    network: str = BASE_SEPOLIA
+    default_price: str = "$0.001"
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+
+    connect_timeout_s: float = Field(2.0, gt=0)
+    verify_timeout_s: float = Field(5.0, gt=0)
+    settle_timeout_s: float = Field(15.0, gt=0)
+    supported_timeout_s: float = Field(5.0, gt=0)
+    settle_retries: int = Field(1, ge=0, le=5)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    health_alpha: float = Field(0.2, gt=0, le=1)
+
+    reconcile_window_s: float = Field(15.0, ge=0)
+    reconcile_poll_s: float = Field(0.5, gt=0)
+    chain_timeout_s: float = Field(3.0, gt=0)
+    recovery_interval_s: float = Field(60.0, gt=0)
+
+    tracking_enabled: bool = True
+    tracking_batch_size: int = Field(500, ge=1)
+    tracking_flush_interval_s: float = Field(0.05, gt=0)
+    spool_dir: str = ".paysidecar/spool"
+    retention_days: int = Field(90, ge=1)
+    prune_interval_s: float = Field(3600.0, gt=0)
+
+    telemetry_capacity: int = Field(1000, ge=1)
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+    @field_validator("facilitator_urls", mode="before")
+    @classmethod
+    def _urls(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("facilitator_api_keys", "chain_rpc_urls", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        return _split_pairs(value)
+
+    @field_validator("facilitator_urls")
+    @classmethod
+    def _urls_valid(cls, urls: list[str]) -> list[str]:
+        if not urls:
+            raise ValueError("at least one facilitator URL is required")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"facilitator URL must be http(s): {url!r}")
+        return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _production_guard(self) -> Settings:
+        # Money rule 7: production never talks to testnets or the public test facilitator.
+        if self.env != "production":
+            return self
+        networks = {self.network} | {r.network for r in self.routes.values() if r.network}
+        testnets = sorted(networks & TESTNET_NETWORKS)
+        if testnets:
+            raise ValueError(f"production refuses testnet networks: {', '.join(testnets)}")
+        urls = set(self.facilitator_urls) | {u for r in self.routes.values() for u in r.facilitators}
+        if PUBLIC_TEST_FACILITATOR.rstrip("/") in {u.rstrip("/") for u in urls}:
+            raise ValueError("production refuses the public test facilitator")
+        if self.pay_to == DEVNET_PAY_TO:
+            raise ValueError("production needs PAYSIDECAR_PAY_TO set to your own address")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("PAYSIDECAR_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)

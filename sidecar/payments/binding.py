@@ -1,0 +1,58 @@
+"""Money rule 1: a payment must be bound to this route before any facilitator sees
+it — scheme, network, asset, payTo, amount >= price, and the resource path."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..constants import V1_TO_CAIP2, Reason
+from .answers import requirements_v1, requirements_v2
+from .codec import DecodedPayment
+from .errors import PaymentError
+from .routes import PricedRoute
+
+
+def _same_address(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
+
+
+def _refuse(reason: str, message: str) -> PaymentError:
+    return PaymentError(reason, message, status=402)
+
+
+def bind(payment: DecodedPayment, route: PricedRoute, url: str) -> dict[str, Any]:
+    """Check the payment against the route; return the paymentRequirements (wire
+    dict) to verify and settle with. Raises PaymentError(402) on any mismatch."""
+    auth = payment.authorization
+    if payment.scheme != "exact":
+        raise _refuse(Reason.SCHEME_MISMATCH, f"scheme {payment.scheme!r} is not accepted here")
+    if V1_TO_CAIP2.get(payment.network, payment.network) != route.network:
+        raise _refuse(Reason.NETWORK_MISMATCH, f"this route is paid on {route.network}")
+    if not _same_address(auth.to, route.pay_to):
+        raise _refuse(Reason.PAY_TO_MISMATCH, "the authorization pays another address")
+    if auth.value < route.amount:
+        raise _refuse(Reason.AMOUNT_TOO_LOW, f"this route costs {route.amount} atomic units")
+
+    if payment.version == 1:
+        # v1 payloads carry no requirements; the facilitator checks the signature
+        # against the asset we name, so a payment for another asset fails there.
+        requirements = requirements_v1(route, url).model_dump(by_alias=True, exclude_none=True)
+        requirements["maxAmountRequired"] = str(auth.value)
+        return requirements
+
+    accepted = payment.payload.accepted
+    if not _same_address(accepted.asset, route.asset):
+        raise _refuse(Reason.ASSET_MISMATCH, f"this route is paid in {route.asset}")
+    if not _same_address(accepted.pay_to, route.pay_to):
+        raise _refuse(Reason.PAY_TO_MISMATCH, "the payment names another payTo")
+    if int(accepted.amount) != auth.value:
+        raise _refuse(Reason.INVALID_PAYMENT, "accepted amount and authorization value differ")
+    resource = payment.payload.resource
+    if resource is not None and urlsplit(resource.url).path != urlsplit(url).path:
+        raise _refuse(Reason.RESOURCE_MISMATCH, "the payment was made for another resource")
+    requirements = requirements_v2(route)
+    # Settle exactly what the payer signed (it may pay more than the price).
+    requirements.amount = str(auth.value)
+    requirements.max_timeout_seconds = accepted.max_timeout_seconds
+    return requirements.model_dump(by_alias=True, exclude_none=True)

@@ -1,0 +1,128 @@
+"""Decode x402 payment headers (v2 PAYMENT-SIGNATURE, v1 X-PAYMENT) with the SDK,
+then check the EVM exact payload's shape strictly. Anything malformed becomes a
+PaymentError with status 400 and a reason code, never an exception of another kind."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from x402.schemas import PaymentPayload
+from x402.schemas.v1 import PaymentPayloadV1
+
+from ..constants import (
+    MAX_PAYMENT_HEADER_BYTES,
+    PAYMENT_SIGNATURE_HEADER,
+    X_PAYMENT_HEADER,
+    Reason,
+)
+from .errors import PaymentError
+
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_UINT = r"^[0-9]{1,78}$"
+
+
+class _Authorization(BaseModel):
+    """EIP-3009 authorization as it travels in the payload (strict types)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    from_: str = Field(alias="from", pattern=_ADDRESS)
+    to: str = Field(pattern=_ADDRESS)
+    value: str = Field(pattern=_UINT)
+    valid_after: str = Field(alias="validAfter", pattern=_UINT)
+    valid_before: str = Field(alias="validBefore", pattern=_UINT)
+    nonce: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
+
+
+class _ExactPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    authorization: _Authorization
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130,8192}$")
+
+
+@dataclass(frozen=True)
+class Authorization:
+    payer: str
+    to: str
+    value: int
+    valid_after: int
+    valid_before: int
+    nonce: str
+
+
+@dataclass(frozen=True)
+class DecodedPayment:
+    version: int
+    header_name: str
+    header_value: str
+    # The SDK model (v2 PaymentPayload or v1 PaymentPayloadV1) and its wire dict.
+    payload: PaymentPayload | PaymentPayloadV1
+    wire: dict[str, Any]
+    authorization: Authorization
+
+    @property
+    def scheme(self) -> str:
+        return self.payload.get_scheme()
+
+    @property
+    def network(self) -> str:
+        return self.payload.get_network()
+
+
+def _malformed(message: str, reason: str = Reason.INVALID_HEADER) -> PaymentError:
+    return PaymentError(reason, message, status=400)
+
+
+def pick_header(payment_signature: str, x_payment: str) -> tuple[str, str] | None:
+    """The header the client paid with; v2 wins when both are present."""
+    if payment_signature:
+        return PAYMENT_SIGNATURE_HEADER, payment_signature
+    if x_payment:
+        return X_PAYMENT_HEADER, x_payment
+    return None
+
+
+def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
+    if len(header_value) > MAX_PAYMENT_HEADER_BYTES:
+        raise _malformed(
+            f"{header_name} is larger than {MAX_PAYMENT_HEADER_BYTES} bytes", Reason.HEADER_TOO_LARGE
+        )
+    try:
+        raw = base64.b64decode(header_value.strip(), validate=True)
+        wire = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError) as exc:
+        raise _malformed(f"{header_name} is not base64-encoded JSON") from exc
+    if not isinstance(wire, dict):
+        raise _malformed(f"{header_name} must encode a JSON object")
+    version = wire.get("x402Version")
+    if type(version) is not int or version not in (1, 2):
+        raise _malformed(
+            f"x402Version must be 1 or 2, got {str(version)[:20]!r}", Reason.UNSUPPORTED_VERSION
+        )
+    try:
+        payload = (PaymentPayloadV1 if version == 1 else PaymentPayload).model_validate(wire)
+        exact = _ExactPayload.model_validate(payload.payload)
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise _malformed(f"{header_name} does not hold a valid x402 v{version} exact payment") from exc
+    auth = exact.authorization
+    return DecodedPayment(
+        version=version,
+        header_name=header_name,
+        header_value=header_value,
+        payload=payload,
+        wire=wire,
+        authorization=Authorization(
+            payer=auth.from_,
+            to=auth.to,
+            value=int(auth.value),
+            valid_after=int(auth.valid_after),
+            valid_before=int(auth.valid_before),
+            nonce=auth.nonce.lower(),
+        ),
+    )

@@ -1,0 +1,35 @@
+"""Domain errors: a machine `reason`, a human `message`, and the HTTP status the
+client should see. The API layer maps them to gRPC codes in one table."""
+
+from __future__ import annotations
+
+
+class PaymentError(Exception):
+    """A payment the client must fix (400) or pay again for (402)."""
+
+    def __init__(self, reason: str, message: str, status: int = 402) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+class RouteError(Exception):
+    """The calling service described the route badly (its bug, not the payer's)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class UnknownPayment(Exception):
+    """Settle/Release named a payment this sidecar has no claim for."""
+
+    def __init__(self, payment_id: str) -> None:
+        super().__init__(f"no claim for payment {payment_id}")
+        self.payment_id = payment_id
+
+
+class LedgerUnavailable(Exception):
+    """The ledger (PostgreSQL) could not be reached: the money path must refuse."""

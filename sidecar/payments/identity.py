@@ -1,0 +1,29 @@
+"""Payment identity and audit hashes: SHA-256 of RFC 8785 canonical JSON, so the
+same payment always hashes the same and nothing raw needs to be stored."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import rfc8785
+from x402.extensions.payment_identifier import extract_payment_identifier
+
+from .codec import DecodedPayment
+
+
+def canonical_hash(value: Any) -> str:
+    return hashlib.sha256(rfc8785.dumps(value)).hexdigest()
+
+
+def header_hash(header_value: str) -> str:
+    return hashlib.sha256(header_value.encode("utf-8")).hexdigest()
+
+
+def payment_id(payment: DecodedPayment) -> str:
+    """The payment-identifier extension id when present, else the payload hash."""
+    if payment.version == 2:
+        explicit = extract_payment_identifier(payment.payload, validate=True)
+        if explicit:
+            return "pid:" + explicit
+    return "sha256:" + canonical_hash(payment.wire)

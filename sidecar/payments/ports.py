@@ -1,0 +1,103 @@
+"""The seams the payment domain talks through. Implementations live in
+sidecar/facilitators (HTTP), sidecar/chain (JSON-RPC) and sidecar/store (SQL)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .ledger import LedgerEntry
+
+
+class Outcome(enum.Enum):
+    OK = "ok"                      # well-formed JSON answer of the expected shape
+    UNREACHABLE = "unreachable"    # nothing was sent (connect failed, breaker open)
+    TIMEOUT = "timeout"            # sent; no answer in time
+    HTTP_ERROR = "http_error"      # answered with a non-2xx status
+    INVALID_JSON = "invalid_json"  # 2xx but not JSON (HTML, garbage, truncated)
+    INVALID_RESPONSE = "invalid_response"  # JSON of the wrong shape
+
+
+@dataclass(frozen=True)
+class Attempt:
+    facilitator: str
+    stage: str
+    outcome: Outcome
+    latency_ms: float
+    reason: str          # "" when OK, else <facilitator>_<what>
+    status: int = 0
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "facilitator": self.facilitator,
+            "stage": self.stage,
+            "outcome": self.outcome.value,
+            "latency_ms": round(self.latency_ms, 2),
+            "reason": self.reason,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class FacilitatorAnswer:
+    attempt: Attempt
+    data: dict[str, Any] | None  # the parsed JSON when attempt.outcome is OK
+
+    @property
+    def ok(self) -> bool:
+        return self.attempt.outcome is Outcome.OK
+
+    @property
+    def may_have_acted(self) -> bool:
+        """True when the request may have reached the facilitator and done work."""
+        return self.attempt.outcome is not Outcome.UNREACHABLE
+
+
+class Facilitator(Protocol):
+    name: str
+    url: str
+
+    async def verify(self, body: dict[str, Any]) -> FacilitatorAnswer: ...
+
+    async def settle(self, body: dict[str, Any]) -> FacilitatorAnswer: ...
+
+
+class FacilitatorPool(Protocol):
+    def candidates(self, explicit: tuple[str, ...]) -> list[Facilitator]:
+        """Facilitators to try, best first (explicit list, else the configured one)."""
+
+    def get(self, url: str) -> Facilitator: ...
+
+
+class ChainReader(Protocol):
+    def configured(self, network: str) -> bool: ...
+
+    async def authorization_used(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
+        """True/False from the token contract; None when the chain could not be read."""
+
+
+class LedgerStore(Protocol):
+    async def get(self, payment_id: str) -> LedgerEntry | None: ...
+
+    async def claim(self, entry: LedgerEntry) -> LedgerEntry | None:
+        """Insert as `verified` (or re-claim a released/failed row); None if held."""
+
+    async def transition(
+        self, payment_id: str, claim_token: uuid.UUID, from_states: tuple[str, ...], to_state: str, **fields: Any
+    ) -> LedgerEntry | None:
+        """Move the row if it is in one of from_states under this claim; None otherwise."""
+
+    async def claim_redeem(self, payment_id: str, payload_hash: str, claim_token: uuid.UUID) -> LedgerEntry | None:
+        """settled_unserved -> redeeming for the same payload; None if not redeemable."""
+
+    async def stale(self, states: tuple[str, ...], older_than_s: float, limit: int) -> list[LedgerEntry]: ...
+
+
+class Tracker(Protocol):
+    def record(self, record_id: uuid.UUID, step: Any, fields: dict[str, Any]) -> None: ...
+
+
+class Telemetry(Protocol):
+    def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None: ...

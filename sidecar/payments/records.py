@@ -1,0 +1,141 @@
+"""Tracking fields for each lifecycle step, built from domain values. Hashes
+only: raw payloads and signatures never reach a record (money rule 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..constants import SECRET_HEADERS
+from .codec import DecodedPayment
+from .ledger import LedgerEntry
+from .ports import Attempt
+from .routes import PricedRoute
+from .settlement import SettleOutcome
+
+
+def start_fields(request_id: str, method: str, url: str, route_key: str, trace_id: str) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "method": method[:10],
+        "path": urlsplit(url).path,
+        "route_key": route_key,
+        "url": url,
+        "payment_required": True,
+        "request": {"method": method},
+        "metadata": {"request_id": request_id, "trace_id": trace_id},
+    }
+
+
+def request_fields(
+    method: str, headers: dict[str, str], query: str, client_ip: str, user_agent: str, route: PricedRoute | None
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "request": {
+            "method": method,
+            "headers": {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS},
+            "query": query,
+            "client_ip": client_ip,
+            "user_agent": user_agent,
+        }
+    }
+    if route is not None:
+        fields["route_config"] = {
+            "key": route.key,
+            "amount": str(route.amount),
+            "asset": route.asset,
+            "network": route.network,
+            "pay_to": route.pay_to,
+            "description": route.description,
+            "mime_type": route.mime_type,
+            "facilitators": list(route.facilitators),
+        }
+    return fields
+
+
+def payment_fields(payment: DecodedPayment, route: PricedRoute) -> dict[str, Any]:
+    auth = payment.authorization
+    return {
+        "payment": {
+            "scheme": payment.scheme,
+            "network": route.network,
+            "asset": route.asset,
+            "amount": str(auth.value),
+            "payer": auth.payer,
+            "pay_to": auth.to,
+        },
+        "x402_version": payment.version,
+        "payment_nonce": auth.nonce,
+        "payment_valid_before": str(auth.valid_before),
+    }
+
+
+def verification_fields(
+    *,
+    verified: bool,
+    error: str | None,
+    attempts: tuple[Attempt, ...] = (),
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {"payment_verified": verified, "verification_error": None if verified else error}
+    if attempts:
+        fields["metadata"] = {"verify_attempts": [a.as_record() for a in attempts]}
+    if extra:
+        fields.update(extra)
+    return fields
+
+
+def settlement_fields(
+    entry: LedgerEntry, outcome: SettleOutcome, response_status: int, response_time_ms: int
+) -> dict[str, Any]:
+    return {
+        "settlement": {
+            "success": outcome.status == "settled",
+            "status": outcome.status,
+            "transaction": outcome.transaction or None,
+            "network": entry.network,
+            "payer": entry.payer,
+            "error_reason": outcome.reason or None,
+            "facilitator_reason": outcome.facilitator_reason or None,
+            "facilitator": entry.facilitator,
+            "reconciled": outcome.reconciled,
+            "source": outcome.source or None,
+        },
+        "handler_executed": True,
+        "response_status": response_status,
+        "response_time_ms": response_time_ms,
+        "metadata": {"settle_attempts": [a.as_record() for a in outcome.attempts]},
+    }
+
+
+def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
+    return {
+        "settlement": {
+            "success": True,
+            "status": "settled",
+            "transaction": entry.transaction or None,
+            "network": entry.network,
+            "payer": entry.payer,
+            "facilitator": entry.facilitator,
+            "reconciled": entry.reconciled_by == "chain",
+            "source": entry.reconciled_by or None,
+            "redeemed": True,
+        },
+        "handler_executed": True,
+        "response_status": response_status,
+        "response_time_ms": response_time_ms,
+        "metadata": {"redeem": {"payment_id": entry.payment_id}},
+    }
+
+
+def release_fields(reason: str, state: str, response_status: int, response_time_ms: int) -> dict[str, Any]:
+    return {
+        "settlement": {"success": False, "released": True, "reason": reason, "ledger_state": state},
+        "handler_executed": True,
+        "response_status": response_status,
+        "response_time_ms": response_time_ms,
+    }
+
+
+def finalize_fields(response_status: int, response_time_ms: int) -> dict[str, Any]:
+    return {"response_status": response_status, "response_time_ms": response_time_ms}

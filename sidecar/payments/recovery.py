@@ -1,0 +1,83 @@
+"""Resolve ledger rows a crash or an unknown settle left behind — by asking the
+chain, never by guessing (DESIGN §4 rule 4)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+
+from . import ledger
+from .lifecycle import Step
+from .ports import ChainReader, LedgerStore, Tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    settled_unserved: int = 0
+    failed: int = 0
+    released: int = 0
+    unresolved: int = 0
+
+
+async def recover_once(
+    store: LedgerStore,
+    chain: ChainReader,
+    tracker: Tracker,
+    *,
+    unresolved_after_s: float,
+    verified_after_s: float,
+    in_flight: Container[str],
+    now: Callable[[], float] = time.time,
+    batch: int = 200,
+) -> RecoveryReport:
+    counts = {"settled_unserved": 0, "failed": 0, "released": 0, "unresolved": 0}
+    for entry in await store.stale(ledger.UNRESOLVED, unresolved_after_s, batch):
+        used = (
+            await chain.authorization_used(entry.network, entry.asset, entry.payer, entry.nonce)
+            if chain.configured(entry.network)
+            else None
+        )
+        if used:
+            # Money moved but the answer never left: the payer may redeem it once.
+            to_state, fields = ledger.SETTLED_UNSERVED, {"reconciled_by": "chain", "served": False}
+        elif used is False and entry.valid_before < now():
+            # Unused and expired: it can never be mined now, so nothing was taken.
+            to_state, fields = ledger.FAILED, {"settle_reason": "expired_unsettled"}
+        else:
+            counts["unresolved"] += 1
+            continue
+        moved = await store.transition(entry.payment_id, entry.claim_token, ledger.UNRESOLVED, to_state, **fields)
+        if moved is None:
+            continue
+        counts[to_state] += 1
+        log.info("recovered payment payer=%s state=%s", entry.payer, to_state)
+        if entry.tracking_id is not None:
+            settlement = {
+                "success": to_state == ledger.SETTLED_UNSERVED,
+                "status": to_state,
+                "transaction": entry.transaction or None,
+                "network": entry.network,
+                "payer": entry.payer,
+                "facilitator": entry.facilitator,
+                "reconciled": True,
+                "source": "chain",
+            }
+            tracker.record(
+                entry.tracking_id,
+                Step.FINALIZE,
+                {"settlement": settlement, "metadata": {"recovered": {"state": to_state, "at": now()}}},
+            )
+
+    # Verified but never settled nor released (the caller vanished): nothing was
+    # sent to a facilitator's settle, so the claim can safely go back.
+    for entry in await store.stale((ledger.VERIFIED,), verified_after_s, batch):
+        if entry.payment_id in in_flight:
+            continue
+        moved = await store.transition(entry.payment_id, entry.claim_token, (ledger.VERIFIED,), ledger.RELEASED)
+        if moved is not None:
+            counts["released"] += 1
+    return RecoveryReport(**counts)

@@ -1,0 +1,87 @@
+"""The route being paid for: resolved once per request into a frozen PricedRoute
+(price in atomic units of the asset, the asset's EIP-712 domain, payTo, network)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from x402.mechanisms.evm.exact import ExactEvmServerScheme
+from x402.mechanisms.evm.utils import get_asset_info
+
+from ..constants import V1_TO_CAIP2
+from .errors import RouteError
+
+_PRICE_PARSER = ExactEvmServerScheme()
+
+
+@dataclass(frozen=True)
+class RouteTerms:
+    """What a caller or the config says about a route (strings as given)."""
+
+    key: str
+    price: str = ""
+    amount: str = ""
+    pay_to: str = ""
+    network: str = ""
+    asset: str = ""
+    description: str = ""
+    mime_type: str = ""
+    facilitators: tuple[str, ...] = ()
+    max_timeout_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class PricedRoute:
+    key: str
+    amount: int
+    asset: str
+    asset_name: str
+    asset_version: str
+    pay_to: str
+    network: str
+    description: str
+    mime_type: str
+    facilitators: tuple[str, ...]
+    max_timeout_seconds: int
+
+    @property
+    def extra(self) -> dict[str, str]:
+        return {"name": self.asset_name, "version": self.asset_version}
+
+
+def price_route(terms: RouteTerms) -> PricedRoute:
+    """Turn route terms into atomic amounts with the SDK's price parser."""
+    if not terms.key:
+        raise RouteError("invalid_route", "route key is required")
+    if not terms.pay_to:
+        raise RouteError("invalid_route", "route pay_to is required")
+    network = V1_TO_CAIP2.get(terms.network, terms.network)
+    if not network.startswith("eip155:"):
+        raise RouteError("invalid_route", f"unsupported network {terms.network!r}")
+    try:
+        if terms.amount:
+            amount = int(terms.amount)
+            asset = terms.asset
+            info = get_asset_info(network, asset)
+        else:
+            parsed = _PRICE_PARSER.parse_price(terms.price, network)
+            amount = int(parsed.amount)
+            asset = terms.asset or parsed.asset
+            info = get_asset_info(network, asset)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RouteError("invalid_route", f"cannot price route {terms.key!r}: {exc}") from exc
+    if amount <= 0:
+        raise RouteError("invalid_route", f"route {terms.key!r} must have a positive price")
+    return PricedRoute(
+        key=terms.key,
+        amount=amount,
+        asset=info["address"],
+        asset_name=info["name"],
+        asset_version=info["version"],
+        pay_to=terms.pay_to,
+        network=network,
+        description=terms.description,
+        mime_type=terms.mime_type or "application/json",
+        facilitators=terms.facilitators,
+        max_timeout_seconds=terms.max_timeout_seconds or 60,
+    )

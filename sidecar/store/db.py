@@ -1,0 +1,30 @@
+"""The one place connection pools are built, and what counts as "database down"."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+# Errors that say the server is unreachable, restarting, overloaded, read-only
+# (failover) or the session broke: the same write may succeed later.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, DNS, and TimeoutError
+    asyncpg.InterfaceError,  # pool closed, connection closed under us
+    asyncpg.exceptions.InternalClientError,  # protocol state left behind by a broken connection
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, starting up, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # connected to a standby after failover
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections read and write json/jsonb as Python objects."""
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)

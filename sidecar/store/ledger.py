@@ -1,0 +1,174 @@
+"""payment_ledger SQL: the unique claim that makes a payment settle once and serve
+once across concurrent requests, restarts and replicas (money rule 2)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ..payments.errors import LedgerUnavailable
+from ..payments.ledger import RECLAIMABLE, REDEEMING, SETTLED_UNSERVED, VERIFIED, LedgerEntry
+
+T = TypeVar("T")
+
+_CLAIM_COLUMNS = (
+    "route_key, resource, scheme, network, asset, pay_to, amount, payer, nonce, valid_before,"
+    " x402_version, facilitator, requirements, payload_hash, requirements_hash, tracking_id"
+)
+
+CLAIM = f"""
+INSERT INTO payment_ledger (payment_id, state, claim_token, {_CLAIM_COLUMNS})
+VALUES ($1, '{VERIFIED}', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+ON CONFLICT DO NOTHING
+RETURNING *
+"""
+
+# A released or failed payment moved no money: the same payload may be claimed again.
+RECLAIM = f"""
+UPDATE payment_ledger
+SET state = '{VERIFIED}', claim_token = $2, route_key = $3, resource = $4, facilitator = $5,
+    requirements = $6, requirements_hash = $8, tracking_id = $9, settle_reason = NULL,
+    updated_at = now()
+WHERE payment_id = $1 AND payload_hash = $7 AND state = ANY('{{{",".join(RECLAIMABLE)}}}')
+RETURNING *
+"""
+
+REDEEM = f"""
+UPDATE payment_ledger SET state = '{REDEEMING}', claim_token = $3, updated_at = now()
+WHERE payment_id = $1 AND payload_hash = $2 AND state = '{SETTLED_UNSERVED}'
+RETURNING *
+"""
+
+GET = "SELECT * FROM payment_ledger WHERE payment_id = $1"
+
+STALE = """
+SELECT * FROM payment_ledger
+WHERE state = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2)
+ORDER BY updated_at LIMIT $3
+"""
+
+# Columns a state transition may set, besides state and updated_at.
+_SETTABLE = frozenset(
+    {"transaction", "settle_reason", "reconciled_by", "served", "served_at", "settle_attempts", "tracking_id"}
+)
+
+_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+def _entry(row: asyncpg.Record) -> LedgerEntry:
+    requirements = row["requirements"]
+    if isinstance(requirements, str):
+        requirements = json.loads(requirements)
+    return LedgerEntry(
+        payment_id=row["payment_id"],
+        state=row["state"],
+        claim_token=row["claim_token"],
+        route_key=row["route_key"],
+        resource=row["resource"] or "",
+        scheme=row["scheme"],
+        network=row["network"],
+        asset=row["asset"],
+        pay_to=row["pay_to"],
+        amount=int(row["amount"]),
+        payer=row["payer"] or "",
+        nonce=row["nonce"] or "",
+        valid_before=int(row["valid_before"] or 0),
+        x402_version=row["x402_version"],
+        facilitator=row["facilitator"] or "",
+        requirements=requirements,
+        payload_hash=row["payload_hash"],
+        requirements_hash=row["requirements_hash"],
+        tracking_id=row["tracking_id"],
+        transaction=row["transaction"] or "",
+        settle_reason=row["settle_reason"] or "",
+        reconciled_by=row["reconciled_by"] or "",
+        served=row["served"],
+        settle_attempts=row["settle_attempts"],
+    )
+
+
+class PgLedger:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire() as conn:
+                return await call(conn)
+        except _DB_DOWN as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+
+    async def get(self, payment_id: str) -> LedgerEntry | None:
+        row = await self._run(lambda c: c.fetchrow(GET, payment_id))
+        return _entry(row) if row else None
+
+    async def claim(self, entry: LedgerEntry) -> LedgerEntry | None:
+        args = (
+            entry.payment_id,
+            entry.claim_token,
+            entry.route_key,
+            entry.resource,
+            entry.scheme,
+            entry.network,
+            entry.asset,
+            entry.pay_to,
+            entry.amount,
+            entry.payer,
+            entry.nonce,
+            entry.valid_before,
+            entry.x402_version,
+            entry.facilitator,
+            entry.requirements,
+            entry.payload_hash,
+            entry.requirements_hash,
+            entry.tracking_id,
+        )
+
+        reclaim_args = (
+            entry.payment_id,
+            entry.claim_token,
+            entry.route_key,
+            entry.resource,
+            entry.facilitator,
+            entry.requirements,
+            entry.payload_hash,
+            entry.requirements_hash,
+            entry.tracking_id,
+        )
+
+        async def claim_or_reclaim(conn: asyncpg.Connection) -> asyncpg.Record | None:
+            async with conn.transaction():
+                row = await conn.fetchrow(CLAIM, *args)
+                return row if row is not None else await conn.fetchrow(RECLAIM, *reclaim_args)
+
+        row = await self._run(claim_or_reclaim)
+        return _entry(row) if row else None
+
+    async def transition(
+        self, payment_id: str, claim_token: uuid.UUID, from_states: tuple[str, ...], to_state: str, **fields: Any
+    ) -> LedgerEntry | None:
+        unknown = set(fields) - _SETTABLE
+        if unknown:
+            raise ValueError(f"not settable on the ledger: {sorted(unknown)}")
+        names = list(fields)
+        sets = "".join(f", {name} = ${i + 5}" for i, name in enumerate(names))
+        sql = (
+            f"UPDATE payment_ledger SET state = $4, updated_at = now(){sets}"
+            " WHERE payment_id = $1 AND claim_token = $2 AND state = ANY($3::text[]) RETURNING *"
+        )
+        row = await self._run(
+            lambda c: c.fetchrow(sql, payment_id, claim_token, list(from_states), to_state, *fields.values())
+        )
+        return _entry(row) if row else None
+
+    async def claim_redeem(self, payment_id: str, payload_hash: str, claim_token: uuid.UUID) -> LedgerEntry | None:
+        row = await self._run(lambda c: c.fetchrow(REDEEM, payment_id, payload_hash, claim_token))
+        return _entry(row) if row else None
+
+    async def stale(self, states: tuple[str, ...], older_than_s: float, limit: int) -> list[LedgerEntry]:
+        rows = await self._run(lambda c: c.fetch(STALE, list(states), older_than_s, limit))
+        return [_entry(row) for row in rows]

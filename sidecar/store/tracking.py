@@ -1,0 +1,402 @@
+"""The tracking write path: ordered, batched, asynchronous, and lossless while
+PostgreSQL is away (DESIGN §6).
+
+`record()` only folds the step into the pending write of its record, so the
+request path never waits on the database. One background task takes everything
+pending at a time (a "cycle"), writes it and only then takes the next: a record
+has at most one row write per cycle, so its steps land in the order recorded,
+and the slower the database the more steps each cycle coalesces. A cycle's row
+writes go out in chunks of `batch_size` rows, up to `parallelism` chunks at once
+(they touch different rows).
+
+When the database is unreachable, a cycle's writes go to an append-only spool
+on local disk instead, and so does every later cycle until the spool has been
+replayed (in order) — a later step can never overtake a spooled one. The spool
+is replayed at start() and, while the database is down, every
+`recheck_interval_s`. Replaying is idempotent (an insert that finds its row sets
+the same columns), so a crash during replay loses and breaks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from ..payments.lifecycle import Step
+from .db import UNAVAILABLE_ERRORS, create_pool
+from .spool import Spool
+from .tracking_rows import RowWrite, from_line, to_line
+from .tracking_sql import arguments, statement
+
+__all__ = ["Step", "TrackingWriter"]
+
+logger = logging.getLogger(__name__)
+
+Rows = list[tuple[uuid.UUID, RowWrite]]
+
+# Errors that no retry fixes: the rows are tried one by one and the bad one is dropped.
+_REJECTED_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+class TrackingWriter:
+    def __init__(
+        self,
+        pool_or_dsn: asyncpg.Pool | str,
+        *,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.05,
+        spool_dir: Path,
+        on_missing: Callable[[uuid.UUID, Step], None] | None = None,
+        parallelism: int = 2,
+        recheck_interval_s: float = 1.0,
+        write_timeout_s: float = 30.0,
+    ) -> None:
+        if isinstance(pool_or_dsn, str):
+            self._dsn: str | None = pool_or_dsn
+            self._pool: asyncpg.Pool | None = None
+        else:
+            self._dsn = None
+            self._pool = pool_or_dsn
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._spool = Spool(Path(spool_dir))
+        self._on_missing = on_missing
+        self._parallelism = parallelism
+        self._slots = asyncio.Semaphore(parallelism)
+        self._recheck_s = recheck_interval_s
+        self._timeout = write_timeout_s
+
+        self._pending: dict[uuid.UUID, RowWrite] = {}
+        self._pending_steps = 0
+        self._first_pending_at = 0.0
+        self._enqueued = 0  # steps recorded so far
+        self._durable = 0  # steps written to the database or the spool so far
+        self._flush_wanted = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._database_up = True
+        self._next_check = 0.0
+        self._missing_rows = 0
+        self._rejected_rows = 0
+
+    # -- status ---------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Steps recorded but not yet in the database or the spool."""
+        return self._enqueued - self._durable
+
+    @property
+    def spool_records(self) -> int:
+        """Row writes waiting in the spool."""
+        return self._spool.records
+
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool.bytes
+
+    @property
+    def missing_rows(self) -> int:
+        """Steps whose row was not there to update."""
+        return self._missing_rows
+
+    @property
+    def rejected_rows(self) -> int:
+        """Row writes PostgreSQL refused for their values (logged and dropped)."""
+        return self._rejected_rows
+
+    @property
+    def database_up(self) -> bool:
+        return self._database_up
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Replay what the spool holds (when the database answers), then start writing."""
+        await asyncio.to_thread(self._spool.open)
+        if self._pool is None:
+            await self._open_pool()
+        if self._spool.records and self._pool is not None:
+            self._database_up = await self._replay()
+            if not self._database_up:
+                self._next_check = time.monotonic() + self._recheck_s
+        self._task = asyncio.create_task(self._run(), name="tracking-writer")
+
+    def record(self, record_id: uuid.UUID, step: Step, fields: dict[str, Any]) -> None:
+        """Queue one lifecycle step of a record. Never blocks, never raises."""
+        try:
+            if self._closing:
+                logger.error("tracking %s %s recorded after close; dropped", record_id, Step(step).name)
+                return
+            if type(step) is not Step:
+                step = Step(step)
+            write = self._pending.get(record_id)
+            if write is None:
+                write = self._pending[record_id] = RowWrite()
+            write.add(record_id, step, fields)
+            self._enqueued += 1
+            self._pending_steps += 1
+            if self._pending_steps == 1:
+                self._first_pending_at = time.monotonic()
+                self._wake.set()
+            elif self._pending_steps == self._batch_size:
+                self._wake.set()
+        except Exception:
+            logger.exception("tracking %s: step %r could not be queued", record_id, step)
+
+    async def flush(self) -> None:
+        """Return once every step recorded so far is in the database or the spool."""
+        if self._task is None:
+            raise RuntimeError("TrackingWriter.flush() before start()")
+        target = self._enqueued
+        if self._durable >= target:
+            return
+        self._flush_wanted = True
+        self._wake.set()
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._durable >= target)
+
+    async def close(self) -> None:
+        """Write (or spool) everything recorded, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await asyncio.to_thread(self._spool.close)
+        if self._dsn is not None and self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- the background task --------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._wait(self._recheck_s if self._spool.records else None)
+                if not self._pending and self._spool.records and not self._closing:
+                    await self._recover()
+                continue
+            due_at = self._first_pending_at + self._interval
+            urgent = self._closing or self._flush_wanted or self._pending_steps >= self._batch_size
+            if not urgent and time.monotonic() < due_at:
+                await self._wait(due_at - time.monotonic())
+                continue
+            await self._cycle()
+
+    async def _wait(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _cycle(self) -> None:
+        writes, self._pending = self._pending, {}
+        self._pending_steps = 0
+        self._flush_wanted = False
+        target = self._enqueued
+        try:
+            durable = await self._deliver(writes)
+        except Exception:
+            logger.exception("tracking writer: unexpected failure; writes kept for the next cycle")
+            durable = False
+        if not durable:
+            self._put_back(writes)
+            if self._closing:
+                logger.error("tracking writer closing: %d steps could be neither written nor spooled", self.queue_depth)
+                self._pending, self._pending_steps = {}, 0
+                durable = True
+            else:
+                await asyncio.sleep(self._recheck_s)  # back off: the database and the disk both failed
+                return
+        async with self._progress:
+            self._durable = max(self._durable, target)
+            self._progress.notify_all()
+
+    async def _deliver(self, writes: dict[uuid.UUID, RowWrite]) -> bool:
+        """Write to the database, else to the spool; False when neither took them."""
+        may_write = self._database_up or time.monotonic() >= self._next_check
+        if not self._spool.records and self._pool is not None and may_write:
+            left = await self._write(writes)
+            if not left:
+                return True
+            writes = dict(left)
+        try:
+            await asyncio.to_thread(self._spool.append, [to_line(rid, w) for rid, w in writes.items()])
+        except OSError:
+            logger.exception("tracking spool %s: append failed", self._spool.directory)
+            return False
+        if not self._closing:
+            await self._recover()
+        return True
+
+    def _put_back(self, writes: dict[uuid.UUID, RowWrite]) -> None:
+        """Return undelivered writes ahead of whatever was recorded since."""
+        steps = sum(len(w.steps) for w in writes.values())
+        for record_id, later in self._pending.items():
+            earlier = writes.get(record_id)
+            if earlier is None:
+                writes[record_id] = later
+            else:
+                earlier.absorb(later)
+        self._pending = writes
+        self._pending_steps += steps
+        self._first_pending_at = time.monotonic()
+
+    # -- database -------------------------------------------------------------
+
+    async def _open_pool(self) -> bool:
+        assert self._dsn is not None
+        try:
+            self._pool = await create_pool(self._dsn, min_size=1, max_size=self._parallelism)
+        except UNAVAILABLE_ERRORS as exc:
+            await self._went_down(exc)
+            return False
+        return True
+
+    async def _recover(self) -> None:
+        """While the spool holds writes: replay it when the database may be back."""
+        if not self._database_up and time.monotonic() < self._next_check:
+            return
+        if self._pool is None and not await self._open_pool():
+            self._next_check = time.monotonic() + self._recheck_s
+            return
+        replayed = self._spool.records
+        if await self._replay():
+            if not self._database_up:
+                logger.warning("tracking database is back; %d spooled writes replayed", replayed)
+            self._database_up = True
+        else:
+            self._next_check = time.monotonic() + self._recheck_s
+
+    async def _replay(self) -> bool:
+        """Apply the spool oldest first; delete each segment once all of it is applied."""
+        await asyncio.to_thread(self._spool.seal)
+        chunk_lines = self._batch_size * self._parallelism
+        for segment in await asyncio.to_thread(self._spool.segments):
+            lines = self._spool.read(segment, chunk_lines)
+            try:
+                while (chunk := await asyncio.to_thread(next, lines, None)) is not None:
+                    if await self._write(_coalesce(chunk, segment)):
+                        return False
+            finally:
+                lines.close()
+            await asyncio.to_thread(self._spool.remove, segment)
+        return True
+
+    async def _write(self, writes: dict[uuid.UUID, RowWrite]) -> Rows:
+        """Write all rows; return those that must wait because the database is away."""
+        rows = list(writes.items())
+        size = self._batch_size
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        results = await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
+        return [row for left in results for row in left]
+
+    async def _write_chunk(self, rows: Rows) -> Rows:
+        try:
+            async with self._slots:
+                missing = await self._execute(rows)
+        except UNAVAILABLE_ERRORS as exc:
+            await self._went_down(exc)
+            return rows
+        except _REJECTED_ERRORS as exc:
+            return await self._isolate(rows, exc)
+        except asyncpg.PostgresError as exc:
+            # Missing table, missing privilege...: every write would fail; keep them until fixed.
+            await self._went_down(exc)
+            return rows
+        for record_id, steps in missing:
+            self._report_missing(record_id, steps)
+        return []
+
+    async def _isolate(self, rows: Rows, exc: Exception) -> Rows:
+        """A chunk was refused for its values: find the bad rows, write the rest."""
+        if len(rows) == 1:
+            record_id, write = rows[0]
+            self._rejected_rows += 1
+            logger.error(
+                "tracking %s steps %s refused by the database and dropped: %s: %s",
+                record_id,
+                write.steps,
+                type(exc).__name__,
+                exc,
+            )
+            return []
+        for index, row in enumerate(rows):
+            if await self._write_chunk([row]):
+                return rows[index:]
+        return []
+
+    async def _execute(self, rows: Rows) -> list[tuple[uuid.UUID, list[int]]]:
+        """One transaction for the chunk; the records whose row was missing."""
+        groups: dict[tuple[bool, frozenset[str]], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+        steps = {}
+        for record_id, write in rows:
+            values = write.encoded(record_id)
+            groups.setdefault((write.start, frozenset(values)), []).append((record_id, values))
+            steps[record_id] = write.steps
+        missing: list[tuple[uuid.UUID, list[int]]] = []
+        assert self._pool is not None
+        async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+            for (start, columns), group in groups.items():
+                if not (start or columns):
+                    continue  # steps that set nothing
+                sql, order = statement(start, columns)
+                found = await conn.fetch(sql, *arguments(group, order), timeout=self._timeout)
+                if not start:
+                    there = {row[0] for row in found}
+                    missing.extend((rid, steps[rid]) for rid, _ in group if rid not in there)
+        return missing
+
+    async def _went_down(self, exc: BaseException) -> None:
+        if self._database_up:
+            logger.warning(
+                "tracking database unavailable (%s: %s); spooling to %s",
+                type(exc).__name__,
+                exc,
+                self._spool.directory,
+            )
+        self._database_up = False
+        self._next_check = time.monotonic() + self._recheck_s
+        if self._pool is not None:
+            # Stale connections would fail the next attempt too; reconnect instead.
+            await self._pool.expire_connections()
+
+    def _report_missing(self, record_id: uuid.UUID, steps: list[int]) -> None:
+        for step in steps:
+            self._missing_rows += 1
+            logger.warning("tracking %s %s: no row to update", record_id, Step(step).name)
+            if self._on_missing is not None:
+                try:
+                    self._on_missing(record_id, Step(step))
+                except Exception:
+                    logger.exception("tracking on_missing callback failed")
+
+
+def _coalesce(lines: list[str], segment: Path) -> dict[uuid.UUID, RowWrite]:
+    """The spool lines of a chunk, folded per record in line order."""
+    writes: dict[uuid.UUID, RowWrite] = {}
+    for line in lines:
+        try:
+            record_id, write = from_line(line)
+        except ValueError as exc:
+            logger.error("tracking spool %s: unreadable line skipped: %s", segment.name, exc)
+            continue
+        earlier = writes.get(record_id)
+        if earlier is None:
+            writes[record_id] = write
+        else:
+            earlier.absorb(write)
+    return writes

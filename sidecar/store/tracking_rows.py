@@ -1,0 +1,243 @@
+"""Row writes of the tracking table: the steps of one record coalesced into the
+single write that has the same effect as applying them in order, plus the line
+format that carries a row write through the spool.
+
+Values are checked against the column types of sidecar/store/schema.py when a
+step is recorded, so a bad value is dropped there (with a warning naming the
+column, never the value) instead of failing a whole batch later. jsonb values
+are kept as the caller's objects and serialised once per row write, when it is
+written: a value that a later step replaces, or metadata merged from several
+steps, costs one serialisation, not one per step. Callers hand their values
+over: they must not change them after recording.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..payments.lifecycle import Step
+from .schema import COLUMNS
+
+logger = logging.getLogger(__name__)
+
+METADATA = "metadata"  # merged (jsonb ||) by every write; every other column is replaced
+
+_INT32 = range(-(2**31), 2**31)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError("text expected")
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(_text(value))
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError("datetime expected")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("bool expected")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _INT32:
+        raise TypeError("32-bit int expected")
+    return value
+
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _jsonb(value: Any) -> Any:
+    if not isinstance(value, dict | list | str | int | float):
+        raise TypeError("JSON value expected")
+    return value
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("metadata must be an object")
+    return value
+
+
+def _varchar(length: int) -> Callable[[Any], str]:
+    return lambda value: _text(value)[:length]
+
+
+_BY_TYPE: dict[str, Callable[[Any], Any]] = {
+    "uuid": _uuid,
+    "text": _text,
+    "timestamp with time zone": _timestamp,
+    "boolean": _boolean,
+    "integer": _integer,
+    "jsonb": _jsonb,
+}
+# Python types taken as they are for a column type (the common case, checked first).
+_EXACT_BY_TYPE = {"text": str, "boolean": bool, "jsonb": dict}
+
+
+def _converter(name: str, sql_type: str, max_length: int | None) -> Callable[[Any], Any]:
+    if name == METADATA:
+        return _metadata
+    if max_length is not None:
+        return _varchar(max_length)
+    return _BY_TYPE[sql_type]
+
+
+# Column -> checker/normaliser, for every column a step may set ("id" is the record id).
+_CONVERTERS = {c.name: _converter(c.name, c.sql_type, c.max_length) for c in COLUMNS if c.name != "id"}
+_EXACT = {c.name: _EXACT_BY_TYPE[c.sql_type] for c in COLUMNS if c.sql_type in _EXACT_BY_TYPE and c.name != METADATA}
+_NOT_NULL = frozenset(c.name for c in COLUMNS if not c.nullable)
+_UUID_COLUMNS = frozenset(c.name for c in COLUMNS if c.sql_type == "uuid")
+_TIMESTAMP_COLUMNS = frozenset(c.name for c in COLUMNS if c.sql_type == "timestamp with time zone")
+_JSONB_COLUMNS = frozenset(c.name for c in COLUMNS if c.sql_type == "jsonb")
+_JSONB_FIELDS = tuple(c.name for c in COLUMNS if c.sql_type == "jsonb" and c.name != METADATA)
+
+
+@dataclass(slots=True)
+class RowWrite:
+    """What the steps of one record seen so far do to its row."""
+
+    steps: list[int] = field(default_factory=list)
+    start: bool = False  # a START is among the steps: the row is inserted
+    fields: dict[str, Any] = field(default_factory=dict)  # column -> value; jsonb as Python objects
+    metadata: list[dict[str, Any]] = field(default_factory=list)  # merged left to right, like jsonb ||
+
+    def add(self, record_id: uuid.UUID, step: Step, fields: dict[str, Any]) -> None:
+        """Fold one step in; unusable fields are dropped with a warning."""
+        mine = self.fields
+        for name, value in fields.items():
+            if type(value) is _EXACT.get(name):
+                mine[name] = value
+            elif name == METADATA and type(value) is dict:
+                self.metadata.append(value)
+            else:
+                self._add_checked(record_id, step, name, value)
+        # A verified payment has no verification error (the CHECK constraint says the
+        # same); an error means not verified. Either way the pair stays consistent.
+        if fields.get("payment_verified") is True:
+            mine["verification_error"] = None
+        elif fields.get("verification_error") is not None and mine.get("verification_error") is not None:
+            mine["payment_verified"] = False
+        self.steps.append(step)
+        if step is Step.START:
+            self.start = True
+            # Stamped now, not when the row reaches the database (maybe after a spool replay).
+            mine.setdefault("timestamp", datetime.now(UTC))
+            mine.setdefault("request", {})
+
+    def _add_checked(self, record_id: uuid.UUID, step: Step, name: str, value: Any) -> None:
+        convert = _CONVERTERS.get(name)
+        if convert is None:
+            logger.warning("tracking %s %s: unknown column %r ignored", record_id, step.name, name)
+            return
+        if value is None:
+            if name in _NOT_NULL:
+                logger.warning("tracking %s %s: %s may not be null; ignored", record_id, step.name, name)
+            elif name != METADATA:
+                self.fields[name] = None
+            return
+        try:
+            converted = convert(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.warning(
+                "tracking %s %s: %s ignored, unusable %s (%s)", record_id, step.name, name, type(value).__name__, exc
+            )
+            return
+        if name == METADATA:
+            self.metadata.append(converted)
+        else:
+            self.fields[name] = converted
+
+    def absorb(self, later: RowWrite) -> None:
+        """Fold a later write of the same record into this one."""
+        self.steps.extend(later.steps)
+        self.start = self.start or later.start
+        self.fields.update(later.fields)
+        self.metadata.extend(later.metadata)
+
+    def encoded(self, record_id: uuid.UUID) -> dict[str, Any]:
+        """Column -> value as sent to PostgreSQL: jsonb as JSON text, metadata
+        merged. A value that cannot be serialised is dropped with a warning."""
+        values = dict(self.fields)
+        for name in _JSONB_FIELDS:
+            value = values.get(name)
+            if value is not None:
+                text = _encoded_json(record_id, name, value)
+                if text is None:
+                    del values[name]
+                else:
+                    values[name] = text
+        if self.metadata:
+            merged = self.metadata[0]
+            if len(self.metadata) > 1:
+                merged = {}
+                for fragment in self.metadata:
+                    merged.update(fragment)
+            text = _encoded_json(record_id, METADATA, merged)
+            if text is not None:
+                values[METADATA] = text
+        return values
+
+
+def _encoded_json(record_id: uuid.UUID, column: str, value: Any) -> str | None:
+    try:
+        return _encode_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        logger.warning("tracking %s: %s ignored, not serialisable as JSON (%s)", record_id, column, exc)
+        return None
+
+
+def to_line(record_id: uuid.UUID, write: RowWrite) -> str:
+    """One spool line: JSON with uuids and timestamps as strings, jsonb as JSON text."""
+    fields = write.encoded(record_id)
+    for name, value in fields.items():
+        if isinstance(value, uuid.UUID):
+            fields[name] = str(value)
+        elif isinstance(value, datetime):
+            fields[name] = value.isoformat()
+    return _encode_json({"id": str(record_id), "steps": write.steps, "start": write.start, "fields": fields})
+
+
+def from_line(line: str) -> tuple[uuid.UUID, RowWrite]:
+    """The row write a spool line carries; ValueError when the line is not one."""
+    try:
+        data = json.loads(line)
+        record_id = uuid.UUID(data["id"])
+        steps = [int(step) for step in data["steps"]]
+        start = bool(data["start"])
+        fields: dict[str, Any] = {}
+        metadata: list[dict[str, Any]] = []
+        for name, value in dict(data["fields"]).items():
+            if name not in _CONVERTERS:
+                raise ValueError(f"unknown column {name!r}")
+            if value is not None:
+                if name in _JSONB_COLUMNS:
+                    value = json.loads(value)
+                elif name in _UUID_COLUMNS:
+                    value = uuid.UUID(value)
+                elif name in _TIMESTAMP_COLUMNS:
+                    value = datetime.fromisoformat(value)
+            if name != METADATA:
+                fields[name] = value
+            elif value is not None:
+                metadata.append(_metadata(value))
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a tracking spool line: {exc}") from exc
+    return record_id, RowWrite(steps, start, fields, metadata)

@@ -1,0 +1,139 @@
+"""JSON-RPC at /rpc: what web3.py's AsyncWeb3 needs to read payments off the chain."""
+
+from __future__ import annotations
+
+import pytest
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import ContractLogicError, TransactionNotFound
+from x402.mechanisms.evm.constants import (
+    AUTHORIZATION_STATE_ABI,
+    BALANCE_OF_ABI,
+    NAME_ABI,
+    TRANSFER_WITH_AUTHORIZATION_BYTES_ABI,
+    VERSION_ABI,
+)
+
+from devnet.chain import TRANSFER_TOPIC, USDC_ADDRESS
+from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
+from tests.devnet.support import signed_transfer
+
+PAYER = payer_account(0).address
+DECIMALS_ABI = [
+    {
+        "inputs": [],
+        "name": "decimals",
+        "outputs": [{"type": "uint8"}],
+        "stateMutability": "view",
+        "type": "function",
+    }
+]
+
+
+@pytest.fixture
+async def w3(devnet):
+    web3 = AsyncWeb3(AsyncHTTPProvider(devnet.url + "/rpc"))
+    yield web3
+    await web3.provider.disconnect()
+
+
+def usdc(w3, abi):
+    return w3.eth.contract(address=USDC_ADDRESS, abi=abi)
+
+
+async def test_authorization_state_and_receipt_through_async_web3(devnet, w3, requirements, sign):
+    payload = await sign(requirements)
+    nonce = bytes.fromhex(payload.payload["authorization"]["nonce"].removeprefix("0x"))
+    state = usdc(w3, AUTHORIZATION_STATE_ABI).functions.authorizationState(PAYER, nonce)
+
+    assert await state.call() is False
+    _, settled = await devnet.settle(payload, requirements)
+    assert await state.call() is True
+
+    receipt = await w3.eth.get_transaction_receipt(settled["transaction"])
+    assert receipt["status"] == 1
+    assert receipt["transactionHash"].to_0x_hex() == settled["transaction"]
+    assert receipt["blockNumber"] == await w3.eth.block_number
+    [log] = receipt["logs"]
+    assert log["address"] == USDC_ADDRESS
+    assert log["topics"][0].to_0x_hex() == TRANSFER_TOPIC
+    assert int.from_bytes(log["data"]) == 1000
+
+
+async def test_token_reads_through_async_web3(w3):
+    assert await w3.eth.chain_id == 84532
+    assert await usdc(w3, BALANCE_OF_ABI).functions.balanceOf(PAYER).call() == INITIAL_PAYER_BALANCE
+    assert await usdc(w3, NAME_ABI).functions.name().call() == "USDC"
+    assert await usdc(w3, VERSION_ABI).functions.version().call() == "2"
+    assert await usdc(w3, DECIMALS_ABI).functions.decimals().call() == 6
+    assert len(await w3.eth.get_code(USDC_ADDRESS)) > 0
+    assert await w3.eth.get_code(MERCHANT_ADDRESS) == b""
+
+
+async def test_an_unknown_or_pending_transaction_has_no_receipt(devnet, w3):
+    held = devnet.chain.send_transaction(
+        MERCHANT_ADDRESS, USDC_ADDRESS, signed_transfer().calldata, mine_after=None
+    )
+
+    for tx_hash in (held, "0x" + "ab" * 32):
+        with pytest.raises(TransactionNotFound):
+            await w3.eth.get_transaction_receipt(tx_hash)
+
+
+async def test_a_reverting_call_surfaces_the_revert_reason(w3):
+    transfer = signed_transfer(value=INITIAL_PAYER_BALANCE + 1)
+    call = usdc(w3, TRANSFER_WITH_AUTHORIZATION_BYTES_ABI).functions.transferWithAuthorization(
+        transfer.from_address,
+        transfer.to,
+        transfer.value,
+        transfer.valid_after,
+        transfer.valid_before,
+        transfer.nonce,
+        transfer.signature,
+    )
+
+    with pytest.raises(ContractLogicError, match="ERC20: transfer amount exceeds balance"):
+        await call.call()
+
+
+async def rpc(devnet, body):
+    async with devnet.http.post(devnet.url + "/rpc", json=body) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": ["0x00"]}, -32601),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": ["0x12"]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": {"a": 1}}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": []}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "data": "0xzz"}]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": ["0x12"]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1}, -32600),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "data": "0x12345678"}]}, 3),
+    ],
+)
+async def test_bad_requests_get_json_rpc_errors(devnet, message, code):
+    reply = await rpc(devnet, message)
+
+    assert reply["error"]["code"] == code
+    assert reply["id"] == message.get("id")
+
+
+async def test_unparseable_body_is_a_parse_error(devnet):
+    async with devnet.http.post(devnet.url + "/rpc", data=b"{oops") as response:
+        assert (await response.json())["error"]["code"] == -32700
+
+
+async def test_batches_are_answered_in_order(devnet):
+    replies = await rpc(
+        devnet,
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []},
+        ],
+    )
+
+    assert [reply["id"] for reply in replies] == [1, 2]
+    assert replies[0]["result"] == hex(84532)

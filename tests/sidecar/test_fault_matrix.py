@@ -1,0 +1,156 @@
+"""Money rule 4 over a facilitator that misbehaves on purpose: for every fault, at
+verify and at settle, what the client gets, whether content may be served, how
+much money moved (never twice) and which attempt reason codes were recorded."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from tests.support.calls import URL, authorize_request, receipt, settle_request
+from tests.support.payments import sign_for
+
+FAST = dict(verify_timeout_s=0.5, settle_timeout_s=0.5, reconcile_window_s=0.3, reconcile_poll_s=0.05)
+
+# mode, fault fields, expected Authorize outcome, rejected status, reason-code suffix
+VERIFY_FAULTS = [
+    ("status_503", dict(mode="status", status=503, body="busy"), "rejected", 503, "_http_503"),
+    ("status_500_json", dict(mode="status", status=500, body='{"isValid": true}'), "rejected", 503, "_http_500"),
+    ("html", dict(mode="html"), "rejected", 503, "_invalid_json"),
+    ("garbage", dict(mode="garbage"), "rejected", 503, "_invalid_json"),
+    ("truncated", dict(mode="truncated"), "rejected", 503, "_invalid_json"),
+    ("no_is_valid", dict(mode="no_success"), "rejected", 503, "_invalid_response"),
+    ("hang", dict(mode="hang"), "rejected", 503, "_timeout"),
+    ("drop", dict(mode="drop"), "rejected", 503, "_unreachable"),
+    ("invalid", dict(mode="invalid"), "rejected", 402, ""),
+    ("delay_within_timeout", dict(mode="delay", delay_ms=50), "verified", 0, ""),
+]
+
+
+@pytest.mark.parametrize("case", VERIFY_FAULTS, ids=[c[0] for c in VERIFY_FAULTS])
+async def test_verify_fault(case, make_sidecar, facilitators, chain):
+    _, fault, outcome, status, suffix = case
+    facilitators[0].arm(stage="verify", **fault)
+    sidecar = await make_sidecar(**FAST)
+    try:
+        response = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+        assert response.WhichOneof("outcome") == outcome
+        if outcome == "rejected":
+            assert response.rejected.status == status
+        await sidecar.sidecar.writer.flush()
+        attempts = await _attempts(sidecar, response.tracking_id, "verify_attempts")
+    finally:
+        await sidecar.stop()
+    assert facilitators[0].stats.settle_calls == 0
+    assert chain.transfers_applied == 0
+    reasons = [a["reason"] for a in attempts]
+    assert reasons and (reasons[0].endswith(suffix) if suffix else reasons[0] == "")
+
+
+# mode, fault fields, served?, transfers, source of the verdict
+SETTLE_FAULTS = [
+    ("status_503_nothing_moved", dict(mode="status", status=503), False, 0, None),
+    ("html_nothing_moved", dict(mode="html"), False, 0, None),
+    ("garbage_nothing_moved", dict(mode="garbage"), False, 0, None),
+    ("hang_nothing_moved", dict(mode="hang"), False, 0, None),
+    ("drop_nothing_moved", dict(mode="drop"), False, 0, None),
+    ("pending_never_mined", dict(mode="settlement_pending"), False, 0, None),
+    ("clean_failure", dict(mode="invalid"), False, 0, None),
+    ("503_with_success_body", dict(mode="success_status", status=503), True, 1, "chain"),
+    ("truncated_after_transfer", dict(mode="truncated"), True, 1, "chain"),
+    ("missing_success_after_transfer", dict(mode="no_success"), True, 1, "chain"),
+    ("500_after_transfer", dict(mode="status", status=500, after_transfer=True), True, 1, "chain"),
+    ("drop_after_transfer", dict(mode="drop", after_transfer=True), True, 1, "chain"),
+    ("hang_after_transfer", dict(mode="hang", after_transfer=True), True, 1, "chain"),
+    ("pending_then_mined", dict(mode="settlement_pending", mine_after_ms=100), True, 1, "chain"),
+    ("delay", dict(mode="delay", delay_ms=50), True, 1, "facilitator"),
+]
+
+
+@pytest.mark.parametrize("case", SETTLE_FAULTS, ids=[c[0] for c in SETTLE_FAULTS])
+async def test_settle_fault(case, make_sidecar, facilitators, chain, database_url):
+    _, fault, served, transfers, source = case
+    facilitators[0].arm(stage="settle", **fault)
+    sidecar = await make_sidecar(**FAST)
+    try:
+        authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+        assert authorized.WhichOneof("outcome") == "verified"
+        settled = await sidecar.payments.Settle(settle_request(authorized))
+        await sidecar.sidecar.writer.flush()
+        record = await _record(database_url, authorized.tracking_id)
+        state = await _ledger_state(database_url, authorized.verified.payment_id)
+    finally:
+        await sidecar.stop()
+
+    assert settled.success is served
+    assert chain.transfers_applied == transfers  # never twice
+    paid = receipt(settled.headers if served else settled.answer.headers)
+    assert paid["success"] is served
+    if served:
+        assert state == "settled"
+        assert record["settlement"]["source"] == source
+        assert record["settlement"]["reconciled"] is (source == "chain")
+        if paid["transaction"]:  # known when the facilitator or the chain named it
+            assert chain.receipt(paid["transaction"]) is not None
+    else:
+        assert settled.answer.status == 402
+        assert b"FiatToken" not in settled.answer.body and b"<html" not in settled.answer.body.lower()
+        assert paid["errorReason"] in ("settlement_failed", "settlement_unknown")
+        assert state in ("failed", "unknown")
+    # Ambiguous answers are retried on the same facilitator only; never on another one.
+    assert facilitators[1].stats.settle_calls == 0
+    assert record["metadata"]["settle_attempts"]
+
+
+async def test_same_payment_succeeds_later_when_facilitator_is_healthy(make_sidecar, facilitators, chain):
+    facilitators[0].arm(stage="settle", mode="status", status=503)
+    sidecar = await make_sidecar(**FAST)
+    header = await sign_for(URL)
+    try:
+        first = await sidecar.payments.Authorize(authorize_request(header))
+        assert not (await sidecar.payments.Settle(settle_request(first))).success
+        facilitators[0].faults.clear()
+        again = await sidecar.payments.Authorize(authorize_request(header))
+        assert again.WhichOneof("outcome") == "verified"
+        assert (await sidecar.payments.Settle(settle_request(again))).success
+    finally:
+        await sidecar.stop()
+    assert chain.transfers_applied == 1
+
+
+async def _record(database_url: str, tracking_id: str) -> dict:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT settlement::text, metadata::text FROM resource_call_records WHERE id = $1", uuid.UUID(tracking_id)
+        )
+    finally:
+        await conn.close()
+    import json
+
+    return {"settlement": json.loads(row["settlement"] or "null"), "metadata": json.loads(row["metadata"] or "{}")}
+
+
+async def _attempts(sidecar, tracking_id: str, key: str) -> list[dict]:
+    from tests.support.calls import URL as _  # noqa: F401
+
+    conn = await asyncpg.connect(sidecar.sidecar.settings.database_url)
+    try:
+        text = await conn.fetchval(
+            "SELECT metadata::text FROM resource_call_records WHERE id = $1", uuid.UUID(tracking_id)
+        )
+    finally:
+        await conn.close()
+    import json
+
+    return json.loads(text or "{}").get(key, [])
+
+
+async def _ledger_state(database_url: str, payment_id: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval("SELECT state FROM payment_ledger WHERE payment_id = $1", payment_id)
+    finally:
+        await conn.close()

@@ -1,0 +1,175 @@
+"""The tracking writer: every step lands, in order, off the request path; a
+missing row is reported, never raised; bad values never stop other records."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime
+
+from sidecar.store.tracking import Step, TrackingWriter
+
+LIFECYCLE = (Step.START, Step.REQUEST, Step.VERIFICATION, Step.SETTLEMENT, Step.FINALIZE)
+
+# Test-only: log every row write with the step marker the row holds after it, and
+# make every statement slow so that many records are in flight at once.
+WRITE_LOG = """
+CREATE TABLE write_log (seq bigserial PRIMARY KEY, id uuid NOT NULL, op text NOT NULL, step int);
+CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO write_log (id, op, step) VALUES (NEW.id, TG_OP, NEW.response_status);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER log_write AFTER INSERT OR UPDATE ON resource_call_records
+    FOR EACH ROW EXECUTE FUNCTION log_write();
+CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.02);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slow_down AFTER INSERT OR UPDATE ON resource_call_records
+    FOR EACH STATEMENT EXECUTE FUNCTION slow_down();
+"""
+
+
+async def test_a_lifecycle_lands_in_one_row(pool, tmp_path):
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    record_id = uuid.uuid4()
+    at = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    writer.record(record_id, Step.START, {
+        "request_id": "req-1", "method": "GET", "path": "/v1/records", "timestamp": at,
+        "payment_required": True, "request": {"method": "GET", "query": {"a": "1"}},
+        "metadata": {"request_id": "req-1", "trace_id": "t1"},
+    })
+    writer.record(record_id, Step.REQUEST, {"x402_version": 2, "payment": {"network": "eip155:84532", "amount": "1000"}})
+    await writer.flush()
+    writer.record(record_id, Step.VERIFICATION, {"payment_verified": True, "metadata": {"attempts": [{"stage": "verify"}]}})
+    await writer.flush()
+    writer.record(record_id, Step.SETTLEMENT, {"settlement": {"success": True, "transaction": "0xabc"}})
+    writer.record(record_id, Step.FINALIZE, {"response_status": 200, "response_time_ms": 12, "handler_executed": True,
+                                             "metadata": {"trace_id": "t2"}})
+    await writer.close()
+
+    row = await pool.fetchrow("SELECT * FROM resource_call_records WHERE id = $1", record_id)
+    assert row["timestamp"] == at
+    assert (row["method"], row["path"], row["payment_required"], row["x402_version"]) == ("GET", "/v1/records", True, 2)
+    assert row["request"] == {"method": "GET", "query": {"a": "1"}}
+    assert row["payment"] == {"network": "eip155:84532", "amount": "1000"}
+    assert (row["payment_verified"], row["verification_error"]) == (True, None)
+    assert row["settlement"] == {"success": True, "transaction": "0xabc"}
+    assert (row["response_status"], row["response_time_ms"], row["handler_executed"]) == (200, 12, True)
+    # metadata merges across steps; every other column is replaced
+    assert row["metadata"] == {"request_id": "req-1", "trace_id": "t2", "attempts": [{"stage": "verify"}]}
+    assert writer.queue_depth == 0 and writer.spool_records == 0 and writer.database_up
+
+
+async def test_update_of_a_missing_row_is_reported_not_raised(pool, tmp_path):
+    missing: list[tuple[uuid.UUID, Step]] = []
+    writer = TrackingWriter(pool, spool_dir=tmp_path, on_missing=lambda rid, step: missing.append((rid, step)))
+    await writer.start()
+    gone, kept = uuid.uuid4(), uuid.uuid4()
+    for record_id in (gone, kept):
+        writer.record(record_id, Step.START, {"request": {}})
+    await writer.flush()
+    await pool.execute("DELETE FROM resource_call_records WHERE id = $1", gone)
+    writer.record(gone, Step.FINALIZE, {"response_status": 200})
+    writer.record(kept, Step.FINALIZE, {"response_status": 200})
+    await writer.close()
+    assert missing == [(gone, Step.FINALIZE)]
+    assert writer.missing_rows == 1
+    assert await pool.fetchval("SELECT response_status FROM resource_call_records WHERE id = $1", kept) == 200
+
+
+async def test_steps_land_in_order_with_a_thousand_records_in_flight(pool, tmp_path):
+    await pool.execute(WRITE_LOG)
+    writer = TrackingWriter(pool, spool_dir=tmp_path, batch_size=200, flush_interval_s=0.01)
+    await writer.start()
+    rng = random.Random(402)
+    # Records that wait for durability between steps get one row write per step;
+    # the others coalesce whatever steps meet in the same cycle.
+    one_write_per_step = set()
+
+    async def request(record_id: uuid.UUID, wait_each_step: bool) -> list[Step]:
+        steps = list(LIFECYCLE)
+        if rng.random() < 0.3:
+            steps[3] = Step.RELEASE
+        for step in steps:
+            writer.record(record_id, step, {"response_status": int(step), "metadata": {f"s{int(step)}": True}})
+            if wait_each_step:
+                await writer.flush()
+            else:
+                for _ in range(rng.randrange(4)):
+                    await asyncio.sleep(0)
+        return steps
+
+    ids = [uuid.uuid4() for _ in range(1000)]
+    plans = {}
+    for record_id in ids:
+        wait_each_step = rng.random() < 0.5
+        if wait_each_step:
+            one_write_per_step.add(record_id)
+        plans[record_id] = asyncio.ensure_future(request(record_id, wait_each_step))
+    await asyncio.wait_for(asyncio.gather(*plans.values()), 60)
+    await writer.close()
+
+    log: dict[uuid.UUID, list[tuple[str, int]]] = {}
+    for row in await pool.fetch("SELECT id, op, step FROM write_log ORDER BY seq"):
+        log.setdefault(row["id"], []).append((row["op"], row["step"]))
+    assert set(log) == set(ids)
+    for record_id, writes in log.items():
+        steps = [int(s) for s in plans[record_id].result()]
+        assert writes[0][0] == "INSERT", record_id
+        markers = [step for _, step in writes]
+        assert markers == sorted(set(markers)), f"{record_id}: steps landed as {markers}"
+        assert markers[-1] == steps[-1]
+        if record_id in one_write_per_step:
+            assert markers == steps
+    rows = await pool.fetch("SELECT id, metadata FROM resource_call_records")
+    assert len(rows) == len(ids)
+    for row in rows:
+        assert row["metadata"] == {f"s{int(s)}": True for s in plans[row["id"]].result()}
+
+
+async def test_unusable_fields_are_dropped_and_the_rest_is_written(pool, tmp_path):
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    record_id = uuid.uuid4()
+    writer.record(record_id, Step.START, {"path": "/p", "no_such_column": 1, "response_status": "200",
+                                          "method": "VERY-LONG-METHOD", "payment": {"amount": object()}})
+    writer.record(record_id, "not a step", {"path": "/other"})  # type: ignore[arg-type]
+    await writer.close()
+    row = await pool.fetchrow("SELECT path, response_status, method, payment, request FROM resource_call_records")
+    assert dict(row) == {"path": "/p", "response_status": 0, "method": "VERY-LONG-", "payment": None, "request": {}}
+
+
+async def test_a_row_the_database_refuses_does_not_hold_back_the_others(pool, tmp_path):
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    good = [uuid.uuid4() for _ in range(20)]
+    bad = uuid.uuid4()
+    for record_id in good[:10]:
+        writer.record(record_id, Step.START, {"path": "/ok"})
+    writer.record(bad, Step.START, {"path": "nul\x00byte"})  # PostgreSQL text cannot hold NUL
+    for record_id in good[10:]:
+        writer.record(record_id, Step.START, {"path": "/ok"})
+    await writer.close()
+    assert set(await pool.fetchval("SELECT array_agg(id) FROM resource_call_records")) == set(good)
+    assert writer.rejected_rows == 1
+    assert writer.spool_records == 0
+
+
+async def test_recording_never_waits_for_the_database(pool, tmp_path):
+    await pool.execute(WRITE_LOG)
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(5000):
+        writer.record(uuid.uuid4(), Step.START, {"path": "/p"})
+    assert writer.queue_depth == 5000
+    # Far below one slow statement (20 ms each) per record: nothing waited on SQL.
+    assert loop.time() - started < 1.0
+    await writer.close()
+    assert await pool.fetchval("SELECT count(*) FROM resource_call_records") == 5000
