@@ -133,9 +133,11 @@ TEMPLATES = 1_000
 
 
 async def drive(
-    writer: TrackingWriter, templates: list[list[dict]], records: int, in_flight: int, gap_s: float
+    writer: TrackingWriter, templates: list[list[dict]], records: int, in_flight: int, gap_s: float, max_queue: int
 ) -> None:
-    """Advance `in_flight` open records one step per tick until `records` completed."""
+    """Advance `in_flight` open records one step per tick until `records` completed,
+    holding back while more than `max_queue` steps wait for the writer (a rate the
+    writer cannot sustain would otherwise only grow memory)."""
     next_n = 0
     open_records: list[tuple[uuid.UUID, int, int]] = []  # (id, n, index of the next step)
     while open_records or next_n < records:
@@ -148,10 +150,9 @@ async def drive(
             if index + 1 < len(LIFECYCLE):
                 still_open.append((record_id, n, index + 1))
         open_records = still_open
-        if gap_s:
-            await asyncio.sleep(gap_s)
-        else:
-            await asyncio.sleep(0)  # let the writer run between ticks, as a server would
+        await asyncio.sleep(gap_s)  # also lets the writer run between ticks, as a server would
+        while writer.queue_depth > max_queue:
+            await asyncio.sleep(0.005)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -164,7 +165,7 @@ async def run(args: argparse.Namespace) -> None:
         await writer.start()
         templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
         started = time.perf_counter()
-        await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000)
+        await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
         produced = time.perf_counter() - started
         await writer.flush()
         elapsed = time.perf_counter() - started
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--flush-interval-s", type=float, default=0.05)
     parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--max-queue", type=int, default=100_000, help="steps waiting before the driver holds back")
     asyncio.run(run(parser.parse_args()))
 
 

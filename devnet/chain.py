@@ -39,6 +39,8 @@ MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 
 # keccak256("Transfer(address,address,uint256)")
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+# FiatToken emits this beside Transfer; it lets a reader find the transaction of a nonce.
+AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 
 # Revert reasons, worded exactly as FiatTokenV2 / its ERC-20 base say them.
 REVERT_NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"
@@ -211,6 +213,13 @@ class Chain:
             self._mine_due()
             return self._receipts.get(tx_hash.lower())
 
+    def receipts_between(self, from_block: int, to_block: int) -> list[Receipt]:
+        """Mined receipts in a block range, oldest first (for eth_getLogs)."""
+        with self._lock:
+            self._mine_due()
+            found = [r for r in self._receipts.values() if from_block <= r.block_number <= to_block]
+        return sorted(found, key=lambda r: r.block_number)
+
     def is_pending(self, tx_hash: str) -> bool:
         with self._lock:
             self._mine_due()
@@ -313,7 +322,11 @@ class Chain:
             )
         )
         topics = (TRANSFER_TOPIC, _word_address(auth.from_address), _word_address(auth.to))
-        return (Log(USDC_ADDRESS, topics, "0x" + encode(["uint256"], [auth.value]).hex()),)
+        used = (AUTHORIZATION_USED_TOPIC, _word_address(auth.from_address), "0x" + auth.nonce.hex())
+        return (
+            Log(USDC_ADDRESS, used, "0x"),
+            Log(USDC_ADDRESS, topics, "0x" + encode(["uint256"], [auth.value]).hex()),
+        )
 
     def _execute(self, to: str, data: bytes) -> bytes:
         """Run a call without changing state; a transfer is only checked."""

@@ -53,6 +53,7 @@ class ChainRpc:
             "eth_call": self._eth_call,
             "eth_getCode": self._eth_get_code,
             "eth_getTransactionReceipt": self._eth_get_transaction_receipt,
+            "eth_getLogs": self._eth_get_logs,
         }
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -111,6 +112,37 @@ class ChainRpc:
             raise RpcError(INVALID_PARAMS, "expected a 32-byte transaction hash")
         receipt = self._chain.receipt(tx_hash)
         return None if receipt is None else receipt_json(receipt)
+
+
+    def _eth_get_logs(self, params: list[Any]) -> list[dict[str, Any]]:
+        query = _param(params, 0)
+        if not isinstance(query, dict):
+            raise RpcError(INVALID_PARAMS, "eth_getLogs expects a filter object")
+        latest = self._chain.block_number
+        from_block = _block_param(query.get("fromBlock", "earliest"), latest)
+        to_block = _block_param(query.get("toBlock", "latest"), latest)
+        address = query.get("address") or []
+        addresses = {a.lower() for a in ([address] if isinstance(address, str) else address)}
+        wanted = [t.lower() if isinstance(t, str) else None for t in query.get("topics") or []]
+        matches = []
+        for receipt in self._chain.receipts_between(from_block, to_block):
+            for log in receipt_json(receipt)["logs"]:
+                if addresses and log["address"].lower() not in addresses:
+                    continue
+                topics = [t.lower() for t in log["topics"]]
+                if all(w is None or (i < len(topics) and topics[i] == w) for i, w in enumerate(wanted)):
+                    matches.append(log)
+        return matches
+
+
+def _block_param(value: Any, latest: int) -> int:
+    if value in ("latest", "pending", "safe", "finalized"):
+        return latest
+    if value == "earliest":
+        return 0
+    if isinstance(value, str) and is_hex(value):
+        return int(value, 16)
+    raise RpcError(INVALID_PARAMS, "expected a block number or tag")
 
 
 def receipt_json(receipt: Receipt) -> dict[str, Any]:

@@ -319,7 +319,9 @@ class Launcher:
             "Try:",
             f"  curl -i {self.gateway_url}/v1/datasets",
             f"  curl -i {self.gateway_url}/v1/records",
-            f"  .venv/bin/paysidecar-cli call {self.gateway_url}/v1/records?_limit=3 --sidecar {sidecar_target}",
+            f"  .venv/bin/paysidecar-cli call '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_target}",
+            f"  .venv/bin/paysidecar-cli status --sidecar {sidecar_target}",
             "Press Ctrl-C to stop.",
         ]
         self._out.write("\n".join(lines) + "\n")

@@ -15,6 +15,7 @@ from .records import records_query_middleware
 from .request_context import echo_request_id, request_context_middleware
 from .routes import routes
 from .telemetry import EventLog
+from .tracing import echo_trace_id, trace_context_middleware
 
 # GET-only API: a request body is never read, so any large one is refused.
 MAX_BODY_BYTES = 64 * 1024
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
         # (Server spans come from the stock aiohttp instrumentation, which inserts
         # its own middleware in front when the process sets tracing up.)
         middlewares=[
+            trace_context_middleware,
             request_context_middleware,
             error_middleware,
             rate_limit_middleware(
@@ -54,5 +56,6 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(datasets, settings)
     app.cleanup_ctx.append(sidecar_context)
     app.on_response_prepare.append(echo_request_id)
+    app.on_response_prepare.append(echo_trace_id)
     app.add_routes(routes)
     return app

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
@@ -40,7 +41,8 @@ from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
 from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER
 from paysidecar.client import SidecarClient
 
-MAX_CELL = 48
+# Wide enough for a transaction hash (0x + 64 hex digits).
+MAX_CELL = 66
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -53,6 +55,8 @@ class CliError(Exception):
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = "" if value is None else str(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
@@ -389,26 +393,23 @@ def _with_sidecar(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paysidecar-cli", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    common.add_argument("--json", action="store_true", help="one JSON document instead of tables")
 
-    call = commands.add_parser("call", help="GET a gateway URL, paying with a devnet key on 402")
+    call = commands.add_parser("call", parents=[common], help="GET a gateway URL, paying with a devnet key on 402")
     call.add_argument("url")
     call.add_argument("--payer-index", type=int, default=0, help="devnet payer wallet (default 0)")
     call.add_argument("--x402-version", type=int, choices=(1, 2), help="protocol to pay with (default: the server's)")
     call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")
-    call.add_argument("--json", action="store_true")
     call.set_defaults(run=run_call)
 
-    def sidecar_command(name: str, help_text: str, command: Callable[..., Awaitable[None]]) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--sidecar", default="127.0.0.1:50051", help="gRPC target (default 127.0.0.1:50051)")
-        sub.add_argument("--token", default=os.environ.get("PAYSIDECAR_AUTH_TOKEN"), help="sidecar bearer token")
-        sub.add_argument("--json", action="store_true")
-        sub.set_defaults(run=_with_sidecar(command))
-        return sub
+    sidecar = argparse.ArgumentParser(add_help=False, parents=[common])
+    sidecar.add_argument("--sidecar", default="127.0.0.1:50051", help="gRPC target (default 127.0.0.1:50051)")
+    sidecar.add_argument("--token", default=os.environ.get("PAYSIDECAR_AUTH_TOKEN"), help="sidecar bearer token")
 
-    records = sidecar_command("records", "tracking records, newest first", run_records)
+    records = commands.add_parser("records", parents=[sidecar], help="tracking records, newest first")
     records.add_argument("--path")
     records.add_argument("--network")
     records.add_argument("--scheme")
@@ -421,19 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--ascending", action="store_true")
     records.add_argument("--limit", type=int, default=20, help="1..100 (default 20)")
     records.add_argument("--cursor")
+    records.set_defaults(run=_with_sidecar(run_records))
 
-    stats = sidecar_command("stats", "totals and breakdowns for a time range", run_stats)
+    stats = commands.add_parser("stats", parents=[sidecar], help="totals and breakdowns for a time range")
     stats.add_argument("--since", type=_moment, help="15m, 2h, 7d or an ISO date-time")
     stats.add_argument("--until", type=_moment)
+    stats.set_defaults(run=_with_sidecar(run_stats))
 
-    sidecar_command("status", "facilitator health, queues, database", run_status)
+    status = commands.add_parser("status", parents=[sidecar], help="facilitator health, queues, database")
+    status.set_defaults(run=_with_sidecar(run_status))
 
-    telemetry = sidecar_command("telemetry", "recent sidecar events, newest first", run_telemetry)
+    telemetry = commands.add_parser("telemetry", parents=[sidecar], help="recent sidecar events, newest first")
     telemetry.add_argument("--limit", type=int, default=50, help="1..1000 (default 50)")
+    telemetry.set_defaults(run=_with_sidecar(run_telemetry))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The client logs its one retry as a warning; a CLI reports only the outcome.
+    logging.basicConfig(level=logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(args.run(args))

@@ -15,9 +15,12 @@ import sys
 from aiohttp import web
 from pydantic import ValidationError
 
+from paysidecar.tracing import TracingSettings
+
 from .app import create_app
 from .config import Settings
 from .datasets import DatasetError
+from .tracing import setup_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +46,19 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
+        tracing_settings = TracingSettings()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         sys.exit(f"gateway: bad configuration: {problems}")
+    tracing = setup_tracing(tracing_settings)
     try:
         asyncio.run(serve(settings))
     except DatasetError as exc:
         sys.exit(f"gateway: {exc}")
     except OSError as exc:
         sys.exit(f"gateway: {exc}")
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
 
 
 if __name__ == "__main__":

@@ -303,3 +303,9 @@ def run_query(frame: pl.DataFrame, plan: QueryPlan) -> QueryResult:
     page = page.slice(plan.offset, plan.limit).select(plan.fields)
     total, rows = pl.collect_all([matching.select(pl.len()), page])
     return QueryResult(page=rows, total=int(total.item()))
+
+
+def next_offset(plan: QueryPlan, result: QueryResult) -> int | None:
+    """The _offset of the next page, or None on the last one."""
+    following = plan.offset + result.page.height
+    return following if result.page.height and following < result.total else None

@@ -13,7 +13,7 @@ from .constants import PAID_ROUTES
 from .datasets import Dataset
 from .errors import ApiError
 from .keys import DATASETS, DEFAULT_DATASET, RECORDS_QUERY, SETTINGS, RecordsQuery
-from .query import QueryError, parse_query, run_query
+from .query import QueryError, next_offset, parse_query, run_query
 from .render import render
 
 
@@ -51,10 +51,8 @@ async def records_response(request: web.Request) -> web.Response:
     plan = query.plan
     # polars works outside the GIL; a thread keeps the event loop free meanwhile.
     result = await asyncio.to_thread(run_query, query.dataset.frame, plan)
-    next_offset = plan.offset + result.page.height
-    next_url = None
-    if result.page.height and next_offset < result.total:
-        next_url = str(request.url.update_query(_offset=str(next_offset)))
+    following = next_offset(plan, result)
+    next_url = None if following is None else str(request.url.update_query(_offset=str(following)))
     rendered = render(result, plan, next_url)
     headers = {hdrs.CONTENT_TYPE: rendered.content_type, "X-Total-Count": str(result.total)}
     if next_url is not None:

@@ -8,7 +8,6 @@ answers that other middlewares or aiohttp itself produce.
 from __future__ import annotations
 
 from aiohttp import web
-from opentelemetry import trace
 
 from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, Handler, request_id
 
@@ -26,9 +25,6 @@ def route_key(request: web.Request) -> str:
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attribute("request.id", rid)
     request.app[EVENTS].record(REQUEST_RECEIVED, rid, route_key(request), {"method": request.method})
     return await handler(request)
 

@@ -26,6 +26,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from paysidecar.client import SidecarClient
+from paysidecar.trace_attributes import tag_request
 from paysidecar.v1 import payment_pb2
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ PAYMENT_CHALLENGE_ISSUED = "payment_challenge_issued"
 PAYMENT_VERIFY_FAILED = "payment_verify_failed"
 PAYMENT_SETTLEMENT_FAILED = "payment_settlement_failed"
 PAYMENT_SETTLED = "payment_settled"
+# The request's x402.outcome on its trace spans, set with each event.
+_EVENT_OUTCOMES = {
+    PAYMENT_CHALLENGE_ISSUED: "payment_required",
+    PAYMENT_VERIFY_FAILED: "rejected",
+    PAYMENT_SETTLEMENT_FAILED: "settlement_failed",
+    PAYMENT_SETTLED: "settled",
+}
 
 # Release reasons understood by the sidecar.
 RELEASE_HANDLER_ERROR = "handler_error"
@@ -192,6 +200,12 @@ class _Paywall:
         self._on_event = on_event
 
     def _emit(self, name: str, request_id: str, route: RouteSpec, **attributes: str) -> None:
+        tag_request(
+            outcome=_EVENT_OUTCOMES[name],
+            network=attributes.get("network", ""),
+            payer=attributes.get("payer", ""),
+            reason=attributes.get("reason", ""),
+        )
         if self._on_event is not None:
             self._on_event(name, request_id, route.key, {k: v for k, v in attributes.items() if v})
 
@@ -200,6 +214,7 @@ class _Paywall:
         if route is None:
             return await handler(request)
         rid = request_id(request)
+        tag_request(route=route.key, network=route.network)
         try:
             authorized = await self._client.authorize(authorize_request(request, route, rid))
         except grpc.RpcError as exc:
@@ -218,7 +233,15 @@ class _Paywall:
         if outcome != "verified":
             logger.error("authorize for request %s returned no outcome", rid)
             return payment_service_unavailable(rid)
-        paid = _PaidRequest(self._client, self._emit, request, route, rid, authorized.tracking_id, authorized.verified)
+        verified = authorized.verified
+        tag_request(
+            outcome="verified",
+            payer=verified.payer,
+            scheme=verified.scheme,
+            network=verified.network,
+            amount=verified.amount,
+        )
+        paid = _PaidRequest(self._client, self._emit, request, route, rid, authorized.tracking_id, verified)
         return await paid.serve(handler)
 
 
@@ -261,6 +284,7 @@ class _PaidRequest:
     async def _release(self, reason: str) -> None:
         """Releases the claim; a failure is logged, never raised into the response path
         (the sidecar recovers claims that were never settled or released)."""
+        tag_request(outcome="released", reason=reason)
         try:
             answer = await self._client.release(
                 payment_id=self._verified.payment_id,

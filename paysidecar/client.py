@@ -47,6 +47,13 @@ _SORT_FIELDS = {
 
 _Response = TypeVar("_Response", bound=Message)
 
+# While the sidecar is down, calls fail fast (UNAVAILABLE → 503); once it is back,
+# the channel must notice within seconds, not after gRPC's default 120 s backoff.
+_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
 
 def _timestamp(moment: datetime | None) -> Timestamp | None:
     """A protobuf Timestamp; naive datetimes are taken as UTC."""
@@ -55,13 +62,6 @@ def _timestamp(moment: datetime | None) -> Timestamp | None:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
-
-
-def _tag_request_id(span: Any, request: Message) -> None:
-    """Puts the request id on the gRPC client span (DESIGN §8)."""
-    request_id = getattr(request, "request_id", "")
-    if request_id and span.is_recording():
-        span.set_attribute("request.id", request_id)
 
 
 class SidecarClient:
@@ -82,12 +82,16 @@ class SidecarClient:
         self._timeout_s = timeout_s
         self._settle_timeout_s = settle_timeout_s
         self._token = token
-        interceptors: Sequence[Any] = aio_client_interceptors(request_hook=_tag_request_id)
+        # Client spans, and the trace carried to the sidecar as `traceparent`; their
+        # request.id comes from the caller's request scope (trace_attributes.py).
+        interceptors: Sequence[Any] = aio_client_interceptors()
         if tls_root_cert is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=tls_root_cert)
-            self._channel = grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
+            self._channel = grpc.aio.secure_channel(
+                target, credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors
+            )
         else:
-            self._channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
+            self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS, interceptors=interceptors)
         self._payments = payment_pb2_grpc.PaymentServiceStub(self._channel)
         self._tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
         self._status = status_pb2_grpc.StatusServiceStub(self._channel)

@@ -27,14 +27,16 @@ from .store.tracking import TrackingWriter
 from .store.tracking_queries import prune
 from .store.ledger import PgLedger
 from .telemetry.events import EventRing
+from .telemetry.tracing import SidecarTracing
 
 log = logging.getLogger(__name__)
 
 
 class Sidecar:
-    def __init__(self, settings: Settings, interceptors: tuple = ()) -> None:
+    def __init__(self, settings: Settings, interceptors: tuple = (), tracing: SidecarTracing | None = None) -> None:
         self.settings = settings
         self._interceptors = interceptors
+        self._tracing = tracing
         self.port = 0
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
@@ -51,8 +53,11 @@ class Sidecar:
             spool_dir=Path(s.spool_dir),
         )
         await self.writer.start()
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        trace_configs = self._tracing.client_trace_configs() if self._tracing else None
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), trace_configs=trace_configs)
         self.pool = Pool(s, self.session)
+        if self._tracing:
+            self._tracing.observe(self.writer, self.pool)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, s.env)
         self.ledger = PgLedger(self.db)
@@ -69,7 +74,7 @@ class Sidecar:
             PaymentServicer(self.service, s),
             TrackingServicer(self.db, s),
             StatusServicer(s, self.pool, self.writer, self.events, self.service),
-            self._interceptors,
+            (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
         )
         await self.server.start()
         await self.recover()

@@ -9,8 +9,11 @@ import sys
 
 from pydantic import ValidationError
 
+from paysidecar.tracing import TracingSettings
+
 from .app import Sidecar
 from .config import Settings
+from .telemetry.tracing import SidecarTracing, setup_tracing
 
 
 def _one_line(error: ValidationError) -> str:
@@ -19,8 +22,8 @@ def _one_line(error: ValidationError) -> str:
     return f"paysidecar: bad config: {where}: {first.get('msg')}"
 
 
-async def serve(settings: Settings) -> None:
-    sidecar = Sidecar(settings)
+async def serve(settings: Settings, tracing: SidecarTracing | None = None) -> None:
+    sidecar = Sidecar(settings, tracing=tracing)
     await sidecar.start()
     print(f"paysidecar grpc://{settings.host}:{sidecar.port}", flush=True)
     stop = asyncio.Event()
@@ -35,14 +38,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
+        tracing_settings = TracingSettings()
     except ValidationError as error:
         print(_one_line(error), file=sys.stderr)
         sys.exit(2)
+    tracing, instrumentation = setup_tracing(tracing_settings)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, instrumentation))
     except (OSError, RuntimeError) as error:
         print(f"paysidecar: cannot start: {error}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 log = logging.getLogger(__name__)
 
+# FiatToken's AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce).
+AUTHORIZATION_USED_TOPIC = "0x" + AsyncWeb3.keccak(text="AuthorizationUsed(address,bytes32)").hex().removeprefix("0x")
+# How far back to look for the event; public nodes refuse very wide log queries.
+LOG_LOOKBACK_BLOCKS = 10_000
+
 AUTHORIZATION_STATE_ABI = [
     {
         "type": "function",
@@ -45,6 +50,34 @@ class Web3ChainReader:
         except Exception as exc:  # transport, timeout, revert: all mean "could not read"
             log.warning("chain read failed on %s: %s", network, type(exc).__name__)
             return None
+
+    async def authorization_transaction(self, network: str, asset: str, payer: str, nonce: str) -> str:
+        """The transaction that used the nonce, from its AuthorizationUsed event; "" if not found."""
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return ""
+
+        async def find() -> str:
+            latest = await w3.eth.block_number
+            logs = await w3.eth.get_logs(
+                {
+                    "address": AsyncWeb3.to_checksum_address(asset),
+                    "fromBlock": max(0, latest - LOG_LOOKBACK_BLOCKS),
+                    "toBlock": "latest",
+                    "topics": [
+                        AUTHORIZATION_USED_TOPIC,
+                        "0x" + payer.lower().removeprefix("0x").rjust(64, "0"),
+                        nonce.lower(),
+                    ],
+                }
+            )
+            return logs[-1]["transactionHash"].to_0x_hex() if logs else ""
+
+        try:
+            return await asyncio.wait_for(find(), self._timeout_s)
+        except Exception as exc:  # the transaction is a courtesy for the receipt, never required
+            log.info("could not find the transaction of a used authorization on %s: %s", network, type(exc).__name__)
+            return ""
 
     async def close(self) -> None:
         for w3 in self._clients.values():

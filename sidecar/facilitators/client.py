@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..payments.ports import Attempt, FacilitatorAnswer, Outcome
+from ..telemetry.attempts import attempt_span, record_attempt
 from .health import Health
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ class HttpFacilitator:
         return FacilitatorAnswer(Attempt(self.name, stage, outcome, latency_ms, reason, status), data)
 
     async def _call(self, stage: str, method: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
+        with attempt_span(self.name, stage) as span:
+            answer = await self._send(stage, method, body)
+            record_attempt(span, answer.attempt)
+        return answer
+
+    async def _send(self, stage: str, method: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
         started = time.perf_counter()
         if not self.health.allow():
             # Not an attempt on the wire, so it does not feed the health figures.

@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from x402.schemas import PaymentPayload
 from x402.schemas.v1 import PaymentPayloadV1
@@ -21,6 +23,7 @@ from ..constants import (
     Reason,
 )
 from .errors import PaymentError
+from .identity import canonical_hash
 
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 _UINT = r"^[0-9]{1,78}$"
@@ -65,6 +68,8 @@ class DecodedPayment:
     payload: PaymentPayload | PaymentPayloadV1
     wire: dict[str, Any]
     authorization: Authorization
+    # SHA-256 of the RFC 8785 form of `wire`.
+    payload_hash: str
 
     @property
     def scheme(self) -> str:
@@ -110,6 +115,14 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
         exact = _ExactPayload.model_validate(payload.payload)
     except (ValidationError, TypeError, ValueError) as exc:
         raise _malformed(f"{header_name} does not hold a valid x402 v{version} exact payment") from exc
+    if version == 2 and not re.fullmatch(_UINT, payload.accepted.amount):
+        raise _malformed(f"{header_name}: accepted.amount must be a string of atomic units")
+    try:
+        # The payment's identity is the hash of its RFC 8785 form, which has no
+        # integers beyond 2**53, no NaN and no lone surrogates: such a payload is malformed.
+        payload_hash = canonical_hash(wire)
+    except (rfc8785.CanonicalizationError, UnicodeError) as exc:
+        raise _malformed(f"{header_name} holds values JSON cannot carry exactly (RFC 8785)") from exc
     auth = exact.authorization
     return DecodedPayment(
         version=version,
@@ -125,4 +138,5 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
             valid_before=int(auth.valid_before),
             nonce=auth.nonce.lower(),
         ),
+        payload_hash=payload_hash,
     )

@@ -4,12 +4,13 @@ same payment always hashes the same and nothing raw needs to be stored."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
 from x402.extensions.payment_identifier import extract_payment_identifier
 
-from .codec import DecodedPayment
+if TYPE_CHECKING:  # codec hashes with canonical_hash below
+    from .codec import DecodedPayment
 
 
 def canonical_hash(value: Any) -> str:
@@ -26,4 +27,4 @@ def payment_id(payment: DecodedPayment) -> str:
         explicit = extract_payment_identifier(payment.payload, validate=True)
         if explicit:
             return "pid:" + explicit
-    return "sha256:" + canonical_hash(payment.wire)
+    return "sha256:" + payment.payload_hash

@@ -77,6 +77,9 @@ class ChainReader(Protocol):
     async def authorization_used(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
         """True/False from the token contract; None when the chain could not be read."""
 
+    async def authorization_transaction(self, network: str, asset: str, payer: str, nonce: str) -> str:
+        """The transaction that used the nonce, when the chain can tell; else ""."""
+
 
 class LedgerStore(Protocol):
     async def get(self, payment_id: str) -> LedgerEntry | None: ...

@@ -14,6 +14,9 @@ from .ports import ChainReader, LedgerStore, Tracker
 
 log = logging.getLogger(__name__)
 
+# Release reason of a claim whose request vanished between Authorize and Settle.
+STALE_CLAIM = "stale_claim"
+
 
 @dataclass(frozen=True)
 class RecoveryReport:
@@ -43,7 +46,11 @@ async def recover_once(
         )
         if used:
             # Money moved but the answer never left: the payer may redeem it once.
-            to_state, fields = ledger.SETTLED_UNSERVED, {"reconciled_by": "chain", "served": False}
+            transaction = entry.transaction or await chain.authorization_transaction(
+                entry.network, entry.asset, entry.payer, entry.nonce
+            )
+            to_state = ledger.SETTLED_UNSERVED
+            fields = {"reconciled_by": "chain", "served": False, "transaction": transaction or None}
         elif used is False and entry.valid_before < now():
             # Unused and expired: it can never be mined now, so nothing was taken.
             to_state, fields = ledger.FAILED, {"settle_reason": "expired_unsettled"}
@@ -59,7 +66,7 @@ async def recover_once(
             settlement = {
                 "success": to_state == ledger.SETTLED_UNSERVED,
                 "status": to_state,
-                "transaction": entry.transaction or None,
+                "transaction": fields.get("transaction") or entry.transaction or None,
                 "network": entry.network,
                 "payer": entry.payer,
                 "facilitator": entry.facilitator,
@@ -78,6 +85,15 @@ async def recover_once(
         if entry.payment_id in in_flight:
             continue
         moved = await store.transition(entry.payment_id, entry.claim_token, (ledger.VERIFIED,), ledger.RELEASED)
-        if moved is not None:
-            counts["released"] += 1
+        if moved is None:
+            continue
+        counts["released"] += 1
+        if entry.tracking_id is not None:
+            # The request that made the claim never finished; its record says why.
+            released = {"success": False, "released": True, "reason": STALE_CLAIM, "ledger_state": ledger.RELEASED}
+            tracker.record(
+                entry.tracking_id,
+                Step.RELEASE,
+                {"settlement": released, "metadata": {"recovered": {"state": ledger.RELEASED, "at": now()}}},
+            )
     return RecoveryReport(**counts)

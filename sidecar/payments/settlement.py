@@ -68,6 +68,12 @@ async def settle_payment(
     def outcome(status: str, reason: str = "", source: str = "") -> SettleOutcome:
         return SettleOutcome(status, transaction, reason, facilitator_reason, source, tuple(attempts))
 
+    async def settled_on_chain() -> SettleOutcome:
+        nonlocal transaction
+        if not transaction:
+            transaction = await chain.authorization_transaction(auth.network, auth.asset, auth.payer, auth.nonce)
+        return outcome(SETTLED, source="chain")
+
     for _ in range(policy.retries + 1):
         answer = await facilitator.settle(body)
         attempts.append(answer.attempt)
@@ -84,7 +90,7 @@ async def settle_payment(
                     # catches a facilitator that moved the money and said otherwise.
                     used = await _chain_says(chain, auth)
                     if used:
-                        return outcome(SETTLED, source="chain")
+                        return await settled_on_chain()
                     return outcome(FAILED, Reason.SETTLEMENT_FAILED)
                 break
         else:
@@ -93,7 +99,7 @@ async def settle_payment(
 
     if not ambiguous:
         return outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
-    return await _reconcile(chain, auth, policy, outcome)
+    return await _reconcile(chain, auth, policy, outcome, settled_on_chain)
 
 
 async def _chain_says(chain: ChainReader, auth: Authorization) -> bool | None:
@@ -107,6 +113,7 @@ async def _reconcile(
     auth: Authorization,
     policy: ReconcilePolicy,
     outcome: Callable[..., SettleOutcome],
+    settled_on_chain: Callable[[], Awaitable[SettleOutcome]],
 ) -> SettleOutcome:
     """Poll the chain for a bounded window: used -> settled; unused -> failed."""
     if not chain.configured(auth.network):
@@ -116,7 +123,7 @@ async def _reconcile(
     while True:
         used = await chain.authorization_used(auth.network, auth.asset, auth.payer, auth.nonce)
         if used:
-            return outcome(SETTLED, source="chain")
+            return await settled_on_chain()
         last = used if used is not None else last
         if policy.clock() >= deadline:
             break

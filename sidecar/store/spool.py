@@ -10,6 +10,7 @@ All methods block on file I/O: call them from a worker thread, one at a time.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -23,6 +24,10 @@ _SUFFIX = ".jsonl"
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
+class SpoolInUse(RuntimeError):
+    """Another process owns the spool directory."""
+
+
 class Spool:
     def __init__(self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.directory = directory
@@ -33,12 +38,22 @@ class Spool:
         self._next_number = 1
         self._lines: dict[Path, int] = {}  # line count per segment on disk
         self._bytes: dict[Path, int] = {}
+        self._lock: int | None = None
         self.records = 0
         self.bytes = 0
 
     def open(self) -> None:
         """Find the segments a previous process left behind and count their lines."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Tracking rows hold no signatures, but payers and request details: owner only.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # One owner per directory: two processes would replay and delete each other's segments.
+        self._lock = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            self._lock = None
+            raise SpoolInUse(f"tracking spool {self.directory} is in use by another process") from None
         for path in self.segments():
             with path.open("rb") as handle:
                 self._lines[path] = sum(1 for line in handle if line.strip())
@@ -109,13 +124,16 @@ class Spool:
 
     def close(self) -> None:
         self.seal()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     def _open_segment(self) -> None:
         self.seal()
         # Never append to a segment found on disk: it may end with a torn line.
         path = self.directory / f"{_PREFIX}{self._next_number:012d}{_SUFFIX}"
         self._next_number += 1
-        self._active = path.open("ab")
+        self._active = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self._active_path = path
         self._active_size = 0
         self._lines[path] = 0

@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from ..payments.lifecycle import Step
+from ..telemetry.batch_links import BatchLinks, batch_span
 from .db import UNAVAILABLE_ERRORS, create_pool
 from .spool import Spool
 from .tracking_rows import RowWrite, from_line, to_line
@@ -87,6 +88,7 @@ class TrackingWriter:
         self._next_check = 0.0
         self._missing_rows = 0
         self._rejected_rows = 0
+        self._links = BatchLinks()  # the request spans each batch write links to
 
     # -- status ---------------------------------------------------------------
 
@@ -142,6 +144,8 @@ class TrackingWriter:
             write = self._pending.get(record_id)
             if write is None:
                 write = self._pending[record_id] = RowWrite()
+                # One link per record and batch: its steps come from the same request.
+                self._links.capture()
             write.add(record_id, step, fields)
             self._enqueued += 1
             self._pending_steps += 1
@@ -181,20 +185,31 @@ class TrackingWriter:
 
     async def _run(self) -> None:
         while True:
-            self._wake.clear()
-            if not self._pending:
-                if self._closing:
+            try:
+                if await self._turn():
                     return
-                await self._wait(self._recheck_s if self._spool.records else None)
-                if not self._pending and self._spool.records and not self._closing:
-                    await self._recover()
-                continue
-            due_at = self._first_pending_at + self._interval
-            urgent = self._closing or self._flush_wanted or self._pending_steps >= self._batch_size
-            if not urgent and time.monotonic() < due_at:
-                await self._wait(due_at - time.monotonic())
-                continue
-            await self._cycle()
+            except Exception:
+                # The task must outlive any surprise, or flush() would wait forever.
+                logger.exception("tracking writer: unexpected failure; retrying")
+                await asyncio.sleep(self._recheck_s)
+
+    async def _turn(self) -> bool:
+        """Wait for work, do it; True when closed and nothing is left."""
+        self._wake.clear()
+        if not self._pending:
+            if self._closing:
+                return True
+            await self._wait(self._recheck_s if self._spool.records else None)
+            if not self._pending and self._spool.records and not self._closing:
+                await self._recover()
+            return False
+        due_at = self._first_pending_at + self._interval
+        urgent = self._closing or self._flush_wanted or self._pending_steps >= self._batch_size
+        if not urgent and time.monotonic() < due_at:
+            await self._wait(due_at - time.monotonic())
+            return False
+        await self._cycle()
+        return False
 
     async def _wait(self, timeout: float | None) -> None:
         try:
@@ -207,8 +222,10 @@ class TrackingWriter:
         self._pending_steps = 0
         self._flush_wanted = False
         target = self._enqueued
+        links = self._links.take()
         try:
-            durable = await self._deliver(writes)
+            with batch_span("tracking write", links, {"tracking.records": len(writes)}):
+                durable = await self._deliver(writes)
         except Exception:
             logger.exception("tracking writer: unexpected failure; writes kept for the next cycle")
             durable = False
@@ -270,11 +287,15 @@ class TrackingWriter:
         """While the spool holds writes: replay it when the database may be back."""
         if not self._database_up and time.monotonic() < self._next_check:
             return
-        if self._pool is None and not await self._open_pool():
-            self._next_check = time.monotonic() + self._recheck_s
-            return
         replayed = self._spool.records
-        if await self._replay():
+        try:
+            done = (self._pool is not None or await self._open_pool()) and await self._replay()
+        except Exception:
+            # Not a "database away" error (those never get here): a bad DSN, an
+            # unreadable spool file... Logged; the spool stays for the next try.
+            logger.exception("tracking spool replay failed")
+            done = False
+        if done:
             if not self._database_up:
                 logger.warning("tracking database is back; %d spooled writes replayed", replayed)
             self._database_up = True

@@ -39,10 +39,6 @@ def _text(value: Any) -> str:
     raise TypeError("text expected")
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(_text(value))
-
-
 def _timestamp(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError("datetime expected")
@@ -81,7 +77,6 @@ def _varchar(length: int) -> Callable[[Any], str]:
 
 
 _BY_TYPE: dict[str, Callable[[Any], Any]] = {
-    "uuid": _uuid,
     "text": _text,
     "timestamp with time zone": _timestamp,
     "boolean": _boolean,
@@ -104,7 +99,6 @@ def _converter(name: str, sql_type: str, max_length: int | None) -> Callable[[An
 _CONVERTERS = {c.name: _converter(c.name, c.sql_type, c.max_length) for c in COLUMNS if c.name != "id"}
 _EXACT = {c.name: _EXACT_BY_TYPE[c.sql_type] for c in COLUMNS if c.sql_type in _EXACT_BY_TYPE and c.name != METADATA}
 _NOT_NULL = frozenset(c.name for c in COLUMNS if not c.nullable)
-_UUID_COLUMNS = frozenset(c.name for c in COLUMNS if c.sql_type == "uuid")
 _TIMESTAMP_COLUMNS = frozenset(c.name for c in COLUMNS if c.sql_type == "timestamp with time zone")
 _JSONB_COLUMNS = frozenset(c.name for c in COLUMNS if c.sql_type == "jsonb")
 _JSONB_FIELDS = tuple(c.name for c in COLUMNS if c.sql_type == "jsonb" and c.name != METADATA)
@@ -205,13 +199,11 @@ def _encoded_json(record_id: uuid.UUID, column: str, value: Any) -> str | None:
 
 
 def to_line(record_id: uuid.UUID, write: RowWrite) -> str:
-    """One spool line: JSON with uuids and timestamps as strings, jsonb as JSON text."""
+    """One spool line: JSON with the id and timestamps as strings, jsonb as JSON text."""
     fields = write.encoded(record_id)
-    for name, value in fields.items():
-        if isinstance(value, uuid.UUID):
-            fields[name] = str(value)
-        elif isinstance(value, datetime):
-            fields[name] = value.isoformat()
+    for name in _TIMESTAMP_COLUMNS.intersection(fields):
+        if fields[name] is not None:
+            fields[name] = fields[name].isoformat()
     return _encode_json({"id": str(record_id), "steps": write.steps, "start": write.start, "fields": fields})
 
 
@@ -230,8 +222,6 @@ def from_line(line: str) -> tuple[uuid.UUID, RowWrite]:
             if value is not None:
                 if name in _JSONB_COLUMNS:
                     value = json.loads(value)
-                elif name in _UUID_COLUMNS:
-                    value = uuid.UUID(value)
                 elif name in _TIMESTAMP_COLUMNS:
                     value = datetime.fromisoformat(value)
             if name != METADATA:

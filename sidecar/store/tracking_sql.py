@@ -24,7 +24,7 @@ _POSITION = {column.name: i for i, column in enumerate(COLUMNS)}
 def _array_type(column: str) -> str:
     sql_type = COLUMNS_BY_NAME[column].sql_type
     if sql_type == "jsonb":
-        return "text[]"  # serialised once when recorded; cast back below
+        return "text[]"  # sent as JSON text (RowWrite.encoded), cast back below
     if sql_type.startswith("character varying"):
         return "text[]"
     if sql_type == "timestamp with time zone":

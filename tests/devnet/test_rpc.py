@@ -13,7 +13,7 @@ from x402.mechanisms.evm.constants import (
     VERSION_ABI,
 )
 
-from devnet.chain import TRANSFER_TOPIC, USDC_ADDRESS
+from devnet.chain import AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC, USDC_ADDRESS
 from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
 from tests.devnet.support import signed_transfer
 
@@ -53,10 +53,18 @@ async def test_authorization_state_and_receipt_through_async_web3(devnet, w3, re
     assert receipt["status"] == 1
     assert receipt["transactionHash"].to_0x_hex() == settled["transaction"]
     assert receipt["blockNumber"] == await w3.eth.block_number
-    [log] = receipt["logs"]
+    used, log = receipt["logs"]
+    assert used["topics"][0].to_0x_hex() == AUTHORIZATION_USED_TOPIC
+    assert used["topics"][2] == nonce
     assert log["address"] == USDC_ADDRESS
     assert log["topics"][0].to_0x_hex() == TRANSFER_TOPIC
     assert int.from_bytes(log["data"]) == 1000
+
+    # The transaction of a used nonce can be found by its AuthorizationUsed event.
+    found = await w3.eth.get_logs(
+        {"address": USDC_ADDRESS, "fromBlock": 0, "topics": [AUTHORIZATION_USED_TOPIC, None, "0x" + nonce.hex()]}
+    )
+    assert [entry["transactionHash"].to_0x_hex() for entry in found] == [settled["transaction"]]
 
 
 async def test_token_reads_through_async_web3(w3):

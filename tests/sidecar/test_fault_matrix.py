@@ -92,8 +92,8 @@ async def test_settle_fault(case, make_sidecar, facilitators, chain, database_ur
         assert state == "settled"
         assert record["settlement"]["source"] == source
         assert record["settlement"]["reconciled"] is (source == "chain")
-        if paid["transaction"]:  # known when the facilitator or the chain named it
-            assert chain.receipt(paid["transaction"]) is not None
+        assert paid["transaction"] and chain.receipt(paid["transaction"]) is not None
+        assert record["settlement"]["transaction"] == paid["transaction"]
     else:
         assert settled.answer.status == 402
         assert b"FiatToken" not in settled.answer.body and b"<html" not in settled.answer.body.lower()

@@ -52,6 +52,8 @@ async def test_unknown_settle_without_chain_reader_is_resolved_by_recovery(make_
         assert redeem.verified.redeem is True
         served = await seeing.payments.Settle(settle_request(redeem))
         assert served.success
+        transaction = receipt(served.headers)["transaction"]
+        assert transaction and chain.receipt(transaction) is not None  # found by its AuthorizationUsed event
         third = await seeing.payments.Authorize(authorize_request(header))
         assert third.rejected.reason == "payment_already_used"
     finally:

@@ -13,6 +13,7 @@ import pytest
 
 from sidecar.store.db import create_pool
 from sidecar.store.migrate import apply_migrations
+from sidecar.store.spool import SpoolInUse
 from sidecar.store.tracking import Step, TrackingWriter
 from tests.store.stoppable_postgres import StoppablePostgres
 from tests.support.postgres import create_database
@@ -203,3 +204,16 @@ async def test_a_torn_last_line_is_skipped(pool, tmp_path):
     await replayer.close()
     assert await pool.fetchval("SELECT path FROM resource_call_records WHERE id = $1", record_id) == "/v1/datasets/1/records"
     assert replayer.spool_records == 0
+
+
+async def test_a_spool_directory_has_one_owner(pool, tmp_path):
+    first = TrackingWriter(pool, spool_dir=tmp_path)
+    await first.start()
+    try:
+        with pytest.raises(SpoolInUse, match="in use"):
+            await TrackingWriter(pool, spool_dir=tmp_path).start()
+    finally:
+        await first.close()
+    second = TrackingWriter(pool, spool_dir=tmp_path)
+    await second.start()
+    await second.close()

@@ -39,7 +39,7 @@ async def test_hygiene_update_fixes_rows_written_before_the_check(empty_database
     try:
         await conn.execute(INSERT, bad, True, "stale error")
         await conn.execute(INSERT, unverified, False, "invalid_signature")
-        assert await apply_migrations(empty_database_url) == [check_file.name]
+        assert (await apply_migrations(empty_database_url))[0] == check_file.name
         rows = dict(await conn.fetch("SELECT id, verification_error FROM resource_call_records"))
     finally:
         await conn.close()

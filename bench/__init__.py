@@ -1,0 +1,1 @@
+"""Benchmarks: the cost of getting paid (load generator, peers, runners). Not shipped."""

@@ -1,0 +1,191 @@
+"""What the load generator drives. Each target answers three questions: what a
+payment must answer (`challenge`, None for free targets), how a signed payment
+becomes a ready-made request (`prepare`), and how one exchange goes (`connect`
+yields the `Send` for a level, holding its connections).
+
+- HttpTarget: a URL, free (expects 200) or paid (PAYMENT-SIGNATURE; expects 200
+  with PAYMENT-RESPONSE) — the gateway's routes and the SDK peer's.
+- SidecarTarget: the sidecar alone over gRPC, Authorize then Settle, as the
+  gateway calls it, without the gateway.
+- FacilitatorTarget: the facilitator alone, POST /verify then /settle with the
+  bodies the sidecar sends: the facilitator's own share of a paid request.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import grpc
+from x402.http.utils import decode_payment_required_header
+from x402.schemas import PaymentRequired
+
+from paysidecar.aiohttp_middleware import RouteSpec
+from paysidecar.v1 import payment_pb2, payment_pb2_grpc
+
+from .loadgen import Send, require_loopback
+
+REQUEST_TIMEOUT_S = 30.0
+USER_AGENT = "paysidecar-bench/1"
+
+
+class TargetError(Exception):
+    """A target did not answer as a benchmark needs (e.g. no 402 challenge)."""
+
+
+def _connector(concurrency: int) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+
+
+def _session(concurrency: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=_connector(concurrency),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+@dataclass
+class HttpTarget:
+    name: str
+    url: str
+    paid: bool
+
+    def __post_init__(self) -> None:
+        require_loopback(self.url)
+
+    async def challenge(self) -> PaymentRequired | None:
+        if not self.paid:
+            return None
+        async with _session(1) as session, session.get(self.url) as response:
+            await response.read()
+            header = response.headers.get("PAYMENT-REQUIRED")
+            if response.status != 402 or header is None:
+                raise TargetError(f"{self.name}: expected a 402 with PAYMENT-REQUIRED, got {response.status}")
+            return decode_payment_required_header(header)
+
+    def prepare(self, payment: str | None) -> dict[str, str]:
+        return {"PAYMENT-SIGNATURE": payment} if payment is not None else {}
+
+    @contextlib.asynccontextmanager
+    async def connect(self, concurrency: int) -> AsyncIterator[Send]:
+        async with _session(concurrency) as session:
+
+            async def send(headers: dict[str, str]) -> str | None:
+                async with session.get(self.url, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        return f"http_{response.status}"
+                    if self.paid and "PAYMENT-RESPONSE" not in response.headers:
+                        return "no_payment_response"
+                    return None
+
+            yield send
+
+
+@dataclass
+class SidecarTarget:
+    """Authorize + Settle for `url`, paid like the gateway's records route."""
+
+    name: str
+    target: str  # host:port
+    url: str
+    route: RouteSpec
+
+    def __post_init__(self) -> None:
+        require_loopback(self.target)
+        require_loopback(self.url)
+
+    def _authorize(self, payment: str) -> payment_pb2.AuthorizeRequest:
+        return payment_pb2.AuthorizeRequest(
+            request_id=uuid.uuid4().hex,
+            method="GET",
+            url=self.url,
+            route=self.route.to_proto(),
+            payment_signature=payment,
+            client_ip="127.0.0.1",
+            user_agent=USER_AGENT,
+            headers={"accept": "*/*", "user-agent": USER_AGENT, "host": self.url.split("/")[2]},
+            query=self.url.partition("?")[2],
+        )
+
+    async def challenge(self) -> PaymentRequired:
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            answer = await payment_pb2_grpc.PaymentServiceStub(channel).Authorize(
+                self._authorize(""), timeout=REQUEST_TIMEOUT_S
+            )
+        if answer.WhichOneof("outcome") != "payment_required":
+            raise TargetError(f"{self.name}: Authorize without payment gave {answer.WhichOneof('outcome')}")
+        return decode_payment_required_header(answer.payment_required.headers["PAYMENT-REQUIRED"])
+
+    def prepare(self, payment: str) -> payment_pb2.AuthorizeRequest:
+        return self._authorize(payment)
+
+    @contextlib.asynccontextmanager
+    async def connect(self, concurrency: int) -> AsyncIterator[Send]:
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            stub = payment_pb2_grpc.PaymentServiceStub(channel)
+
+            async def send(request: payment_pb2.AuthorizeRequest) -> str | None:
+                metadata = (("x-request-id", request.request_id),)
+                authorized = await stub.Authorize(request, timeout=REQUEST_TIMEOUT_S, metadata=metadata)
+                outcome = authorized.WhichOneof("outcome")
+                if outcome != "verified":
+                    return authorized.rejected.reason if outcome == "rejected" else str(outcome)
+                settled = await stub.Settle(
+                    payment_pb2.SettleRequest(
+                        payment_id=authorized.verified.payment_id,
+                        tracking_id=authorized.tracking_id,
+                        response_status=200,
+                        response_time_ms=1,
+                        request_id=request.request_id,
+                    ),
+                    timeout=REQUEST_TIMEOUT_S,
+                    metadata=metadata,
+                )
+                return None if settled.success else f"settle_{settled.reason or 'failed'}"
+
+            yield send
+
+
+@dataclass
+class FacilitatorTarget:
+    """POST /verify then /settle, bodies as the sidecar sends them."""
+
+    name: str
+    url: str
+    # Payments for the facilitator alone answer the sidecar's own challenge.
+    requirements_from: Callable[[], Awaitable[PaymentRequired]]
+
+    def __post_init__(self) -> None:
+        require_loopback(self.url)
+
+    async def challenge(self) -> PaymentRequired:
+        return await self.requirements_from()
+
+    def prepare(self, payment: str) -> bytes:
+        payload: dict[str, Any] = json.loads(base64.b64decode(payment))
+        body = {"x402Version": payload["x402Version"], "paymentPayload": payload, "paymentRequirements": payload["accepted"]}
+        return json.dumps(body).encode()
+
+    @contextlib.asynccontextmanager
+    async def connect(self, concurrency: int) -> AsyncIterator[Send]:
+        headers = {"Content-Type": "application/json"}
+        async with _session(concurrency) as session:
+
+            async def send(body: bytes) -> str | None:
+                async with session.post(f"{self.url}/verify", data=body, headers=headers) as response:
+                    verified = await response.json()
+                if not verified.get("isValid"):
+                    return f"verify_{verified.get('invalidReason', response.status)}"
+                async with session.post(f"{self.url}/settle", data=body, headers=headers) as response:
+                    settled = await response.json()
+                return None if settled.get("success") else f"settle_{settled.get('errorReason', response.status)}"
+
+            yield send

@@ -1,0 +1,106 @@
+"""The gateway on a real HTTP port, pointed at any sidecar target (by default a
+closed port: free routes work, paid routes must answer 503)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import Settings
+from tests.support.stack import devnet, sidecar_settings, start_sidecar
+
+ADMIN_TOKEN = "admin-test-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: web.Application
+    session: aiohttp.ClientSession
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.session.get(self.url + path, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.session.request(method, self.url + path, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
+    values: dict[str, Any] = {
+        "port": 0,
+        "sidecar_target": f"127.0.0.1:{closed_port()}",
+        "sidecar_timeout_s": 2.0,
+        "admin_token": ADMIN_TOKEN,
+        "paid_rate_per_s": 0,
+        "free_rate_per_s": 0,
+        "env": "test",
+    }
+    values.update(overrides)
+    app = create_app(Settings(**values))
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Gateway(f"http://127.0.0.1:{port}", app, session)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with running_gateway() as handle:
+        yield handle
+
+
+@dataclass
+class PaidStack:
+    """Devnet chain + facilitator, the real sidecar over gRPC, and the gateway."""
+
+    chain: Any
+    facilitator: Any
+    sidecar: Any
+    gateway: Gateway | None = None
+
+
+@pytest.fixture
+async def sidecar_stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
+    """The devnet and a real sidecar, no gateway."""
+    async with devnet(count=1) as (chain, (facilitator,)):
+        settings = sidecar_settings(
+            database_url,
+            tmp_path / "spool",
+            [facilitator.url],
+            chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
+        )
+        sidecar = await start_sidecar(settings)
+        try:
+            yield PaidStack(chain, facilitator, sidecar)
+        finally:
+            await sidecar.stop()
+
+
+@pytest.fixture
+async def paid_stack(sidecar_stack) -> AsyncIterator[PaidStack]:
+    target = sidecar_stack.sidecar.target
+    async with running_gateway(sidecar_target=target, sidecar_settle_timeout_s=20.0) as gateway:
+        sidecar_stack.gateway = gateway
+        yield sidecar_stack

@@ -1,0 +1,48 @@
+"""Gateway settings from the environment and a TOML file."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config import Settings
+from gateway.constants import SAMPLE_DATA_DIR
+
+
+def test_defaults():
+    settings = Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8402)
+    assert settings.sidecar_target == "127.0.0.1:50051"
+    assert settings.data_dir == SAMPLE_DATA_DIR
+    assert settings.default_price == "$0.001"
+    assert settings.network == "eip155:84532"
+    assert settings.pay_to == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def test_environment_with_per_dataset_prices_as_json(monkeypatch):
+    monkeypatch.setenv("GATEWAY_PORT", "9000")
+    monkeypatch.setenv("GATEWAY_SIDECAR_TARGET", "grpc://10.0.0.5:50051")
+    monkeypatch.setenv("GATEWAY_DATASETS", '{"stations": {"price": "2500", "description": "Stations"}}')
+    settings = Settings()
+    assert settings.port == 9000
+    assert settings.sidecar_target == "10.0.0.5:50051"
+    assert settings.price_of("stations") == "2500"
+    assert settings.price_of("observations") == "$0.001"
+    assert settings.description_of("stations") == "Stations"
+
+
+def test_toml_file_named_by_gateway_config(monkeypatch, tmp_path):
+    config = tmp_path / "gateway.toml"
+    config.write_text('default_price = "$0.002"\n[datasets.observations]\nprice = "$0.01"\n', encoding="utf-8")
+    monkeypatch.setenv("GATEWAY_CONFIG", str(config))
+    settings = Settings()
+    assert settings.price_of("observations") == "$0.01"
+    assert settings.price_of("stations") == "$0.002"
+
+
+@pytest.mark.parametrize("price", ["0.001", "$", "1e3", "$-1", "ten"])
+def test_bad_price_is_refused_at_start(price):
+    with pytest.raises(ValidationError, match="price must look like"):
+        Settings(default_price=price)
+    with pytest.raises(ValidationError, match="price must look like"):
+        Settings(datasets={"stations": {"price": price}})

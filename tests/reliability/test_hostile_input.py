@@ -1,0 +1,257 @@
+"""Hostile input, property-based: whatever arrives in a payment header, a gRPC
+request field or an HTTP query, the answer is a clear refusal — never a 5xx, an
+INTERNAL/UNKNOWN status or a traceback — and nothing is ever settled.
+
+Most cases drive the domain decode/bind functions and the in-process gRPC server
+directly (cheap); a smaller share goes through the gateway over HTTP. Case counts
+are summed per test; set PAYSIDECAR_FUZZ_REPORT=<file> to get them as JSON
+(bench/reliability.py does)."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devnet.wallets import MERCHANT_ADDRESS
+from paysidecar.v1 import tracking_pb2
+from sidecar.payments.binding import bind
+from sidecar.payments.codec import decode_payment
+from sidecar.payments.errors import PaymentError
+from sidecar.payments.identity import canonical_hash, payment_id
+from sidecar.payments.routes import RouteTerms, price_route
+from tests.support.calls import URL, authorize_request, route
+from tests.support.payments import sign_for, sign_v1_for
+
+from . import hostile
+from .gateway import running_gateway
+
+DOMAIN_CASES = 5000
+AUTHORIZE_CASES = 2000
+SETTLE_RELEASE_CASES = 1200
+TRACKING_CASES = 1000
+HTTP_CASES = 800
+TOTAL_REQUIRED = 10_000
+
+FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+ROUTE = price_route(RouteTerms(key="GET /v1/records", price="$0.001", pay_to=MERCHANT_ADDRESS, network="eip155:84532"))
+HEADER_NAMES = ("PAYMENT-SIGNATURE", "X-PAYMENT")
+BAD_GRPC = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+CASES: collections.Counter[str] = collections.Counter()
+FAILURES: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_report():
+    yield
+    target = os.environ.get("PAYSIDECAR_FUZZ_REPORT")
+    if target:
+        Path(target).write_text(json.dumps({"cases": dict(CASES), "failures": dict(FAILURES)}))
+
+
+@pytest.fixture(scope="module")
+async def valid_headers() -> tuple[str, ...]:
+    return (await sign_for(URL), await sign_v1_for(URL), await sign_for(URL, amount=5000))
+
+
+@functools.lru_cache(maxsize=4)
+def _headers_strategy(valid: tuple[str, ...]):
+    return hostile.header_values(list(valid))
+
+
+def _no_tracebacks(caplog) -> None:
+    broken = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert not broken, [f"{r.name}: {r.getMessage()}" for r in broken]
+
+
+def _count(name: str, failed: bool) -> None:
+    CASES[name] += 1
+    if failed:
+        FAILURES[name] += 1
+
+
+# -- domain: decode and bind --------------------------------------------------------
+
+
+@settings(FUZZ, max_examples=DOMAIN_CASES)
+@given(data=st.data(), name=st.sampled_from(HEADER_NAMES))
+def test_any_payment_header_is_decoded_or_refused_with_a_reason(valid_headers, data, name):
+    value = data.draw(_headers_strategy(valid_headers))
+    failed = True
+    try:
+        payment = decode_payment(name, value)
+    except PaymentError as exc:
+        assert exc.status == 400 and exc.reason and exc.message
+    else:
+        payment_id(payment)
+        canonical_hash(payment.wire)
+        try:
+            bind(payment, ROUTE, URL)
+        except PaymentError as exc:
+            assert exc.status == 402 and exc.reason
+    failed = False
+    _count("domain", failed)
+
+
+# -- gRPC ---------------------------------------------------------------------------
+
+
+async def _rpc(call, request):
+    """The answer, or the error when its status is an acceptable refusal."""
+    try:
+        return await call(request)
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() not in BAD_GRPC, f"{exc.code().name}: {exc.details()}"
+        assert re.match(r"[a-z_]+: ", exc.details() or ""), exc.details()
+        return exc
+
+
+@pytest.fixture
+async def fuzzed_sidecar(make_sidecar, facilitator, chain, caplog):
+    caplog.set_level(logging.INFO)
+    handle = await make_sidecar(verify_timeout_s=0.5, settle_timeout_s=0.5, connect_timeout_s=0.2)
+    yield handle
+    # Whatever the fuzzing sent, nothing reached a settle and no money moved.
+    assert facilitator.stats.settle_calls == 0
+    assert chain.transfers_applied == 0
+    _no_tracebacks(caplog)
+
+
+@settings(FUZZ, max_examples=AUTHORIZE_CASES)
+@given(data=st.data())
+async def test_authorize_answers_any_fields_with_a_refusal_or_a_claim(fuzzed_sidecar, valid_headers, data):
+    request = data.draw(hostile.authorize_requests(route(), list(valid_headers)))
+    answer = await _rpc(fuzzed_sidecar.payments.Authorize, request)
+    if not isinstance(answer, grpc.aio.AioRpcError):
+        outcome = answer.WhichOneof("outcome")
+        assert outcome in ("payment_required", "rejected", "verified")
+        if outcome == "rejected":
+            assert answer.rejected.status in (400, 402, 503) and answer.rejected.reason
+            json.loads(answer.rejected.body)
+        elif outcome == "payment_required":
+            assert answer.payment_required.status == 402
+            json.loads(answer.payment_required.body)
+    _count("grpc_authorize", False)
+
+
+@pytest.fixture
+async def claimed_ids(fuzzed_sidecar, valid_headers) -> list[str]:
+    """Payments verified and claimed, for Release (never Settle) fuzzing."""
+    ids = []
+    for header in valid_headers:
+        answer = await fuzzed_sidecar.payments.Authorize(authorize_request(header))
+        ids.append(answer.verified.payment_id)
+    return ids
+
+
+@settings(FUZZ, max_examples=SETTLE_RELEASE_CASES)
+@given(data=st.data(), which=st.sampled_from(["settle", "release"]))
+async def test_settle_and_release_refuse_unknown_or_odd_requests(fuzzed_sidecar, claimed_ids, data, which):
+    if which == "settle":
+        fake_ids = ["sha256:" + "0" * 64, "pid:pay_0000000000000000"]
+        request = data.draw(hostile.settle_requests(fake_ids))
+        answer = await _rpc(fuzzed_sidecar.payments.Settle, request)
+    else:
+        request = data.draw(hostile.release_requests(claimed_ids))
+        answer = await _rpc(fuzzed_sidecar.payments.Release, request)
+    if which == "settle":
+        # No claim in this process matches: a Settle can only be refused.
+        assert isinstance(answer, grpc.aio.AioRpcError)
+    _count(f"grpc_{which}", False)
+
+
+@settings(FUZZ, max_examples=TRACKING_CASES)
+@given(data=st.data(), which=st.sampled_from(["list", "get", "stats"]))
+async def test_tracking_queries_refuse_odd_filters_cleanly(fuzzed_sidecar, data, which):
+    tracking = fuzzed_sidecar.tracking
+    if which == "list":
+        await _rpc(tracking.ListRecords, data.draw(hostile.list_records_requests()))
+    elif which == "get":
+        await _rpc(tracking.GetRecord, tracking_pb2.GetRecordRequest(id=data.draw(hostile.TEXT)))
+    else:
+        stats = tracking_pb2.GetStatsRequest()
+        start, end = data.draw(hostile.TIMESTAMPS), data.draw(hostile.TIMESTAMPS)
+        stats.start.CopyFrom(start)
+        stats.end.CopyFrom(end)
+        await _rpc(tracking.GetStats, stats)
+    _count(f"grpc_tracking_{which}", False)
+
+
+# -- HTTP through the gateway -------------------------------------------------------
+
+
+@pytest.fixture
+async def fuzzed_gateway(fuzzed_sidecar):
+    async with running_gateway(fuzzed_sidecar.target) as gateway:
+        yield gateway
+
+
+def _header_safe(value: str) -> bool:
+    return not any(c in value for c in "\r\n\x00") and value == value.strip()
+
+
+@settings(FUZZ, max_examples=HTTP_CASES)
+@given(
+    data=st.data(),
+    path=st.sampled_from(["/v1/records", "/v1/datasets/observations/records", "/v1/datasets/stations/records"]),
+    query=hostile.QUERIES,
+    request_id=hostile.REQUEST_IDS,
+)
+async def test_gateway_answers_hostile_requests_without_5xx(fuzzed_gateway, valid_headers, data, path, query, request_id):
+    base, session = fuzzed_gateway
+    headers = {}
+    if _header_safe(request_id):
+        headers["X-Request-ID"] = request_id
+    payment = data.draw(st.none() | _headers_strategy(valid_headers).filter(_header_safe))
+    if payment is not None:
+        headers[data.draw(st.sampled_from(HEADER_NAMES))] = payment
+    async with session.get(base + path, params=query, headers=headers) as response:
+        body = await response.read()
+        status = response.status
+        echoed = response.headers.get("X-Request-ID", "")
+    failed = status >= 500
+    _count("http", failed)
+    assert status < 500, (status, body[:300])
+    offered = headers.get("X-Request-ID")
+    assert echoed == offered if offered and REQUEST_ID.fullmatch(offered) else REQUEST_ID.fullmatch(echoed)
+    if status >= 400:
+        answer = json.loads(body)
+        assert "error" in answer or "accepts" in answer, answer
+
+
+async def test_oversized_requests_get_a_client_error(fuzzed_gateway):
+    """aiohttp's own limits (8 KiB request line and header field) and the gateway's
+    query limit (4 KiB): answered 4xx, never a 5xx. Only the gateway's own limit
+    reaches its error middleware, so only it answers in the JSON error shape."""
+    base, session = fuzzed_gateway
+    async with session.get(base + "/v1/records", headers={"X-Filler": "x" * 20 * 1024}) as response:
+        assert response.status in (400, 431)
+    big_query = "city=" + "A" * 100 * 1024
+    async with session.get(f"{base}/v1/records?{big_query}") as response:
+        assert response.status in (400, 414)
+    async with session.get(f"{base}/v1/records?city={'A' * 5000}") as response:
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "query_too_long"
+    async with session.get(base + "/v1/records", data=b"x" * 100 * 1024) as response:
+        assert response.status < 500
+
+
+def test_fuzz_case_total():
+    """The suite's total, once every fuzz test above ran (skipped under -k)."""
+    expected = {"domain", "grpc_authorize", "http"}
+    if not expected <= set(CASES):
+        pytest.skip("not every fuzz test ran")
+    assert sum(CASES.values()) >= TOTAL_REQUIRED, dict(CASES)
+    assert not FAILURES, dict(FAILURES)

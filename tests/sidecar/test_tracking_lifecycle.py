@@ -1,0 +1,121 @@
+"""Issue 5: every call to a paid route leaves one record whose lifecycle fields say
+what happened — paid, settle failed, verify failed, malformed, unpaid, released."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import asyncpg
+import pytest
+
+from tests.support.calls import URL, authorize_request, release_request, settle_request
+from tests.support.payments import sign_for
+
+FAST = dict(settle_timeout_s=0.5, reconcile_window_s=0.2, reconcile_poll_s=0.05)
+
+
+async def _row(database_url: str, tracking_id: str) -> dict:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT row_to_json(r)::text FROM resource_call_records r WHERE id = $1", uuid.UUID(tracking_id)
+        )
+        count = await conn.fetchval("SELECT count(*) FROM resource_call_records")
+    finally:
+        await conn.close()
+    assert count == 1, "one record per call"
+    return json.loads(row[0])
+
+
+async def _finish(sidecar, database_url, tracking_id) -> dict:
+    await sidecar.sidecar.writer.flush()
+    return await _row(database_url, tracking_id)
+
+
+async def test_paid_success_record(make_sidecar, database_url):
+    sidecar = await make_sidecar()
+    try:
+        authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+        await sidecar.payments.Settle(settle_request(authorized))
+        row = await _finish(sidecar, database_url, authorized.tracking_id)
+    finally:
+        await sidecar.stop()
+    assert row["payment_required"] and row["payment_verified"] and row["verification_error"] is None
+    assert row["settlement"]["success"] is True and row["settlement"]["transaction"]
+    assert row["handler_executed"] is True and row["response_status"] == 200
+    assert row["payment"]["amount"] == "1000" and row["payment"]["network"] == "eip155:84532"
+    assert row["payload_hash"] and row["requirements_hash"] and row["payment_signature_hash"]
+    assert row["metadata"]["verify_attempts"][0]["outcome"] == "ok"
+    assert row["request"]["headers"].get("authorization") is None  # secrets dropped
+
+
+async def test_paid_settle_failed_record(make_sidecar, facilitators, database_url):
+    facilitators[0].arm(stage="settle", mode="status", status=503)
+    sidecar = await make_sidecar(**FAST)
+    try:
+        authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+        await sidecar.payments.Settle(settle_request(authorized))
+        row = await _finish(sidecar, database_url, authorized.tracking_id)
+    finally:
+        await sidecar.stop()
+    assert row["payment_verified"] is True
+    assert row["settlement"]["success"] is False
+    assert row["settlement"]["error_reason"] == "settlement_failed"
+    assert row["response_status"] == 402
+    reasons = [a["reason"] for a in row["metadata"]["settle_attempts"]]
+    assert len(reasons) == 2 and all(r.endswith("_http_503") for r in reasons)
+
+
+async def test_verify_failed_record(make_sidecar, facilitators, database_url):
+    facilitators[0].arm(stage="verify", mode="invalid")
+    sidecar = await make_sidecar()
+    try:
+        response = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+        row = await _finish(sidecar, database_url, response.tracking_id)
+    finally:
+        await sidecar.stop()
+    assert row["payment_verified"] is False and row["verification_error"] == "invalid_payment"
+    assert row["settlement"] is None and row["response_status"] == 402
+    assert row["payment_nonce"] and row["payload_hash"]
+
+
+@pytest.mark.parametrize("header", ["!!not base64!!", base64.b64encode(b'{"x402Version": 9}').decode()])
+async def test_malformed_record(make_sidecar, database_url, header):
+    sidecar = await make_sidecar()
+    try:
+        response = await sidecar.payments.Authorize(authorize_request(header))
+        row = await _finish(sidecar, database_url, response.tracking_id)
+    finally:
+        await sidecar.stop()
+    assert response.rejected.status == 400
+    assert row["payment_verified"] is False and row["verification_error"] == response.rejected.reason
+    assert row["payment_signature_hash"] and row["payment"] is None and row["response_status"] == 400
+
+
+async def test_unpaid_record(make_sidecar, database_url):
+    sidecar = await make_sidecar()
+    try:
+        response = await sidecar.payments.Authorize(authorize_request())
+        row = await _finish(sidecar, database_url, response.tracking_id)
+    finally:
+        await sidecar.stop()
+    assert row["payment_required"] is True and row["payment_verified"] is False
+    assert row["verification_error"] is None and row["response_status"] == 402
+    assert row["route_config"]["amount"] == "1000"
+
+
+@pytest.mark.parametrize("reason, status", [("head_request", 200), ("handler_status_500", 500), ("handler_error", 500)])
+async def test_released_record(make_sidecar, database_url, reason, status):
+    sidecar = await make_sidecar()
+    try:
+        authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+        await sidecar.payments.Release(release_request(authorized, reason, status))
+        row = await _finish(sidecar, database_url, authorized.tracking_id)
+    finally:
+        await sidecar.stop()
+    assert row["payment_verified"] is True
+    assert row["settlement"]["released"] is True and row["settlement"]["reason"] == reason
+    assert row["settlement"]["success"] is False
+    assert row["response_status"] == status

@@ -1,0 +1,185 @@
+"""One trace per request, keyed by request id, across gateway → sidecar →
+facilitators → database (DESIGN §8), read from the in-memory exporter."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+from x402.http.utils import decode_payment_required_header
+
+from paysidecar.trace_attributes import REQUEST_ID, X402_OUTCOME, X402_PAYER, X402_REASON, X402_ROUTE
+from sidecar.telemetry.attempts import FACILITATOR_NAME, FACILITATOR_OUTCOME, FACILITATOR_REASON
+from tests.support.payments import sign_v2
+
+from .conftest import TracedStack
+
+RECORDS = "/v1/records"
+AUTHORIZE = "/paysidecar.v1.PaymentService/Authorize"
+SETTLE = "/paysidecar.v1.PaymentService/Settle"
+
+
+async def pay_and_get(stack: TracedStack, path: str = RECORDS) -> tuple[int, dict[str, str]]:
+    """Read the 402, sign what it asks for, send the paid request: its status and headers."""
+    url = stack.gateway_url + path
+    async with stack.http.get(url) as unpaid:
+        assert unpaid.status == 402
+        required = decode_payment_required_header(unpaid.headers["PAYMENT-REQUIRED"])
+    async with stack.http.get(url, headers={"PAYMENT-SIGNATURE": await sign_v2(required)}) as paid:
+        await paid.read()
+        return paid.status, dict(paid.headers)
+
+
+def in_trace(spans: list[ReadableSpan], trace_id: str) -> list[ReadableSpan]:
+    return [s for s in spans if format(s.context.trace_id, "032x") == trace_id]
+
+
+def named(spans: list[ReadableSpan], name: str, kind: SpanKind | None = None) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name and (kind is None or s.kind is kind)]
+
+
+def server_span_done(trace_id: str):
+    """The gateway server span ends after the paid answer went out: wait for it."""
+
+    def done(spans: list[ReadableSpan]) -> bool:
+        return any(s.kind is SpanKind.SERVER and s.parent is None for s in in_trace(spans, trace_id))
+
+    return done
+
+
+def gateway_span(spans: list[ReadableSpan], trace_id: str) -> ReadableSpan:
+    (root,) = [s for s in in_trace(spans, trace_id) if s.parent is None]
+    assert root.kind is SpanKind.SERVER
+    return root
+
+
+def events(span: ReadableSpan) -> list[str]:
+    return [event.name for event in span.events]
+
+
+async def test_paid_request_is_one_trace_from_gateway_to_database(stack, spans):
+    status, headers = await pay_and_get(stack)
+    assert status == 200
+    trace_id, request_id = headers["x-trace-id"], headers["X-Request-ID"]
+    assert len(trace_id) == 32 and int(trace_id, 16)
+    finished = await spans.wait_for(server_span_done(trace_id))
+
+    # Every span about this request is in this one trace, and every span of the
+    # trace carries the request id.
+    ours = [s for s in finished if s.attributes.get(REQUEST_ID) == request_id]
+    assert {format(s.context.trace_id, "032x") for s in ours} == {trace_id}
+    traced = in_trace(finished, trace_id)
+    assert [s.name for s in traced if s.attributes.get(REQUEST_ID) != request_id] == []
+
+    root = gateway_span(finished, trace_id)
+    for rpc in (AUTHORIZE, SETTLE):
+        (client,) = named(traced, rpc, SpanKind.CLIENT)
+        (server,) = named(traced, rpc, SpanKind.SERVER)
+        assert server.parent.span_id == client.context.span_id  # carried in `traceparent` metadata
+        assert client.parent.span_id == root.context.span_id
+
+    # Two verify attempts: the facilitator that is down, then the one that answers.
+    verifies = named(traced, "facilitator verify")
+    assert [s.attributes[FACILITATOR_OUTCOME] for s in verifies] == ["unreachable", "ok"]
+    down, up = verifies
+    assert down.attributes[FACILITATOR_REASON].endswith("_unreachable")
+    assert down.status.status_code is StatusCode.ERROR
+    assert up.attributes[FACILITATOR_NAME] == stack.facilitator.url.removeprefix("http://")
+    (settle,) = named(traced, "facilitator settle")
+    assert settle.attributes[FACILITATOR_OUTCOME] == "ok"
+    for attempt in (down, up, settle):
+        (http,) = [s for s in traced if s.parent is not None and s.parent.span_id == attempt.context.span_id]
+        assert http.kind is SpanKind.CLIENT and http.name == "POST"
+
+    # The ledger's claim and settle transitions, under the gRPC server spans.
+    ledger = [s for s in traced if "payment_ledger" in str(s.attributes.get("db.statement", ""))]
+    assert {s.name for s in ledger} >= {"INSERT", "UPDATE"}
+
+    route = root.attributes[X402_ROUTE]
+    assert route.startswith("GET /v1/datasets/") and route.endswith("/records")
+    assert root.attributes[X402_OUTCOME] == "settled"
+    assert root.attributes[X402_PAYER].startswith("0x")
+    assert "payment_settled" in events(root)
+    (settle_server,) = named(traced, SETTLE, SpanKind.SERVER)
+    assert settle_server.attributes[X402_OUTCOME] == "settled"
+    assert "payment_settled" in events(settle_server)
+
+
+async def test_tracking_write_links_to_the_request_spans(stack, spans):
+    status, headers = await pay_and_get(stack)
+    assert status == 200
+    trace_id, request_id = headers["x-trace-id"], headers["X-Request-ID"]
+    await stack.sidecar.writer.flush()
+    finished = await spans.wait_for(server_span_done(trace_id))
+
+    writes = [
+        s
+        for s in named(finished, "tracking write")
+        if any(format(link.context.trace_id, "032x") == trace_id for link in s.links)
+    ]
+    assert writes, "no tracking write links to the request"
+    for write in writes:
+        assert format(write.context.trace_id, "032x") != trace_id  # a batch has a trace of its own
+        assert request_id in write.attributes[REQUEST_ID]
+        linked = [link for link in write.links if format(link.context.trace_id, "032x") == trace_id]
+        assert all(link.attributes[REQUEST_ID] == request_id for link in linked)
+    # The links point at the sidecar spans that handed the steps over (Authorize, Settle).
+    linked = {link.context.span_id for w in writes for link in w.links if format(link.context.trace_id, "032x") == trace_id}
+    rpc_servers = {s.context.span_id for s in in_trace(finished, trace_id) if s.kind is SpanKind.SERVER and s.parent}
+    assert linked and linked <= rpc_servers
+    inserts = [s for s in finished if s.parent is not None and s.parent.span_id in {w.context.span_id for w in writes}]
+    assert inserts and all(request_id in s.attributes[REQUEST_ID] for s in inserts)
+
+
+async def test_tracking_record_carries_the_gateway_trace_id(stack, spans):
+    status, headers = await pay_and_get(stack)
+    assert status == 200
+    await stack.sidecar.writer.flush()
+    conn = await asyncpg.connect(stack.sidecar.settings.database_url)
+    try:
+        metadata = await conn.fetchval(
+            "SELECT metadata FROM resource_call_records WHERE request_id = $1", headers["X-Request-ID"]
+        )
+    finally:
+        await conn.close()
+    assert json.loads(metadata)["trace_id"] == headers["x-trace-id"]
+
+
+async def test_unpaid_request_has_the_challenge_event(stack, spans):
+    async with stack.http.get(stack.gateway_url + RECORDS) as unpaid:
+        assert unpaid.status == 402
+        trace_id = unpaid.headers["x-trace-id"]
+    finished = await spans.wait_for(server_span_done(trace_id))
+    root = gateway_span(finished, trace_id)
+    assert "payment_challenge_issued" in events(root)
+    assert root.attributes[X402_OUTCOME] == "payment_required"
+    (authorize,) = named(in_trace(finished, trace_id), AUTHORIZE, SpanKind.SERVER)
+    assert "payment_challenge_issued" in events(authorize)
+    assert authorize.attributes[X402_OUTCOME] == "payment_required"
+
+
+async def test_failed_settle_has_the_settlement_failed_event(stack, spans):
+    stack.facilitator.arm(stage="settle", mode="invalid")
+    status, headers = await pay_and_get(stack)
+    assert status == 402
+    trace_id = headers["x-trace-id"]
+    finished = await spans.wait_for(server_span_done(trace_id))
+    root = gateway_span(finished, trace_id)
+    assert "payment_settlement_failed" in events(root)
+    assert root.attributes[X402_OUTCOME] == "settlement_failed"
+    assert root.attributes[X402_REASON]
+    (settle,) = named(in_trace(finished, trace_id), SETTLE, SpanKind.SERVER)
+    assert "payment_settlement_failed" in events(settle)
+    assert settle.attributes[X402_OUTCOME] == "settlement_failed"
+
+
+async def test_unknown_route_has_the_route_not_found_event(stack, spans):
+    async with stack.http.get(stack.gateway_url + "/v1/nowhere") as missing:
+        assert missing.status == 404
+        trace_id, request_id = missing.headers["x-trace-id"], missing.headers["X-Request-ID"]
+    finished = await spans.wait_for(server_span_done(trace_id))
+    root = gateway_span(finished, trace_id)
+    assert "route_not_found" in events(root)
+    assert root.attributes[REQUEST_ID] == request_id
