@@ -6,6 +6,7 @@ are commits) and a bare gRPC round trip to the sidecar."""
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,8 @@ from gateway.constants import SAMPLE_DATA_DIR
 from gateway.datasets import load_datasets
 from gateway.query import parse_query, run_query
 from gateway.render import render
+
+from .cpu import name, parent
 
 SAMPLES = 200
 
@@ -48,19 +51,38 @@ async def handler_p50_ms(dataset_name: str, query: str) -> float:
 @dataclass(frozen=True)
 class PostgresTimes:
     round_trip_ms: float  # SELECT 1
-    commit_ms: float  # a transaction that gets an id and so waits for its WAL flush
+    commit_ms: float  # a transaction that writes WAL, so its commit waits for the flush (NaN: not allowed)
+
+
+# A transactional WAL message: its commit waits for the WAL flush (fsync, under
+# synchronous_commit=on) like a ledger INSERT or UPDATE, and it touches no table.
+# (txid_current() would not do: a transaction that wrote no WAL skips the flush.)
+DURABLE_COMMIT = "SELECT pg_logical_emit_message(true, 'paysidecar-bench', '')"
 
 
 async def postgres_p50(url: str) -> PostgresTimes:
     conn = await asyncpg.connect(url)
     try:
         round_trip = await _p50_ms(lambda: conn.fetchval("SELECT 1"))
-        # txid_current() assigns a transaction id, so its commit is durable (fsync
-        # under synchronous_commit=on) like a ledger INSERT or UPDATE, touching no table.
-        commit = await _p50_ms(lambda: conn.fetchval("SELECT txid_current()"))
+        try:
+            commit = await _p50_ms(lambda: conn.fetchval(DURABLE_COMMIT))
+        except asyncpg.InsufficientPrivilegeError:
+            commit = math.nan
     finally:
         await conn.close()
     return PostgresTimes(round_trip, commit)
+
+
+async def postgres_server_pid(url: str) -> int | None:
+    """The postmaster's pid when the server runs on this machine (None if unseen)."""
+    conn = await asyncpg.connect(url)
+    try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await conn.close()
+    # A server in a container reports pids of its own namespace: trust the pid
+    # only if this machine's process of that id is a PostgreSQL backend.
+    return parent(backend) if name(backend) == "postgres" else None
 
 
 async def grpc_p50_ms(target: str) -> float:
@@ -68,3 +90,30 @@ async def grpc_p50_ms(target: str) -> float:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         return await _p50_ms(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=10))
+
+
+# Per request: the facilitator's verify + settle time as the sidecar timed it
+# (the attempts it records in the tracking row's metadata), then the median.
+FACILITATOR_SHARE = """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY verify + settle) FROM (
+    SELECT
+        (SELECT sum((a ->> 'latency_ms')::float) FROM jsonb_array_elements(metadata -> 'verify_attempts') a) AS verify,
+        (SELECT sum((a ->> 'latency_ms')::float) FROM jsonb_array_elements(metadata -> 'settle_attempts') a) AS settle
+    FROM resource_call_records
+    WHERE request_id LIKE $1 AND payment_verified
+) per_request
+WHERE verify IS NOT NULL AND settle IS NOT NULL
+"""
+
+
+async def facilitator_share_p50(url: str, request_id_prefix: str) -> float:
+    """p50 of the facilitator's share of the paid requests whose id starts with the prefix
+    (NaN when their tracking rows don't hold the attempts)."""
+    conn = await asyncpg.connect(url)
+    try:
+        value = await conn.fetchval(FACILITATOR_SHARE, request_id_prefix.replace("_", r"\_") + "%")
+    except asyncpg.PostgresError:
+        value = None
+    finally:
+        await conn.close()
+    return math.nan if value is None else float(value)

@@ -9,8 +9,9 @@ off) and the SDK peer (bench/peer.py), each a process of its own on loopback. Th
 for each target — the facilitator alone (verify+settle), the sidecar alone (gRPC
 Authorize+Settle), the gateway's free route, the gateway's paid route, the peer's
 paid route — a short warm-up and one level per concurrency, each bounded by time
-and by the payments signed for it beforehand. Last, a second sidecar and gateway
-run under py-spy while the paid route is driven, and their busiest code is listed.
+and by the payments signed for it beforehand, with the CPU time of every process
+metered. Last, a second sidecar and gateway run under py-spy while the paid route
+is driven, and their busiest code is listed.
 
 Prints the results as Markdown and writes them into bench/README.md between its
 results markers. Logs and raw profiles stay in a temporary directory it names.
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import importlib.util
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,20 +32,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import report, services  # noqa: E402
-from bench.baselines import grpc_p50_ms, handler_p50_ms, postgres_p50  # noqa: E402
+from bench import report, services, stack  # noqa: E402
+from bench.baselines import (  # noqa: E402
+    facilitator_share_p50,
+    grpc_p50_ms,
+    handler_p50_ms,
+    postgres_p50,
+    postgres_server_pid,
+)
+from bench.cpu import CpuMeter, with_children  # noqa: E402
 from bench.loadgen import LevelResult, run_level  # noqa: E402
 from bench.profiling import markdown, py_spy, record_argv, summarise  # noqa: E402
 from bench.signing import Signer  # noqa: E402
-from bench.targets import FacilitatorTarget, HttpTarget, SidecarTarget  # noqa: E402
+from bench.targets import FacilitatorTarget, HttpTarget, SidecarTarget, Target  # noqa: E402
 from bench.tracking_write import database  # noqa: E402
-from devnet.chain import NETWORK  # noqa: E402
-from devnet.up import FACILITATOR_READY, GATEWAY_READY, SIDECAR_READY  # noqa: E402
 from gateway.constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO  # noqa: E402
 from paysidecar.aiohttp_middleware import RouteSpec  # noqa: E402
 
-# bench/peer.py's ready line.
-PEER_READY = re.compile(r"^peer (http://\S+:(\d+))\s*$")
 # The peer runs the SDK's FastAPI middleware under uvicorn: the `bench` extras.
 PEER_MODULES = ("fastapi", "uvicorn", "httpx")
 
@@ -74,18 +77,32 @@ def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-async def measure(target, signer: Signer, run: report.TargetRun, args: argparse.Namespace) -> None:
+def _line(label: str, level: LevelResult) -> str:
+    return (
+        f"  {label:<38} c={level.concurrency:<3} {level.throughput:7.0f} req/s  p50 {level.percentile(50):7.2f}"
+        f"  p99 {level.percentile(99):7.2f} ms  errors {level.error_count}  ({level.stopped_by})"
+    )
+
+
+def request_ids(key: str, phase: str) -> str:
+    """The prefix of the request ids of one level, to find its tracking rows."""
+    return f"{key}.{phase}."
+
+
+async def measure(target: Target, signer: Signer, meter: CpuMeter, run: report.TargetRun,
+                  args: argparse.Namespace) -> None:  # fmt: skip
     required = await target.challenge()
     if required is not None:
         validity = min(option.max_timeout_seconds for option in required.accepts)
         if args.seconds + VALIDITY_MARGIN_S > validity:
             raise SystemExit(f"--seconds {args.seconds:g} is too long: {run.label}'s payments are valid {validity} s")
 
-    async def items(count: int) -> list:
+    async def items(count: int, phase: str) -> list:
         payments = await signer.sign(required, count) if required is not None else [None] * count
-        return [target.prepare(payment) for payment in payments]
+        prefix = request_ids(run.key, phase)
+        return [target.prepare(payment, f"{prefix}{n}") for n, payment in enumerate(payments)]
 
-    warm_items = await items(WARMUP_PAYMENTS if required is not None else args.max_requests)
+    warm_items = await items(WARMUP_PAYMENTS if required is not None else args.max_requests, "warm")
     async with target.connect(WARMUP_CONCURRENCY) as send:
         warm = await run_level(send, warm_items, WARMUP_CONCURRENCY, args.warmup)
     if warm.ok == 0:
@@ -93,47 +110,14 @@ async def measure(target, signer: Signer, run: report.TargetRun, args: argparse.
     rate = warm.throughput
     for concurrency in args.levels:
         count = min(args.max_requests, int(rate * args.seconds * HEADROOM) + 4 * concurrency)
-        level_items = await items(count)
+        level_items = await items(count, f"c{concurrency}")
         async with target.connect(concurrency) as send:
+            before = meter.snapshot()
             level = await run_level(send, level_items, concurrency, args.seconds)
+            run.cpu_s[concurrency] = meter.spent(before, meter.snapshot())
         run.levels.append(level)
         rate = max(rate, level.throughput)
         _progress(_line(run.label, level))
-
-
-def _line(label: str, level: LevelResult) -> str:
-    return (
-        f"  {label:<34} c={level.concurrency:<3} {level.throughput:7.0f} req/s  p50 {level.percentile(50):7.2f}"
-        f"  p99 {level.percentile(99):7.2f} ms  errors {level.error_count}  ({level.stopped_by})"
-    )
-
-
-async def start_sidecar(name: str, db_url: str, facilitator: str, run_dir: Path, argv_wrap=None) -> services.Service:
-    spool = run_dir / f"{name}-spool"
-    env = services.child_env(
-        DATABASE_URL=db_url,
-        FACILITATOR_URLS=facilitator,
-        CHAIN_RPC_URLS=f"{NETWORK}={facilitator}/rpc",
-        PAYSIDECAR_HOST="127.0.0.1",
-        PAYSIDECAR_PORT="0",
-        PAYSIDECAR_SPOOL_DIR=str(spool),
-    )
-    argv = services.python_module("sidecar.main")
-    return await services.start(name, argv_wrap(argv) if argv_wrap else argv, env, SIDECAR_READY, run_dir,
-                                profiled=argv_wrap is not None)  # fmt: skip
-
-
-async def start_gateway(name: str, sidecar_port: int, run_dir: Path, argv_wrap=None) -> services.Service:
-    env = services.child_env(
-        GATEWAY_HOST="127.0.0.1",
-        GATEWAY_PORT="0",
-        GATEWAY_SIDECAR_TARGET=f"127.0.0.1:{sidecar_port}",
-        GATEWAY_PAID_RATE_PER_S="0",  # 0 turns the per-client limits off (gateway/config.py)
-        GATEWAY_FREE_RATE_PER_S="0",
-    )
-    argv = services.python_module("gateway.main")
-    return await services.start(name, argv_wrap(argv) if argv_wrap else argv, env, GATEWAY_READY, run_dir,
-                                profiled=argv_wrap is not None)  # fmt: skip
 
 
 async def profile_paid_path(
@@ -145,18 +129,18 @@ async def profile_paid_path(
         return [], "Not profiled: py-spy is not installed (`pip install -e '.[bench]'`)."
     outputs = {name: run_dir / f"{name}.pyspy.txt" for name in ("sidecar", "gateway")}
 
-    def under_py_spy(name: str):
+    def under_py_spy(name: str) -> stack.Wrap:
         return lambda argv: record_argv(executable, outputs[name], argv)
 
     started: list[services.Service] = []
     try:
-        sidecar = await start_sidecar("sidecar-profiled", db_url, facilitator, run_dir, under_py_spy("sidecar"))
+        sidecar = await stack.start_sidecar("sidecar-profiled", db_url, facilitator, run_dir,
+                                            wrap=under_py_spy("sidecar"))  # fmt: skip
         started.append(sidecar)
-        gateway = await start_gateway("gateway-profiled", sidecar.port, run_dir, under_py_spy("gateway"))
+        gateway = await stack.start_gateway("gateway-profiled", sidecar.port, run_dir, wrap=under_py_spy("gateway"))
         started.append(gateway)
         target = HttpTarget("gateway paid (profiled)", gateway.url + PAID_PATH, paid=True)
-        required = await target.challenge()
-        payments = await signer.sign(required, args.profile_payments)
+        payments = await signer.sign(await target.challenge(), args.profile_payments)
         async with target.connect(args.profile_concurrency) as send:
             level = await run_level(
                 send, [target.prepare(p) for p in payments], args.profile_concurrency, args.profile_seconds
@@ -168,8 +152,9 @@ async def profile_paid_path(
     note = (
         f"py-spy (sampling, {args.profile_seconds:g} s at concurrency {args.profile_concurrency}, {level.ok} paid"
         f" requests at {level.throughput:.0f} req/s while profiled) on a second sidecar and gateway started for it;"
-        " idle and import-time samples left out. Self time is where the CPU was; inclusive time is what our code"
-        " spent including what it called."
+        " idle, waiting and import-time samples left out. Self time is where the CPU was (in a C extension,"
+        " the Python frame that called it, e.g. `Handle._run` for gRPC's and asyncpg's callbacks); inclusive"
+        " time is what our code spent including what it called."
     )
     profiles = []
     for name, path in outputs.items():
@@ -192,34 +177,28 @@ async def run(args: argparse.Namespace) -> str:
         levels=args.levels,
         handler_ms=await handler_p50_ms(DATASET, QUERY),
     )
-    async with database(os.environ.get("DATABASE_URL")) as db_url, contextlib.AsyncExitStack() as stack:
+    started: list[services.Service] = []
+
+    async def keep(service: services.Service) -> services.Service:
+        started.append(service)
+        return service
+
+    async def stop_all() -> None:
+        for service in reversed(started):
+            await services.stop(service)
+
+    async with database(os.environ.get("DATABASE_URL")) as db_url, contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(stop_all)
         info.postgres = await postgres_p50(db_url)
-        started: list[services.Service] = []
-
-        async def keep(service: services.Service) -> services.Service:
-            started.append(service)
-            return service
-
-        async def stop_all() -> None:
-            for service in reversed(started):
-                await services.stop(service)
-
-        stack.push_async_callback(stop_all)
-        facilitator = await keep(await services.start(
-            "facilitator", services.python_module("devnet.facilitator", "--port", "0"), services.child_env(),
-            FACILITATOR_READY, run_dir,
-        ))  # fmt: skip
-        sidecar = await keep(await start_sidecar("sidecar", db_url, facilitator.url, run_dir))
+        facilitator = await keep(await stack.start_facilitator(run_dir))
+        sidecar = await keep(await stack.start_sidecar("sidecar", db_url, facilitator.url, run_dir))
         info.grpc_ms = await grpc_p50_ms(f"127.0.0.1:{sidecar.port}")
-        gateway = await keep(await start_gateway("gateway", sidecar.port, run_dir))
-        peer = await keep(await services.start(
-            "peer", services.python_module("bench.peer", "--facilitator", facilitator.url), services.child_env(),
-            PEER_READY, run_dir,
-        ))  # fmt: skip
+        gateway = await keep(await stack.start_gateway("gateway", sidecar.port, run_dir))
+        peer = await keep(await stack.start_peer(facilitator.url, run_dir))
         _progress(f"bench: facilitator {facilitator.url}, sidecar {sidecar.url}, gateway {gateway.url}, peer {peer.url}")
 
         sidecar_target = SidecarTarget("sidecar", f"127.0.0.1:{sidecar.port}", gateway.url + PAID_PATH, PAID_ROUTE)
-        targets = [
+        targets: list[tuple[str, str, Target]] = [
             (report.FACILITATOR, "facilitator alone (verify+settle)",
              FacilitatorTarget("facilitator", facilitator.url, sidecar_target.challenge)),
             (report.SIDECAR, "sidecar alone (gRPC Authorize+Settle)", sidecar_target),
@@ -227,16 +206,29 @@ async def run(args: argparse.Namespace) -> str:
             (report.PAID, "gateway paid route (ours)", HttpTarget("gateway-paid", gateway.url + PAID_PATH, paid=True)),
             (report.PEER, "SDK FastAPI peer, paid", HttpTarget("peer-paid", peer.url + PAID_PATH, paid=True)),
         ]  # fmt: skip
+        postmaster = await postgres_server_pid(db_url)
+        meter = CpuMeter({
+            "gateway": lambda: [gateway.pid],
+            "sidecar": lambda: [sidecar.pid],
+            "postgres": lambda: with_children(postmaster) if postmaster else [],
+            "peer": lambda: [peer.pid],
+            "facilitator": lambda: [facilitator.pid],
+        })  # fmt: skip
         runs = []
         async with Signer() as signer:
             for key, label, target in targets:
                 run = report.TargetRun(key, label)
                 runs.append(run)
-                await measure(target, signer, run, args)
+                await measure(target, signer, meter, run, args)
             if args.no_profile:
                 profiles, note = [], "Not profiled in this run (--no-profile)."
             else:
                 profiles, note = await profile_paid_path(db_url, facilitator.url, signer, run_dir, args)
+        for run in runs:
+            if run.key in (report.SIDECAR, report.PAID):
+                for concurrency in args.levels:
+                    share = await facilitator_share_p50(db_url, request_ids(run.key, f"c{concurrency}"))
+                    run.facilitator_share_ms[concurrency] = share
     return report.results_markdown(runs, info, profiles, note)
 
 

@@ -1,7 +1,8 @@
 """What the load generator drives. Each target answers three questions: what a
 payment must answer (`challenge`, None for free targets), how a signed payment
-becomes a ready-made request (`prepare`), and how one exchange goes (`connect`
-yields the `Send` for a level, holding its connections).
+becomes a ready-made request (`prepare`, with a request id when the caller wants
+to find the request's tracking record later), and how one exchange goes
+(`connect` yields the `Send` for a level, holding its connections).
 
 - HttpTarget: a URL, free (expects 200) or paid (PAYMENT-SIGNATURE; expects 200
   with PAYMENT-RESPONSE) — the gateway's routes and the SDK peer's.
@@ -18,8 +19,9 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import grpc
@@ -37,6 +39,16 @@ USER_AGENT = "paysidecar-bench/1"
 
 class TargetError(Exception):
     """A target did not answer as a benchmark needs (e.g. no 402 challenge)."""
+
+
+class Target(Protocol):
+    name: str
+
+    async def challenge(self) -> PaymentRequired | None: ...
+
+    def prepare(self, payment: str | None, request_id: str | None = None) -> Any: ...
+
+    def connect(self, concurrency: int) -> AbstractAsyncContextManager[Send]: ...
 
 
 def _connector(concurrency: int) -> aiohttp.TCPConnector:
@@ -70,8 +82,11 @@ class HttpTarget:
                 raise TargetError(f"{self.name}: expected a 402 with PAYMENT-REQUIRED, got {response.status}")
             return decode_payment_required_header(header)
 
-    def prepare(self, payment: str | None) -> dict[str, str]:
-        return {"PAYMENT-SIGNATURE": payment} if payment is not None else {}
+    def prepare(self, payment: str | None, request_id: str | None = None) -> dict[str, str]:
+        headers = {"PAYMENT-SIGNATURE": payment} if payment is not None else {}
+        if request_id is not None:
+            headers["X-Request-ID"] = request_id
+        return headers
 
     @contextlib.asynccontextmanager
     async def connect(self, concurrency: int) -> AsyncIterator[Send]:
@@ -102,9 +117,9 @@ class SidecarTarget:
         require_loopback(self.target)
         require_loopback(self.url)
 
-    def _authorize(self, payment: str) -> payment_pb2.AuthorizeRequest:
+    def _authorize(self, payment: str, request_id: str | None = None) -> payment_pb2.AuthorizeRequest:
         return payment_pb2.AuthorizeRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=request_id or uuid.uuid4().hex,
             method="GET",
             url=self.url,
             route=self.route.to_proto(),
@@ -124,8 +139,8 @@ class SidecarTarget:
             raise TargetError(f"{self.name}: Authorize without payment gave {answer.WhichOneof('outcome')}")
         return decode_payment_required_header(answer.payment_required.headers["PAYMENT-REQUIRED"])
 
-    def prepare(self, payment: str) -> payment_pb2.AuthorizeRequest:
-        return self._authorize(payment)
+    def prepare(self, payment: str, request_id: str | None = None) -> payment_pb2.AuthorizeRequest:
+        return self._authorize(payment, request_id)
 
     @contextlib.asynccontextmanager
     async def connect(self, concurrency: int) -> AsyncIterator[Send]:
@@ -169,7 +184,7 @@ class FacilitatorTarget:
     async def challenge(self) -> PaymentRequired:
         return await self.requirements_from()
 
-    def prepare(self, payment: str) -> bytes:
+    def prepare(self, payment: str, request_id: str | None = None) -> bytes:
         payload: dict[str, Any] = json.loads(base64.b64decode(payment))
         body = {"x402Version": payload["x402Version"], "paymentPayload": payload, "paymentRequirements": payload["accepted"]}
         return json.dumps(body).encode()

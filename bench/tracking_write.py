@@ -159,17 +159,17 @@ async def run(args: argparse.Namespace) -> None:
     run_id = uuid.uuid4().hex[:8]
     async with database(os.environ.get("DATABASE_URL")) as url:
         pool = await create_pool(url, min_size=2, max_size=args.parallelism + 1)
-        spool = Path(tempfile.mkdtemp(prefix="bench-spool-"))
-        writer = TrackingWriter(pool, batch_size=args.batch_size, flush_interval_s=args.flush_interval_s,
-                                spool_dir=spool, parallelism=args.parallelism)
-        await writer.start()
-        templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
-        started = time.perf_counter()
-        await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
-        produced = time.perf_counter() - started
-        await writer.flush()
-        elapsed = time.perf_counter() - started
-        await writer.close()
+        with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool:
+            writer = TrackingWriter(pool, batch_size=args.batch_size, flush_interval_s=args.flush_interval_s,
+                                    spool_dir=Path(spool), parallelism=args.parallelism)
+            await writer.start()
+            templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
+            started = time.perf_counter()
+            await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
+            produced = time.perf_counter() - started
+            await writer.flush()
+            elapsed = time.perf_counter() - started
+            await writer.close()
 
         complete = await pool.fetchval(
             "SELECT count(*) FROM resource_call_records WHERE metadata ->> 'bench' = $1 AND payment_verified"

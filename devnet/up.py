@@ -315,6 +315,7 @@ class Launcher:
             lines += ["Devnet facilitator (x402 /verify /settle, JSON-RPC at /rpc):", self.facilitator_url]
         else:
             lines.append(f"Facilitators from FACILITATOR_URLS: {self._env['FACILITATOR_URLS']}")
+        lines.append(_tracing_line(self._env))
         lines += [
             "Try:",
             f"  curl -i {self.gateway_url}/v1/datasets",
@@ -330,6 +331,14 @@ class Launcher:
     def _say(self, text: str) -> None:
         self._err.write(text + "\n")
         self._err.flush()
+
+
+def _tracing_line(env: Mapping[str, str]) -> str:
+    """Where the sidecar's and gateway's traces go (they read the OTEL_* variables we pass on)."""
+    exporter = env.get("OTEL_TRACES_EXPORTER", "none").strip() or "none"
+    if exporter == "none":
+        return "Traces: off; OTEL_TRACES_EXPORTER=otlp sends them to Jaeger or any OTLP viewer (docs/tracing.md)"
+    return f"Traces: on (OTEL_TRACES_EXPORTER={exporter}); the x-trace-id header of each answer names its trace"
 
 
 async def launch(env: Mapping[str, str]) -> int:

@@ -65,10 +65,12 @@ class Settings(BaseSettings):
     admin_token: str | None = None
 
     # Per client IP token buckets; a rate of 0 turns the limit off.
-    paid_rate_per_s: float = Field(10.0, ge=0)
-    paid_burst: int = Field(20, ge=1)
-    free_rate_per_s: float = Field(50.0, ge=0)
-    free_burst: int = Field(100, ge=1)
+    # Generous by default: paid requests already cost the caller money, and one
+    # client IP may be a whole office behind NAT. Tighten per deployment.
+    paid_rate_per_s: float = Field(100.0, ge=0)
+    paid_burst: int = Field(200, ge=1)
+    free_rate_per_s: float = Field(200.0, ge=0)
+    free_burst: int = Field(400, ge=1)
 
     max_query_length: int = Field(4096, ge=64)
     telemetry_capacity: int = Field(1000, ge=1)

@@ -27,10 +27,9 @@ def dataset_named(request: web.Request, name: str) -> Dataset:
 
 def _records_query(request: web.Request) -> RecordsQuery:
     limit = request.app[SETTINGS].max_query_length
-    if len(request.query_string) > limit:
-        raise ApiError(
-            413, "query_too_long", f"The query string is {len(request.query_string)} bytes; at most {limit} allowed."
-        )
+    length = len(request.rel_url.raw_query_string)  # as sent, percent-encoded
+    if length > limit:
+        raise ApiError(413, "query_too_long", f"The query string is {length} bytes; at most {limit} allowed.")
     dataset = dataset_named(request, request.match_info.get("name") or request.app[DEFAULT_DATASET])
     try:
         plan = parse_query(request.query.items(), dataset.types, accept=request.headers.get(hdrs.ACCEPT))

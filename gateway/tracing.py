@@ -23,8 +23,8 @@ TRACE_ID_KEY = web.RequestKey("trace_id", str)
 
 
 def setup_tracing(settings: TracingSettings) -> Tracing:
-    """Providers from the OTEL_* settings; server spans when tracing is on.
-    Call before create_app()."""
+    """Providers from the OTEL_* settings; server spans (and HTTP metrics) when they
+    export something. Call before create_app()."""
     tracing = configure(settings, SERVICE_NAME)
     if tracing.enabled:
         AioHttpServerInstrumentor().instrument()

@@ -42,7 +42,7 @@ _FACTS = {
 _scoped: ContextVar[dict[str, AttributeValue] | None] = ContextVar("paysidecar_span_attributes", default=None)
 
 
-def x402_attributes(**facts: str) -> dict[str, str]:
+def _x402(**facts: str) -> dict[str, str]:
     """{"x402.<fact>": value} for the facts that are known (non-empty)."""
     return {_FACTS[name]: value for name, value in facts.items() if value}
 
@@ -64,14 +64,14 @@ def attribute_scope(attributes: Mapping[str, AttributeValue]) -> Iterator[None]:
 def request_scope(request_id: str, **facts: str) -> contextlib.AbstractContextManager[None]:
     """The scope of one request: its id and the x402 facts known on entry."""
     attributes: dict[str, AttributeValue] = {REQUEST_ID: request_id} if request_id else {}
-    attributes.update(x402_attributes(**facts))
+    attributes.update(_x402(**facts))
     return attribute_scope(attributes)
 
 
 def tag_request(**facts: str) -> None:
     """Record x402 facts learnt during the request: on the current span now, and on
     every span the request starts from here on."""
-    attributes = x402_attributes(**facts)
+    attributes = _x402(**facts)
     if not attributes:
         return
     scoped = _scoped.get()
@@ -86,12 +86,6 @@ def current_request_id() -> str:
     scoped = _scoped.get()
     value = scoped.get(REQUEST_ID, "") if scoped else ""
     return value if isinstance(value, str) else ""
-
-
-def trace_id_hex(span: trace.Span | None = None) -> str:
-    """The 32-hex trace id of `span` (default: the current one); "" outside a trace."""
-    context = (span or trace.get_current_span()).get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else ""
 
 
 class RequestAttributes(SpanProcessor):

@@ -99,7 +99,8 @@ class Tracing:
 
     @property
     def enabled(self) -> bool:
-        return self.tracer_provider is not None
+        """Traces or metrics are on: the process should instrument itself."""
+        return self.tracer_provider is not None or self.meter_provider is not None
 
     def shutdown(self) -> None:
         """Export what is buffered, then stop (blocks up to the exporters' timeouts)."""

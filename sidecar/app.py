@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from .payments.settlement import ReconcilePolicy
 from .server import build_server
 from .store.db import create_pool
 from .store.tracking import TrackingWriter
-from .store.tracking_queries import prune
+from .store.retention import run_retention
 from .store.ledger import PgLedger
 from .telemetry.events import EventRing
 from .telemetry.tracing import SidecarTracing
@@ -80,7 +79,7 @@ class Sidecar:
         await self.recover()
         self._tasks = [
             asyncio.create_task(self._every(s.recovery_interval_s, self.recover)),
-            asyncio.create_task(self._every(s.prune_interval_s, self.prune)),
+            asyncio.create_task(run_retention(self.db, s.retention_days, s.prune_interval_s, self._stop)),
         ]
         return self.port
 
@@ -99,15 +98,6 @@ class Sidecar:
                 log.info("ledger recovery: %s", report)
         except Exception:
             log.exception("ledger recovery failed; will retry")
-
-    async def prune(self) -> None:
-        older_than = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.settings.retention_days)
-        try:
-            deleted = await prune(self.db, older_than)
-            if deleted:
-                log.info("retention: deleted %d tracking records", deleted)
-        except Exception:
-            log.exception("retention prune failed; will retry")
 
     async def _every(self, interval_s: float, job) -> None:
         while not self._stop.is_set():

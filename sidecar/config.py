@@ -47,10 +47,11 @@ def _split_pairs(value: object) -> object:
     """"a=1,b=2" -> {"a": "1", "b": "2"}; keys may contain ':' (CAIP-2)."""
     if isinstance(value, str):
         pairs = {}
-        for part in _split_csv(value):
+        for number, part in enumerate(_split_csv(value), start=1):
             key, sep, val = part.partition("=")
             if not sep or not key.strip() or not val.strip():
-                raise ValueError(f"expected key=value, got {part!r}")
+                # The value is not echoed: it may be an API key.
+                raise ValueError(f"expected comma-separated key=value pairs; item {number} is not one")
             pairs[key.strip()] = val.strip()
         return pairs
     return value

@@ -27,7 +27,7 @@ class UnknownPayment(Exception):
     """Settle/Release named a payment this sidecar has no claim for."""
 
     def __init__(self, payment_id: str) -> None:
-        super().__init__(f"no claim for payment {payment_id}")
+        super().__init__(f"no claim for payment {ascii(payment_id[:80])}")
         self.payment_id = payment_id
 
 

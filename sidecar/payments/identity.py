@@ -4,6 +4,7 @@ same payment always hashes the same and nothing raw needs to be stored."""
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import TYPE_CHECKING, Any
 
 import rfc8785
@@ -11,6 +12,14 @@ from x402.extensions.payment_identifier import extract_payment_identifier
 
 if TYPE_CHECKING:  # codec hashes with canonical_hash below
     from .codec import DecodedPayment
+
+
+# The two shapes payment_id() produces; anything else names no payment of ours.
+_PAYMENT_ID = re.compile(r"^(pid:[A-Za-z0-9_-]{16,128}|sha256:[0-9a-f]{64})$")
+
+
+def is_payment_id(value: str) -> bool:
+    return bool(_PAYMENT_ID.match(value))
 
 
 def canonical_hash(value: Any) -> str:

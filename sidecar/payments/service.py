@@ -17,7 +17,7 @@ from .answers import HttpAnswer
 from .binding import bind
 from .codec import DecodedPayment, decode_payment, pick_header
 from .errors import LedgerUnavailable, PaymentError, RouteError, UnknownPayment
-from .identity import canonical_hash, header_hash, payment_id
+from .identity import canonical_hash, header_hash, is_payment_id, payment_id
 from .ledger import LedgerEntry
 from .lifecycle import Step
 from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
@@ -117,6 +117,7 @@ class PaymentService:
 
     async def authorize(self, req: AuthorizeInput) -> tuple[uuid.UUID, Challenge | Rejection | Verified]:
         tracking_id = uuid.uuid4()
+        started = time.perf_counter()
         route = req.route
         track = self._tracker.record
         track(tracking_id, Step.START, records.start_fields(req.request_id, req.method, req.url, route.key, req.trace_id))
@@ -137,8 +138,9 @@ class PaymentService:
             raise
         if isinstance(outcome, Verified):
             return tracking_id, outcome
-        status = outcome.answer.status
-        track(tracking_id, Step.FINALIZE, records.finalize_fields(status, 0))
+        # Answered without the handler: the sidecar's own time is the response time.
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        track(tracking_id, Step.FINALIZE, records.finalize_fields(outcome.answer.status, elapsed_ms))
         return tracking_id, outcome
 
     async def _authorize(self, tracking_id: uuid.UUID, req: AuthorizeInput) -> Challenge | Rejection | Verified:
@@ -258,6 +260,8 @@ class PaymentService:
     async def settle(
         self, pid: str, response_status: int, response_time_ms: int, header: tuple[str, str] | None = None
     ) -> SettleResult:
+        if not is_payment_id(pid):
+            raise UnknownPayment(pid)
         flight = self._in_flight.pop(pid, None)
         if flight is None and header is not None:
             flight = await self._adopt(pid, header)
@@ -401,6 +405,8 @@ class PaymentService:
     # ------------------------------------------------------------------ Release
 
     async def release(self, pid: str, reason: str, response_status: int, response_time_ms: int) -> str:
+        if not is_payment_id(pid):
+            raise UnknownPayment(pid)
         flight = self._in_flight.pop(pid, None)
         entry = flight.entry if flight is not None else await self._ledger.get(pid)
         if entry is None:

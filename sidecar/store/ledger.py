@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ..payments.errors import LedgerUnavailable
+from .db import UNAVAILABLE_ERRORS
 from ..payments.ledger import RECLAIMABLE, REDEEMING, SETTLED_UNSERVED, VERIFIED, LedgerEntry
 
 T = TypeVar("T")
@@ -56,8 +57,6 @@ _SETTABLE = frozenset(
     {"transaction", "settle_reason", "reconciled_by", "served", "served_at", "settle_attempts", "tracking_id"}
 )
 
-_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
-
 
 def _entry(row: asyncpg.Record) -> LedgerEntry:
     requirements = row["requirements"]
@@ -99,7 +98,7 @@ class PgLedger:
         try:
             async with self._pool.acquire() as conn:
                 return await call(conn)
-        except _DB_DOWN as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise LedgerUnavailable(str(exc)) from exc
 
     async def get(self, payment_id: str) -> LedgerEntry | None:

@@ -177,6 +177,8 @@ async def list_records(
     where = _Where()
     for condition, value in ((_PATH, path), (_NETWORK, network), (_SCHEME, scheme), (_PAYER, payer)):
         if value:
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL: no row could match
+                raise ValueError("filters may not contain NUL characters")
             where.add(condition, value)
     if verified is not None:
         where.add(_VERIFIED[verified])

@@ -61,7 +61,7 @@ class SidecarTracing:
 
 
 def setup_tracing(settings: TracingSettings) -> tuple[Tracing, SidecarTracing | None]:
-    """Providers from the OTEL_* settings; the instrumentation only when tracing is on."""
+    """Providers from the OTEL_* settings; the instrumentation only when they export something."""
     tracing = configure(settings, SERVICE_NAME)
     return tracing, SidecarTracing() if tracing.enabled else None
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.stack import SidecarHandle, devnet, sidecar_settings, start_sidecar
 
-from .processes import SidecarProcess, sidecar_env
+from .processes import GatewayProcess, SidecarProcess, gateway_env, sidecar_env
 
 
 @pytest.fixture
@@ -32,8 +32,10 @@ async def spawn_sidecar(database_url, facilitator, tmp_path):
     one spool directory, as restarts of one deployment would. Stopped after the test."""
     started: list[SidecarProcess] = []
 
-    async def spawn(**settings) -> SidecarProcess:
-        process = await SidecarProcess.start(sidecar_env(database_url, facilitator.url, tmp_path / "spool", **settings))
+    async def spawn(env: dict[str, str] | None = None, **settings) -> SidecarProcess:
+        """`settings` are PAYSIDECAR_* names without the prefix; `env` raw variables."""
+        variables = sidecar_env(database_url, facilitator.url, tmp_path / "spool", **settings)
+        process = await SidecarProcess.start({**variables, **(env or {})})
         started.append(process)
         return process
 
@@ -57,3 +59,19 @@ async def make_sidecar(database_url, tmp_path, facilitator):
     yield make
     for handle in started:
         await handle.stop()
+
+
+@pytest.fixture
+async def spawn_gateway():
+    """Start `python -m gateway.main` children; stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    async def spawn(sidecar_target: str, env: dict[str, str] | None = None, **settings) -> GatewayProcess:
+        """`settings` are GATEWAY_* names without the prefix; `env` raw variables."""
+        process = await GatewayProcess.start({**gateway_env(sidecar_target, **settings), **(env or {})})
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        await process.stop()

@@ -66,9 +66,30 @@ async def valid_headers() -> tuple[str, ...]:
     return (await sign_for(URL), await sign_v1_for(URL), await sign_for(URL, amount=5000))
 
 
+# Strategies are built once per set of real headers: hypothesis caches its work per
+# strategy object, and a fresh one per example costs more than the example.
 @functools.lru_cache(maxsize=4)
 def _headers_strategy(valid: tuple[str, ...]):
     return hostile.header_values(list(valid))
+
+
+@functools.lru_cache(maxsize=4)
+def _authorize_strategy(valid: tuple[str, ...]):
+    return hostile.authorize_requests(route(), list(valid))
+
+
+@functools.lru_cache(maxsize=4)
+def _release_strategy(claimed: tuple[str, ...]):
+    return hostile.release_requests(list(claimed))
+
+
+@functools.lru_cache(maxsize=4)
+def _http_payment_strategy(valid: tuple[str, ...]):
+    return st.none() | _headers_strategy(valid).filter(_header_safe)
+
+
+SETTLE_REQUESTS = hostile.settle_requests(["sha256:" + "0" * 64, "pid:pay_0000000000000000"])
+LIST_REQUESTS = hostile.list_records_requests()
 
 
 def _no_tracebacks(caplog) -> None:
@@ -132,7 +153,7 @@ async def fuzzed_sidecar(make_sidecar, facilitator, chain, caplog):
 @settings(FUZZ, max_examples=AUTHORIZE_CASES)
 @given(data=st.data())
 async def test_authorize_answers_any_fields_with_a_refusal_or_a_claim(fuzzed_sidecar, valid_headers, data):
-    request = data.draw(hostile.authorize_requests(route(), list(valid_headers)))
+    request = data.draw(_authorize_strategy(valid_headers))
     answer = await _rpc(fuzzed_sidecar.payments.Authorize, request)
     if not isinstance(answer, grpc.aio.AioRpcError):
         outcome = answer.WhichOneof("outcome")
@@ -160,11 +181,10 @@ async def claimed_ids(fuzzed_sidecar, valid_headers) -> list[str]:
 @given(data=st.data(), which=st.sampled_from(["settle", "release"]))
 async def test_settle_and_release_refuse_unknown_or_odd_requests(fuzzed_sidecar, claimed_ids, data, which):
     if which == "settle":
-        fake_ids = ["sha256:" + "0" * 64, "pid:pay_0000000000000000"]
-        request = data.draw(hostile.settle_requests(fake_ids))
+        request = data.draw(SETTLE_REQUESTS)
         answer = await _rpc(fuzzed_sidecar.payments.Settle, request)
     else:
-        request = data.draw(hostile.release_requests(claimed_ids))
+        request = data.draw(_release_strategy(tuple(claimed_ids)))
         answer = await _rpc(fuzzed_sidecar.payments.Release, request)
     if which == "settle":
         # No claim in this process matches: a Settle can only be refused.
@@ -177,7 +197,7 @@ async def test_settle_and_release_refuse_unknown_or_odd_requests(fuzzed_sidecar,
 async def test_tracking_queries_refuse_odd_filters_cleanly(fuzzed_sidecar, data, which):
     tracking = fuzzed_sidecar.tracking
     if which == "list":
-        await _rpc(tracking.ListRecords, data.draw(hostile.list_records_requests()))
+        await _rpc(tracking.ListRecords, data.draw(LIST_REQUESTS))
     elif which == "get":
         await _rpc(tracking.GetRecord, tracking_pb2.GetRecordRequest(id=data.draw(hostile.TEXT)))
     else:
@@ -214,7 +234,7 @@ async def test_gateway_answers_hostile_requests_without_5xx(fuzzed_gateway, vali
     headers = {}
     if _header_safe(request_id):
         headers["X-Request-ID"] = request_id
-    payment = data.draw(st.none() | _headers_strategy(valid_headers).filter(_header_safe))
+    payment = data.draw(_http_payment_strategy(valid_headers))
     if payment is not None:
         headers[data.draw(st.sampled_from(HEADER_NAMES))] = payment
     async with session.get(base + path, params=query, headers=headers) as response:

@@ -31,14 +31,20 @@ def _value(value: AnyValue) -> object:
 
 
 class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
+    """Keeps every span it receives, or (keep=False, for benchmarks) only counts them."""
+
+    def __init__(self, keep: bool = True) -> None:
         self.spans: list[ReceivedSpan] = []
-        self.exports = 0
+        self.received = 0
+        self._keep = keep
         self._changed = asyncio.Condition()
 
     async def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        self.received += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        if not self._keep:
+            return trace_service_pb2.ExportTraceServiceResponse()
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             service = str(resource.get("service.name", ""))
@@ -54,7 +60,6 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                             {a.key: _value(a.value) for a in span.attributes},
                         )
                     )
-        self.exports += 1
         async with self._changed:
             self._changed.notify_all()
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -66,9 +71,9 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def otlp_receiver() -> AsyncIterator[tuple[OtlpReceiver, str]]:
+async def otlp_receiver(keep: bool = True) -> AsyncIterator[tuple[OtlpReceiver, str]]:
     """The receiver and its endpoint, `http://127.0.0.1:<port>`."""
-    receiver = OtlpReceiver()
+    receiver = OtlpReceiver(keep)
     server = grpc.aio.server()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -1,0 +1,384 @@
+"""The framework-neutral half of an x402 paywall backed by the payment sidecar
+(DESIGN §4 rule 3, §7), shared by the aiohttp and ASGI middlewares.
+
+Here: which routes are paid (`RouteTable`), the AuthorizeRequest built from a
+request's method, URL and headers, the Authorize → Settle | Release calls with
+their telemetry, the "settle or release?" decision, and the answers we send
+(the sidecar's own answers verbatim, JSON errors). The framework adapters only
+read the request, run the handler, hold its answer back, and send what this
+module decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from paysidecar.client import SidecarClient
+from paysidecar.trace_attributes import tag_request
+from paysidecar.v1 import payment_pb2
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+PAID_CACHE_CONTROL = "private, no-store"
+
+# Telemetry event names (the sidecar's seed names, DESIGN §8).
+PAYMENT_CHALLENGE_ISSUED = "payment_challenge_issued"
+PAYMENT_VERIFY_FAILED = "payment_verify_failed"
+PAYMENT_SETTLEMENT_FAILED = "payment_settlement_failed"
+PAYMENT_SETTLED = "payment_settled"
+# The request's x402.outcome on its trace spans, set with each event.
+_EVENT_OUTCOMES = {
+    PAYMENT_CHALLENGE_ISSUED: "payment_required",
+    PAYMENT_VERIFY_FAILED: "rejected",
+    PAYMENT_SETTLEMENT_FAILED: "settlement_failed",
+    PAYMENT_SETTLED: "settled",
+}
+
+# Release reasons understood by the sidecar (and status_reason() for a non-2xx answer).
+RELEASE_HANDLER_ERROR = "handler_error"
+RELEASE_HEAD = "head_request"
+RELEASE_CLIENT_GONE = "client_gone"
+RELEASE_NOT_DELIVERED = "response_not_delivered"
+RELEASE_HANDLER_STREAMED = "handler_streamed"
+
+# on_event(name, request_id, route_key, attributes)
+EventSink = Callable[[str, str, str, Mapping[str, str]], None]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A paid route as sent to the sidecar (payment_pb2.Route); empty = the sidecar's default."""
+
+    key: str
+    price: str = ""
+    pay_to: str = ""
+    network: str = ""
+    asset: str = ""
+    description: str = ""
+    mime_type: str = "application/json"
+    name: str = ""
+    facilitators: tuple[str, ...] = field(default=())
+    max_timeout_seconds: int = 0
+
+    def to_proto(self) -> payment_pb2.Route:
+        return payment_pb2.Route(
+            key=self.key,
+            name=self.name,
+            price=self.price,
+            pay_to=self.pay_to,
+            network=self.network,
+            asset=self.asset,
+            description=self.description,
+            mime_type=self.mime_type,
+            facilitators=list(self.facilitators),
+            max_timeout_seconds=self.max_timeout_seconds,
+        )
+
+
+_PATH_PARAM = re.compile(r"\{[^{}/]+\}")
+
+
+class RouteTable:
+    """Paid routes from {(method, path): RouteSpec fields}. `path` is a literal path
+    or a pattern whose `{param}` parts each match one path segment ("/items/{id}");
+    the route key defaults to "<METHOD> <path>". HEAD falls back to GET."""
+
+    def __init__(self, table: Mapping[tuple[str, str], Mapping[str, Any]]) -> None:
+        self._specs: dict[tuple[str, str], RouteSpec] = {}
+        self._patterns: list[tuple[str, re.Pattern[str], RouteSpec]] = []
+        for (method, path), fields in table.items():
+            method = method.upper()
+            spec_fields = {"key": f"{method} {path}", **fields}
+            if "facilitators" in spec_fields:
+                spec_fields["facilitators"] = tuple(spec_fields["facilitators"])
+            spec = RouteSpec(**spec_fields)
+            self._specs[(method, path)] = spec
+            if _PATH_PARAM.search(path):
+                literal_parts = (re.escape(part) for part in _PATH_PARAM.split(path))
+                self._patterns.append((method, re.compile("[^/]+".join(literal_parts)), spec))
+
+    def find(self, method: str, *paths: str) -> RouteSpec | None:
+        """The spec for the first of `paths` (e.g. a matched route's pattern, then
+        the request path) that the table names, or None: the route is free."""
+        methods = (method, "GET") if method == "HEAD" else (method,)
+        for candidate in methods:
+            for path in paths:
+                spec = self._specs.get((candidate, path))
+                if spec is not None:
+                    return spec
+            for pattern_method, pattern, spec in self._patterns:
+                if pattern_method == candidate and any(pattern.fullmatch(path) for path in paths):
+                    return spec
+        return None
+
+
+def choose_request_id(offered: str | None) -> str:
+    """The client's X-Request-ID when it is well-formed, else a new UUID."""
+    return offered if offered and _REQUEST_ID.fullmatch(offered) else str(uuid.uuid4())
+
+
+def authorize_request(
+    *,
+    request_id: str,
+    route: RouteSpec,
+    method: str,
+    url: str,
+    headers: Iterable[tuple[str, str]],
+    client_ip: str,
+    query: str,
+) -> payment_pb2.AuthorizeRequest:
+    """The Authorize call for one request. `url` is the full URL as the client used
+    it (the payment is bound to it); repeated headers are joined, as HTTP allows."""
+    flat: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        flat[key] = f"{flat[key]}, {value}" if key in flat else value
+    return payment_pb2.AuthorizeRequest(
+        request_id=request_id,
+        method=method,
+        url=url,
+        route=route.to_proto(),
+        payment_signature=flat.get("payment-signature", ""),
+        x_payment=flat.get("x-payment", ""),
+        client_ip=client_ip,
+        user_agent=flat.get("user-agent", ""),
+        headers=flat,
+        query=query,
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer we send instead of the handler's."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def error_answer(
+    status: int, code: str, message: str, request_id: str, *, headers: Mapping[str, str] | None = None
+) -> Answer:
+    """The error shape every answer of ours uses: {error: {code, message, request_id}}."""
+    body = {"error": {"code": code, "message": message, "request_id": request_id}}
+    return Answer(
+        status,
+        {"Content-Type": "application/json; charset=utf-8", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+def payment_service_unavailable(request_id: str) -> Answer:
+    return error_answer(
+        503,
+        "payment_service_unavailable",
+        "The payment service is unavailable; no content was served and nothing was charged. Retry later.",
+        request_id,
+        headers={"Retry-After": "1"},
+    )
+
+
+def sidecar_answer(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+    """An answer the sidecar built (402, rejection, failed settle), sent verbatim."""
+    answer_headers = dict(headers)
+    if not any(name.lower() == "content-type" for name in answer_headers):
+        answer_headers["Content-Type"] = "application/json"
+    # A missing status must still refuse the content: 402 is the safe reading.
+    return Answer(status or 402, answer_headers, body)
+
+
+def status_reason(status: int) -> str:
+    """The release reason for a handler that answered `status` (non-2xx)."""
+    return f"handler_status_{status}"
+
+
+def release_reason(method: str, status: int, client_gone: bool) -> str | None:
+    """None when the handler's answer may be settled and sent; otherwise why the
+    claim is released instead (DESIGN §4 rule 3). Redirects are non-2xx."""
+    if not 200 <= status < 300:
+        return status_reason(status)
+    if method == "HEAD":
+        return RELEASE_HEAD
+    if client_gone:
+        return RELEASE_CLIENT_GONE
+    return None
+
+
+def rpc_summary(exc: grpc.RpcError) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details()}"
+    return repr(exc)
+
+
+class Paywall:
+    """The sidecar calls of a paid request, with their telemetry."""
+
+    def __init__(self, client: SidecarClient, on_event: EventSink | None = None) -> None:
+        self._client = client
+        self._on_event = on_event
+
+    def emit(self, name: str, request_id: str, route: RouteSpec, **attributes: str) -> None:
+        tag_request(
+            outcome=_EVENT_OUTCOMES[name],
+            network=attributes.get("network", ""),
+            payer=attributes.get("payer", ""),
+            reason=attributes.get("reason", ""),
+        )
+        if self._on_event is not None:
+            self._on_event(name, request_id, route.key, {k: v for k, v in attributes.items() if v})
+
+    async def authorize(self, route: RouteSpec, request: payment_pb2.AuthorizeRequest) -> Answer | PaidRequest:
+        """Either the answer to send now (402, rejection, 503), or a verified and
+        claimed payment: run the handler, then settle or release it."""
+        rid = request.request_id
+        tag_request(route=route.key, network=route.network)
+        try:
+            authorized = await self._client.authorize(request)
+        except grpc.RpcError as exc:
+            logger.error("authorize failed for request %s: %s", rid, rpc_summary(exc))
+            return payment_service_unavailable(rid)
+
+        outcome = authorized.WhichOneof("outcome")
+        if outcome == "payment_required":
+            required = authorized.payment_required
+            self.emit(PAYMENT_CHALLENGE_ISSUED, rid, route, network=route.network)
+            return sidecar_answer(required.status, required.headers, required.body)
+        if outcome == "rejected":
+            rejected = authorized.rejected
+            self.emit(PAYMENT_VERIFY_FAILED, rid, route, network=route.network, reason=rejected.reason)
+            return sidecar_answer(rejected.status, rejected.headers, rejected.body)
+        if outcome != "verified":
+            logger.error("authorize for request %s returned no outcome", rid)
+            return payment_service_unavailable(rid)
+        verified = authorized.verified
+        tag_request(
+            outcome="verified",
+            payer=verified.payer,
+            scheme=verified.scheme,
+            network=verified.network,
+            amount=verified.amount,
+        )
+        return PaidRequest(self, self._client, route, rid, authorized.tracking_id, verified)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Settle's outcome: no `refusal` → send the content with `headers` added
+    (PAYMENT-RESPONSE, Cache-Control); else send `refusal` instead of the content."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    refusal: Answer | None = None
+
+
+class PaidRequest:
+    """One verified request. The adapter runs the handler, sets `response_status`,
+    then calls `settle()` (2xx and still wanted, see `release_reason`) or `release()`."""
+
+    def __init__(
+        self,
+        paywall: Paywall,
+        client: SidecarClient,
+        route: RouteSpec,
+        request_id: str,
+        tracking_id: str,
+        verified: payment_pb2.Verified,
+    ) -> None:
+        self._paywall = paywall
+        self._client = client
+        self.route = route
+        self.request_id = request_id
+        self._tracking_id = tracking_id
+        self._verified = verified
+        self._started = time.monotonic()
+        self.response_status = 0
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+    def _emit(self, name: str, **attributes: str) -> None:
+        self._paywall.emit(
+            name,
+            self.request_id,
+            self.route,
+            network=self._verified.network or self.route.network,
+            payer=self._verified.payer,
+            **attributes,
+        )
+
+    async def release(self, reason: str) -> None:
+        """Releases the claim; a failure is logged, never raised into the response path
+        (the sidecar recovers claims that were never settled or released)."""
+        tag_request(outcome="released", reason=reason)
+        try:
+            answer = await self._client.release(
+                payment_id=self._verified.payment_id,
+                tracking_id=self._tracking_id,
+                reason=reason,
+                request_id=self.request_id,
+                response_status=self.response_status,
+                response_time_ms=self._elapsed_ms(),
+            )
+        except grpc.RpcError as exc:
+            logger.error("release (%s) failed for request %s: %s", reason, self.request_id, rpc_summary(exc))
+            return
+        logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
+
+    async def settle(self) -> Settlement:
+        try:
+            settled = await self._settle()
+        except grpc.RpcError as exc:
+            logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
+            self._emit(PAYMENT_SETTLEMENT_FAILED, reason="payment_service_unavailable")
+            # The sidecar may or may not have settled: it releases, or keeps the
+            # settled payment redeemable by the same payment header.
+            await self.release(RELEASE_NOT_DELIVERED)
+            return Settlement(refusal=payment_service_unavailable(self.request_id))
+        if not settled.success:
+            self._emit(PAYMENT_SETTLEMENT_FAILED, reason=settled.reason, transaction=settled.transaction)
+            answer = settled.answer
+            return Settlement(refusal=sidecar_answer(answer.status, answer.headers, answer.body))
+
+        self._emit(PAYMENT_SETTLED, transaction=settled.transaction)
+        logger.info(
+            "payment settled for request %s: payer %s transaction %s",
+            self.request_id,
+            settled.payer,
+            settled.transaction,
+        )
+        return Settlement(headers={**settled.headers, "Cache-Control": PAID_CACHE_CONTROL})
+
+    async def _settle(self) -> payment_pb2.SettleResponse:
+        settling = asyncio.ensure_future(
+            self._client.settle(
+                payment_id=self._verified.payment_id,
+                tracking_id=self._tracking_id,
+                response_status=self.response_status,
+                response_time_ms=self._elapsed_ms(),
+                request_id=self.request_id,
+            )
+        )
+        try:
+            return await asyncio.shield(settling)
+        except asyncio.CancelledError:
+            # Cancelled mid-settle (client gone, shutdown): the settle keeps going,
+            # so wait for its outcome and record that nothing was delivered.
+            try:
+                outcome = await asyncio.shield(settling)
+            except grpc.RpcError:
+                outcome = None
+            if outcome is None or outcome.success:
+                await asyncio.shield(self.release(RELEASE_NOT_DELIVERED))
+            raise
