@@ -195,7 +195,8 @@ async def run(args: argparse.Namespace) -> str:
         info.grpc_ms = await grpc_p50_ms(f"127.0.0.1:{sidecar.port}")
         gateway = await keep(await stack.start_gateway("gateway", sidecar.port, run_dir))
         peer = await keep(await stack.start_peer(facilitator.url, run_dir))
-        _progress(f"bench: facilitator {facilitator.url}, sidecar {sidecar.url}, gateway {gateway.url}, peer {peer.url}")
+        _progress(f"bench: facilitator {facilitator.url}, sidecar {sidecar.url}, gateway {gateway.url},"
+                  f" peer {peer.url}")
 
         sidecar_target = SidecarTarget("sidecar", f"127.0.0.1:{sidecar.port}", gateway.url + PAID_PATH, PAID_ROUTE)
         targets: list[tuple[str, str, Target]] = [

@@ -186,8 +186,12 @@ class FacilitatorTarget:
 
     def prepare(self, payment: str, request_id: str | None = None) -> bytes:
         payload: dict[str, Any] = json.loads(base64.b64decode(payment))
-        body = {"x402Version": payload["x402Version"], "paymentPayload": payload, "paymentRequirements": payload["accepted"]}
-        return json.dumps(body).encode()
+        # A v2 payload carries the requirements it accepted; for these payments they are
+        # what the sidecar sends (its route, the amount signed).
+        requirements = payload["accepted"]
+        return json.dumps(
+            {"x402Version": payload["x402Version"], "paymentPayload": payload, "paymentRequirements": requirements}
+        ).encode()
 
     @contextlib.asynccontextmanager
     async def connect(self, concurrency: int) -> AsyncIterator[Send]:

@@ -79,7 +79,7 @@ class X402Middleware:
         self._on_event = on_event
         self._factory = None if isinstance(client, SidecarClient) else client
         self._client = client if isinstance(client, SidecarClient) else None
-        self._paywall = Paywall(self._client, on_event) if self._client is not None else None
+        self._paywall: Paywall | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -112,8 +112,9 @@ class X402Middleware:
 
     def _paywall_now(self) -> Paywall:
         if self._paywall is None:
-            assert self._factory is not None
-            self._client = self._factory()
+            if self._client is None:
+                assert self._factory is not None
+                self._client = self._factory()
             self._paywall = Paywall(self._client, self._on_event)
         return self._paywall
 
@@ -134,7 +135,7 @@ class X402Middleware:
         if isinstance(gate, Answer):
             await _send_answer(send, gate)
             return
-        await _PaidExchange(gate, scope, receive, send).serve(self.app, rid)
+        await _PaidExchange(gate, scope, receive, send).serve(self.app)
 
 
 def _request_url(scope: Scope, headers: list[tuple[str, str]]) -> str:
@@ -161,13 +162,8 @@ def _with_headers(raw: list[tuple[bytes, bytes]], headers: Mapping[str, str]) ->
 
 
 async def _send_answer(send: Send, answer: Answer) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": answer.status,
-            "headers": _encode_headers({**answer.headers, "Content-Length": str(len(answer.body))}),
-        }
-    )
+    headers = _with_headers(_encode_headers(answer.headers), {"Content-Length": str(len(answer.body))})
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
 
 
@@ -184,7 +180,7 @@ class _HeldAnswer:
     def status(self) -> int:
         return int(self.start["status"]) if self.start is not None else 0
 
-    async def send(self, message: Message) -> None:
+    def add(self, message: Message) -> None:
         self.messages.append(message)
         if message["type"] == "http.response.start":
             self.start = message
@@ -223,16 +219,20 @@ class _ClientWatch:
 
 
 class _PaidExchange:
-    """One verified request: run the app with its answer held back, then settle and
-    deliver, or release and let the app's answer through."""
+    """One verified request: run the app with its answer held back; once the answer
+    is complete, settle and deliver it, or release and let it through. The app's
+    own `send` waits for that, so work it does after its answer (Starlette's
+    background tasks) runs after delivery, as it would without the paywall."""
 
     def __init__(self, paid: PaidRequest, scope: Scope, receive: Receive, send: Send) -> None:
         self._paid = paid
         self._scope = scope
         self._client = _ClientWatch(receive)
         self._send = send
+        self._held = _HeldAnswer()
+        self._decided = False
 
-    def _app_scope(self, rid: str) -> Scope:
+    def _app_scope(self) -> Scope:
         # Extensions that bypass or follow http.response.body (pathsend, zerocopysend,
         # trailers) are hidden: a held-back answer must be made of body messages.
         extensions = {
@@ -240,43 +240,57 @@ class _PaidExchange:
             for name, value in (self._scope.get("extensions") or {}).items()
             if not name.startswith("http.response.")
         }
-        return {**self._scope, "extensions": extensions, REQUEST_ID_SCOPE_KEY: rid}
+        return {**self._scope, "extensions": extensions, REQUEST_ID_SCOPE_KEY: self._paid.request_id}
 
-    async def serve(self, app: ASGIApp, rid: str) -> None:
-        paid, held = self._paid, _HeldAnswer()
+    async def _app_send(self, message: Message) -> None:
+        if self._decided:
+            return  # nothing may follow a complete answer
+        self._held.add(message)
+        if self._held.complete:
+            self._decided = True
+            self._paid.response_status = self._held.status
+            await self._answered()
+
+    async def serve(self, app: ASGIApp) -> None:
+        paid = self._paid
         try:
-            await app(self._app_scope(rid), self._client.receive, held.send)
+            await app(self._app_scope(), self._client.receive, self._app_send)
         except asyncio.CancelledError:
-            await asyncio.shield(paid.release(RELEASE_CLIENT_GONE))
+            if not self._decided:
+                await asyncio.shield(paid.release(RELEASE_CLIENT_GONE))
             raise
         except Exception:
-            paid.response_status = 500
-            await paid.release(RELEASE_HANDLER_ERROR)
+            if not self._decided:
+                paid.response_status = 500
+                await paid.release(RELEASE_HANDLER_ERROR)
             raise
-        paid.response_status = held.status
-
-        if not held.complete:
+        if not self._decided:
             # The app returned without a whole answer: the server reports that.
             logger.error("paid app for %s returned without a complete response; not settling", paid.route.key)
-            reason = RELEASE_HANDLER_ERROR
-        else:
-            reason = release_reason(self._scope["method"], held.status, await self._client.has_left())
+            paid.response_status = self._held.status
+            await self._release_and_pass_through(RELEASE_HANDLER_ERROR)
+
+    async def _answered(self) -> None:
+        held = self._held
+        reason = release_reason(self._scope["method"], held.status, await self._client.has_left())
         if reason is not None:
             if reason == RELEASE_HEAD and held.start is not None:
                 paid_only = {"Cache-Control": PAID_CACHE_CONTROL}
                 held.start["headers"] = _with_headers(list(held.start.get("headers", [])), paid_only)
-            await paid.release(reason)
-            for message in held.messages:
-                await self._send(message)
+            await self._release_and_pass_through(reason)
             return
-
-        settlement = await paid.settle()
+        settlement = await self._paid.settle()
         if settlement.refusal is not None:
             await _send_answer(self._send, settlement.refusal)
             return
         assert held.start is not None  # a complete answer has started
         start = {**held.start, "headers": _with_headers(list(held.start.get("headers", [])), settlement.headers)}
         await self._deliver(start, bytes(held.body))
+
+    async def _release_and_pass_through(self, reason: str) -> None:
+        await self._paid.release(reason)
+        for message in self._held.messages:
+            await self._send(message)
 
     async def _deliver(self, start: Message, body: bytes) -> None:
         paid = self._paid

@@ -39,8 +39,8 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.semconv._incubating.attributes.db_attributes import DB_SYSTEM
-from opentelemetry.semconv.attributes.db_attributes import DB_SYSTEM_NAME
+from opentelemetry.semconv._incubating.attributes.db_attributes import DB_STATEMENT, DB_SYSTEM
+from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT, DB_SYSTEM_NAME
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
@@ -132,7 +132,7 @@ def configure(
         processors.append(SimpleSpanProcessor(span_exporter))
     tracer_provider = None
     if processors:
-        tracer_provider = TracerProvider(resource=resource, sampler=NoOrphanQueries(_sampler(settings)))
+        tracer_provider = TracerProvider(resource=resource, sampler=QuietDatabase(_sampler(settings)))
         tracer_provider.add_span_processor(RequestAttributes())
         for processor in processors:
             tracer_provider.add_span_processor(processor)
@@ -198,10 +198,19 @@ def _sampler(settings: TracingSettings) -> Sampler:
     return ParentBased(root) if name.startswith("parentbased_") else root
 
 
-class NoOrphanQueries(Sampler):
-    """Drops database spans that belong to no trace (pool set-up, background
-    scans): each would be a one-span trace tied to nothing. Everything else is
-    left to the configured sampler."""
+# Statements that only move a connection along (transactions, session settings,
+# the pool's reset when a connection goes back), known by their first word.
+_PLUMBING = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "RESET", "CLOSE", "UNLISTEN"})
+_POOL_RESET = "SELECT pg_advisory_unlock_all()"
+
+
+class QuietDatabase(Sampler):
+    """Drops the database spans that tell nothing about a request, and leaves
+    everything else to the configured sampler. Dropped: queries outside any trace
+    (pool set-up, background scans: each would be a one-span trace tied to
+    nothing) and connection plumbing around the real statements (BEGIN/COMMIT,
+    SET, the pool's reset on release), which would double the spans of every
+    request — and their cost — while showing the same thing every time."""
 
     def __init__(self, inner: Sampler) -> None:
         self._inner = inner
@@ -216,14 +225,12 @@ class NoOrphanQueries(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        if (
-            kind is SpanKind.CLIENT
-            and attributes
-            and (DB_SYSTEM in attributes or DB_SYSTEM_NAME in attributes)
-            and not trace.get_current_span(parent_context).get_span_context().is_valid
-        ):
-            return SamplingResult(Decision.DROP)
+        if kind is SpanKind.CLIENT and attributes and (DB_SYSTEM in attributes or DB_SYSTEM_NAME in attributes):
+            orphan = not trace.get_current_span(parent_context).get_span_context().is_valid
+            statement = str(attributes.get(DB_STATEMENT) or attributes.get(DB_QUERY_TEXT) or "")
+            if orphan or name.rstrip(";").upper() in _PLUMBING or statement.startswith(_POOL_RESET):
+                return SamplingResult(Decision.DROP)
         return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
-        return f"NoOrphanQueries{{{self._inner.get_description()}}}"
+        return f"QuietDatabase{{{self._inner.get_description()}}}"

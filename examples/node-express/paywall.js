@@ -59,8 +59,11 @@ function holdResponse(res) {
     res.writeHead = (status, reason, fields) => {
       res.statusCode = status;
       const given = typeof reason === 'string' ? fields : reason;
-      const pairs = Array.isArray(given) ? given.reduce((all, v, i) => (i % 2 ? all : [...all, [v, given[i + 1]]]), []) : Object.entries(given ?? {});
-      for (const [name, value] of pairs) res.setHeader(name, value);
+      if (Array.isArray(given)) {
+        for (let i = 0; i < given.length; i += 2) res.setHeader(given[i], given[i + 1]); // [name, value, name, value, ...]
+      } else {
+        for (const [name, value] of Object.entries(given ?? {})) res.setHeader(name, value);
+      }
       return res;
     };
     res.write = (chunk, encoding, done) => {
@@ -149,9 +152,9 @@ function paywall(sidecar, route) {
     // The connection closed under the response (client gone) before it was sent.
     const clientGone = () => res.destroyed && !res.writableFinished;
     const release = async (reason) => {
-      const answer = { ...claim, reason, response_status: res.statusCode, response_time_ms: Date.now() - started };
+      const request = { ...claim, reason, response_status: res.statusCode, response_time_ms: Date.now() - started };
       // Logged, never thrown: the sidecar recovers claims left unsettled.
-      await sidecar.call('Release', answer).catch((error) => console.error(`release (${reason}) failed for request ${requestId}: ${error.message}`));
+      await sidecar.call('Release', request).catch((error) => console.error(`release (${reason}) failed for request ${requestId}: ${error.message}`));
     };
 
     const held = holdResponse(res);

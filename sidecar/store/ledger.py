@@ -46,6 +46,8 @@ RETURNING *
 
 GET = "SELECT * FROM payment_ledger WHERE payment_id = $1"
 
+ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+
 STALE = """
 SELECT * FROM payment_ledger
 WHERE state = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2)
@@ -141,6 +143,11 @@ class PgLedger:
 
         async def claim_or_reclaim(conn: asyncpg.Connection) -> asyncpg.Record | None:
             async with conn.transaction():
+                # The claim need not wait for its WAL flush: it is visible to every
+                # other session at commit either way, and if a crash loses it, no
+                # money moved — the move to `settling` (a durable commit) always
+                # comes before any settle is sent.
+                await conn.execute(ASYNC_COMMIT)
                 row = await conn.fetchrow(CLAIM, *args)
                 return row if row is not None else await conn.fetchrow(RECLAIM, *reclaim_args)
 

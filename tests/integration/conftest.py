@@ -96,7 +96,7 @@ async def node_express(sidecar_target: str) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def serve_asgi(app: Any) -> AsyncIterator[str]:
     """Serves an ASGI app with uvicorn on 127.0.0.1:0 in this event loop; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="auto", ws="none", log_level="warning"))
     serving = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
