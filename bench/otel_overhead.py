@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -75,11 +76,25 @@ async def start_pair(name: str, db_url: str, facilitator: str, run_dir: Path, ot
     return sidecar, gateway
 
 
-async def drive(target: HttpTarget, signer: Signer, concurrency: int, seconds: float, count: int) -> LevelResult:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+async def drive(
+    target: HttpTarget, signer: Signer, concurrency: int, seconds: float, count: int, pids: Sequence[int] = ()
+) -> tuple[LevelResult, float]:
+    """One level; and the CPU seconds the processes `pids` spent on it."""
     required = await target.challenge()
     items = [target.prepare(payment) for payment in await signer.sign(required, count)]
     async with target.connect(concurrency) as send:
-        return await run_level(send, items, concurrency, seconds)
+        before = sum(cpu_s(pid) for pid in pids)
+        level = await run_level(send, items, concurrency, seconds)
+        return level, sum(cpu_s(pid) for pid in pids) - before
 
 
 def pooled(levels: Sequence[LevelResult]) -> LevelResult:
@@ -126,18 +141,22 @@ async def run(args: argparse.Namespace) -> int:
         async with Signer() as signer:
             rates = {}
             for mode, target in targets.items():
-                warm = await drive(target, signer, 4, WARMUP_S, 400)
+                warm, _ = await drive(target, signer, 4, WARMUP_S, 400)
                 if warm.ok == 0:
                     raise SystemExit(f"{mode}: nothing succeeded in the warm-up: {dict(warm.errors)}")
                 rates[mode] = warm.throughput
             overheads = []
             for concurrency in args.levels:
                 results: dict[str, list[LevelResult]] = {"off": [], "on": []}
+                cpu = {"off": 0.0, "on": 0.0}
                 for round_ in range(args.rounds):
                     order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
                     for mode in order:
                         count = int(rates[mode] * args.seconds * HEADROOM) + 4 * concurrency
-                        results[mode].append(await drive(targets[mode], signer, concurrency, args.seconds, count))
+                        pids = [service.pid for service in pairs[mode]]
+                        level, spent = await drive(targets[mode], signer, concurrency, args.seconds, count, pids)
+                        results[mode].append(level)
+                        cpu[mode] += spent
                 off, on = pooled(results["off"]), pooled(results["on"])
                 overhead = on.percentile(50) / off.percentile(50) - 1
                 overheads.append(overhead)
@@ -145,6 +164,7 @@ async def run(args: argparse.Namespace) -> int:
                     print(
                         f"c={concurrency:<3} tracing {mode:<3}  p50 {level.percentile(50):7.2f} ms  "
                         f"p99 {level.percentile(99):7.2f} ms  {level.throughput:6.1f} req/s  "
+                        f"sidecar+gateway CPU {cpu[mode] * 1000 / max(level.ok, 1):5.2f} ms/req  "
                         f"n={level.ok}  errors={dict(level.errors)}"
                     )
                 print(f"c={concurrency:<3} p50 overhead with export on: {overhead:+.1%} (target ≤ {TARGET_OVERHEAD:.0%})")

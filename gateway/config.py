@@ -3,7 +3,6 @@ GATEWAY_CONFIG. Loaded once in main() and passed down."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
+
+from paysidecar.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
 
@@ -106,8 +106,4 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = os.environ.get("GATEWAY_CONFIG")
-        if toml_path:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-        return tuple(sources)
+        return env_then_toml(settings_cls, init_settings, env_settings, "GATEWAY_CONFIG")

@@ -14,7 +14,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 # Telemetry event names the gateway records itself; the payment ones come from
-# paysidecar.aiohttp_middleware.
+# paysidecar.paywall.
 REQUEST_RECEIVED = "request_received"
 ROUTE_NOT_FOUND = "route_not_found"
 

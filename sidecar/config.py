@@ -6,7 +6,6 @@ Loaded once in main() and passed down; nothing deeper reads the environment.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
@@ -15,8 +14,9 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
+
+from paysidecar.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR, TESTNET_NETWORKS
 
@@ -163,8 +163,4 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = os.environ.get("PAYSIDECAR_CONFIG")
-        if toml_path:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-        return tuple(sources)
+        return env_then_toml(settings_cls, init_settings, env_settings, "PAYSIDECAR_CONFIG")

@@ -4,7 +4,6 @@ closed port: free routes work, paid routes must answer 503)."""
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,17 +14,11 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
-from tests.support.stack import devnet, sidecar_settings, start_sidecar
+from tests.support.net import closed_port
+from tests.support.stack import PaidStack, running_paid_stack
 
 ADMIN_TOKEN = "admin-test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -71,31 +64,11 @@ async def gateway() -> AsyncIterator[Gateway]:
         yield handle
 
 
-@dataclass
-class PaidStack:
-    """Devnet chain + facilitator, the real sidecar over gRPC, and the gateway."""
-
-    chain: Any
-    facilitator: Any
-    sidecar: Any
-    gateway: Gateway | None = None
-
-
 @pytest.fixture
 async def sidecar_stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
     """The devnet and a real sidecar, no gateway."""
-    async with devnet(count=1) as (chain, (facilitator,)):
-        settings = sidecar_settings(
-            database_url,
-            tmp_path / "spool",
-            [facilitator.url],
-            chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
-        )
-        sidecar = await start_sidecar(settings)
-        try:
-            yield PaidStack(chain, facilitator, sidecar)
-        finally:
-            await sidecar.stop()
+    async with running_paid_stack(database_url, tmp_path / "spool") as stack:
+        yield stack
 
 
 @pytest.fixture

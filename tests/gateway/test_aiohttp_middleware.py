@@ -3,20 +3,18 @@ content only after a settle; every other outcome releases the claim."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp import web
 
 from devnet.wallets import MERCHANT_ADDRESS
 from paysidecar.aiohttp_middleware import request_id, x402_middleware
 from paysidecar.client import SidecarClient
+from tests.support.net import ledger_state, send_then_vanish, wait_until
 from tests.support.calls import receipt
 from tests.support.payments import sign_for
 
@@ -169,32 +167,10 @@ async def test_sidecar_gone_mid_way_means_503_never_content(sidecar_stack):
     assert SECRET not in str(body)
 
 
-async def wait_until(condition, timeout_s: float = 10.0) -> None:
-    """Polls a condition until it holds, failing after a bounded time."""
-    async with asyncio.timeout(timeout_s):
-        while not await condition():
-            await asyncio.sleep(0.02)
 
 
-async def ledger_state(database_url: str) -> str | None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetchval("SELECT state FROM payment_ledger")
-    finally:
-        await conn.close()
 
 
-async def send_then_vanish(url: str, header: str, gone_when) -> None:
-    """A raw HTTP client that sends a paid GET, then resets the connection once
-    `gone_when()` holds, without reading any answer."""
-    parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(
-        f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nPAYMENT-SIGNATURE: {header}\r\n\r\n".encode()
-    )
-    await writer.drain()
-    await wait_until(gone_when)
-    writer.transport.abort()
 
 
 async def test_client_gone_before_settle_releases_and_takes_nothing(paywalled, sidecar_stack, database_url):

@@ -8,7 +8,9 @@ import json
 from devnet.wallets import payer_account
 from gateway.cli import build_parser, main
 
-from .conftest import closed_port, running_gateway
+from tests.support.net import closed_port
+
+from .conftest import running_gateway
 
 
 async def cli(*argv: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import closed_port
+from tests.support.net import closed_port
 
 REPO = Path(__file__).resolve().parents[2]
 

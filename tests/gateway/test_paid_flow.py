@@ -15,7 +15,9 @@ from tests.support.calls import receipt
 from tests.support.payments import sign_for
 from tests.support.stack import devnet, sidecar_settings, start_sidecar
 
-from .conftest import ADMIN, closed_port, running_gateway
+from tests.support.net import closed_port
+
+from .conftest import ADMIN, running_gateway
 
 PRICE = 1000  # "$0.001" in USDC atomic units
 PAYER = payer_account(0).address

@@ -21,7 +21,7 @@ import uvicorn
 
 from devnet.up import Child
 from devnet.wallets import MERCHANT_ADDRESS
-from tests.support.stack import devnet, sidecar_settings, start_sidecar
+from tests.support.stack import PaidStack, running_paid_stack
 
 from .weather_asgi import weather_app
 
@@ -33,29 +33,10 @@ NPM_CI_TIMEOUT_S = 300.0
 Launcher = Callable[[str], contextlib.AbstractAsyncContextManager[str]]
 
 
-@dataclass
-class Stack:
-    """Devnet chain + facilitator and the real sidecar over gRPC."""
-
-    chain: Any
-    facilitator: Any
-    sidecar: Any
-
-
 @pytest.fixture
-async def stack(database_url, tmp_path) -> AsyncIterator[Stack]:
-    async with devnet(count=1) as (chain, (facilitator,)):
-        settings = sidecar_settings(
-            database_url,
-            tmp_path / "spool",
-            [facilitator.url],
-            chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
-        )
-        sidecar = await start_sidecar(settings)
-        try:
-            yield Stack(chain, facilitator, sidecar)
-        finally:
-            await sidecar.stop()
+async def stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
+    async with running_paid_stack(database_url, tmp_path / "spool") as paid:
+        yield paid
 
 
 @pytest.fixture(scope="session")

@@ -4,19 +4,15 @@ sidecar, devnet facilitator and chain. Every test runs against both services."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 from x402.http.utils import decode_payment_required_header
 
 from devnet.wallets import MERCHANT_ADDRESS, payer_account
 from gateway.cli import build_parser, run_call
 from paysidecar.v1 import tracking_pb2
+from tests.support.net import closed_port, ledger_state, send_then_vanish, wait_until
 from tests.support.calls import receipt
 from tests.support.payments import sign_v2
 
@@ -38,38 +34,12 @@ async def signed_header(service, path: str) -> str:
     return await sign_v2(required)
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    """Polls a condition until it holds, failing after a bounded time."""
-    async with asyncio.timeout(timeout_s):
-        while not await condition():
-            await asyncio.sleep(0.02)
 
 
-async def ledger_state(database_url: str) -> str | None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetchval("SELECT state FROM payment_ledger")
-    finally:
-        await conn.close()
 
 
-async def send_then_vanish(url: str, header: str, gone_when: Callable[[], Awaitable[bool]]) -> None:
-    """A raw HTTP client that sends a paid GET, then resets the connection once
-    `gone_when()` holds, without reading any answer."""
-    parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nPAYMENT-SIGNATURE: {header}\r\n\r\n".encode())
-    await writer.drain()
-    await wait_until(gone_when)
-    writer.transport.abort()
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def test_unpaid_request_gets_402_with_payment_required(service):

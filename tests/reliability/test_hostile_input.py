@@ -9,6 +9,7 @@ are summed per test; set PAYSIDECAR_FUZZ_REPORT=<file> to get them as JSON
 
 from __future__ import annotations
 
+import base64
 import collections
 import functools
 import json
@@ -218,8 +219,32 @@ async def fuzzed_gateway(fuzzed_sidecar):
         yield gateway
 
 
+@pytest.fixture(scope="module")
+def forged_headers(valid_headers) -> tuple[str, ...]:
+    """The real payments with a broken signature: they pass decoding and binding
+    and reach the facilitator's verify, which refuses them. Over HTTP a payment
+    that verifies is settled (rightly); these never can be, mutated or not."""
+    forged = []
+    for header in valid_headers:
+        wire = json.loads(base64.b64decode(header))
+        signature = wire["payload"]["signature"]
+        wire["payload"]["signature"] = signature[:-6] + ("000000" if signature[-6:] != "000000" else "111111")
+        forged.append(hostile.b64_json(wire))
+    return tuple(forged)
+
+
+# What an HTTP client can send in a header: no control characters, and under
+# aiohttp's 8 KiB field limit (oversized fields: test_oversized_* below).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _header_safe(value: str) -> bool:
-    return not any(c in value for c in "\r\n\x00") and value == value.strip()
+    return not _CONTROL.search(value) and value == value.strip() and len(value) < 8000
+
+
+@functools.lru_cache(maxsize=4)
+def _http_payment_strategy(forged: tuple[str, ...]):
+    return st.none() | _headers_strategy(forged).filter(_header_safe)
 
 
 @settings(FUZZ, max_examples=HTTP_CASES)
@@ -229,20 +254,19 @@ def _header_safe(value: str) -> bool:
     query=hostile.QUERIES,
     request_id=hostile.REQUEST_IDS,
 )
-async def test_gateway_answers_hostile_requests_without_5xx(fuzzed_gateway, valid_headers, data, path, query, request_id):
+async def test_gateway_answers_hostile_requests_without_5xx(fuzzed_gateway, forged_headers, data, path, query, request_id):
     base, session = fuzzed_gateway
     headers = {}
     if _header_safe(request_id):
         headers["X-Request-ID"] = request_id
-    payment = data.draw(_http_payment_strategy(valid_headers))
+    payment = data.draw(_http_payment_strategy(forged_headers))
     if payment is not None:
         headers[data.draw(st.sampled_from(HEADER_NAMES))] = payment
     async with session.get(base + path, params=query, headers=headers) as response:
         body = await response.read()
         status = response.status
         echoed = response.headers.get("X-Request-ID", "")
-    failed = status >= 500
-    _count("http", failed)
+    _count("http", status >= 500)
     assert status < 500, (status, body[:300])
     offered = headers.get("X-Request-ID")
     assert echoed == offered if offered and REQUEST_ID.fullmatch(offered) else REQUEST_ID.fullmatch(echoed)
@@ -251,21 +275,48 @@ async def test_gateway_answers_hostile_requests_without_5xx(fuzzed_gateway, vali
         assert "error" in answer or "accepts" in answer, answer
 
 
-async def test_oversized_requests_get_a_client_error(fuzzed_gateway):
-    """aiohttp's own limits (8 KiB request line and header field) and the gateway's
-    query limit (4 KiB): answered 4xx, never a 5xx. Only the gateway's own limit
-    reaches its error middleware, so only it answers in the JSON error shape."""
-    base, session = fuzzed_gateway
-    async with session.get(base + "/v1/records", headers={"X-Filler": "x" * 20 * 1024}) as response:
-        assert response.status in (400, 431)
-    big_query = "city=" + "A" * 100 * 1024
-    async with session.get(f"{base}/v1/records?{big_query}") as response:
-        assert response.status in (400, 414)
-    async with session.get(f"{base}/v1/records?city={'A' * 5000}") as response:
-        assert response.status == 413
-        assert (await response.json())["error"]["code"] == "query_too_long"
-    async with session.get(base + "/v1/records", data=b"x" * 100 * 1024) as response:
-        assert response.status < 500
+async def _oversized(base: str, session: aiohttp.ClientSession) -> dict[str, tuple[int, str]]:
+    """(status, content type) for a 20 KiB header, a 100 KiB query, a 5 KiB query
+    and a 100 KiB body on the paid route."""
+    requests = {
+        "header_20k": dict(url=base + "/v1/records", headers={"X-Filler": "x" * 20 * 1024}),
+        "query_100k": dict(url=f"{base}/v1/records?city={'A' * 100 * 1024}"),
+        "query_5k": dict(url=f"{base}/v1/records?city={'A' * 5000}"),
+        "body_100k": dict(url=base + "/v1/records", data=b"x" * 100 * 1024),
+    }
+    answers = {}
+    for name, request in requests.items():
+        async with session.get(**request) as response:
+            await response.read()
+            answers[name] = (response.status, response.content_type)
+    return answers
+
+
+async def test_oversized_requests_get_a_client_error(make_sidecar):
+    """Never a 5xx. aiohttp refuses a request line or header field over 8 KiB itself
+    (400); the gateway's own 4 KiB query limit answers 413 in its JSON shape; a body
+    on a GET is never read, so the route answers as usual (402)."""
+    sidecar = await make_sidecar()
+    async with running_gateway(sidecar.target) as (base, session):
+        answers = await _oversized(base, session)
+    assert answers["header_20k"][0] == 400
+    assert answers["query_100k"][0] == 400
+    assert answers["query_5k"] == (413, "application/json")
+    assert answers["body_100k"] == (402, "application/json")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="aiohttp's HTTP parser answers an 8 KiB+ request line or header field itself, in "
+    "text/plain, before any middleware runs (and logs it at ERROR with a traceback); the "
+    "gateway's error middleware cannot reach it. Needs a custom RequestHandler.handle_error.",
+)
+async def test_oversized_request_line_or_header_is_answered_in_the_json_error_shape(make_sidecar):
+    sidecar = await make_sidecar()
+    async with running_gateway(sidecar.target) as (base, session):
+        answers = await _oversized(base, session)
+    assert answers["header_20k"] == (400, "application/json")
+    assert answers["query_100k"] == (400, "application/json")
 
 
 def test_fuzz_case_total():

@@ -3,23 +3,15 @@ the facilitator that verified; the breaker opens, half-opens and closes."""
 
 from __future__ import annotations
 
-import socket
-
 from paysidecar.v1 import status_pb2
 from sidecar.facilitators.health import CLOSED, HALF_OPEN, OPEN, Health
+from tests.support.net import closed_port
 from tests.support.calls import URL, authorize_request, settle_request
 from tests.support.payments import sign_for
 
 
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 async def test_first_facilitator_down_second_verifies_and_settles(make_sidecar, facilitators, chain):
-    down = closed_port_url()
+    down = f"http://127.0.0.1:{closed_port()}"
     sidecar = await make_sidecar([down, facilitators[1].url])
     try:
         authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))

@@ -4,6 +4,7 @@ much money moved (never twice) and which attempt reason codes were recorded."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import asyncpg
@@ -134,14 +135,10 @@ async def _record(database_url: str, tracking_id: str) -> dict:
         )
     finally:
         await conn.close()
-    import json
-
     return {"settlement": json.loads(row["settlement"] or "null"), "metadata": json.loads(row["metadata"] or "{}")}
 
 
 async def _attempts(sidecar, tracking_id: str, key: str) -> list[dict]:
-    from tests.support.calls import URL as _  # noqa: F401
-
     conn = await asyncpg.connect(sidecar.sidecar.settings.database_url)
     try:
         text = await conn.fetchval(
@@ -149,8 +146,6 @@ async def _attempts(sidecar, tracking_id: str, key: str) -> list[dict]:
         )
     finally:
         await conn.close()
-    import json
-
     return json.loads(text or "{}").get(key, [])
 
 

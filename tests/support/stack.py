@@ -101,3 +101,30 @@ async def devnet(count: int = 1) -> AsyncIterator[tuple[Chain, list[DevnetFacili
     finally:
         for facilitator in facilitators:
             await facilitator.runner.cleanup()
+
+
+@dataclass
+class PaidStack:
+    """Devnet chain + one facilitator and the real sidecar over gRPC (a service
+    under test, e.g. the gateway, can be attached)."""
+
+    chain: Chain
+    facilitator: DevnetFacilitator
+    sidecar: SidecarHandle
+    gateway: Any = None
+
+
+@contextlib.asynccontextmanager
+async def running_paid_stack(database_url: str, spool_dir: Path) -> AsyncIterator[PaidStack]:
+    async with devnet(count=1) as (chain, (facilitator,)):
+        settings = sidecar_settings(
+            database_url,
+            spool_dir,
+            [facilitator.url],
+            chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
+        )
+        sidecar = await start_sidecar(settings)
+        try:
+            yield PaidStack(chain, facilitator, sidecar)
+        finally:
+            await sidecar.stop()
