@@ -12,7 +12,7 @@ carry them too. The variable is process-local: nothing here crosses the wire
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextvars import ContextVar
 
 from opentelemetry import trace
@@ -48,9 +48,11 @@ def _x402(**facts: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def attribute_scope(attributes: Mapping[str, AttributeValue]) -> Iterator[None]:
-    """Every span started inside the block gets `attributes`; so does the current one."""
-    scoped = dict(attributes)
+def request_scope(request_id: str, **facts: str) -> Iterator[None]:
+    """The scope of one request: its id and the x402 facts known on entry go on the
+    current span and on every span started inside the block."""
+    scoped: dict[str, AttributeValue] = {REQUEST_ID: request_id} if request_id else {}
+    scoped.update(_x402(**facts))
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes(scoped)
@@ -59,13 +61,6 @@ def attribute_scope(attributes: Mapping[str, AttributeValue]) -> Iterator[None]:
         yield
     finally:
         _scoped.reset(token)
-
-
-def request_scope(request_id: str, **facts: str) -> contextlib.AbstractContextManager[None]:
-    """The scope of one request: its id and the x402 facts known on entry."""
-    attributes: dict[str, AttributeValue] = {REQUEST_ID: request_id} if request_id else {}
-    attributes.update(_x402(**facts))
-    return attribute_scope(attributes)
 
 
 def tag_request(**facts: str) -> None:

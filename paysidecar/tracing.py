@@ -19,31 +19,17 @@ OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, _TIMEOUT, OTEL_BSP_*, ...):
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
-from opentelemetry.semconv._incubating.attributes.db_attributes import DB_STATEMENT, DB_SYSTEM
-from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT, DB_SYSTEM_NAME
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
-from opentelemetry.trace import Link, SpanKind, TraceState
-from opentelemetry.util.types import Attributes
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -132,7 +118,7 @@ def configure(
         processors.append(SimpleSpanProcessor(span_exporter))
     tracer_provider = None
     if processors:
-        tracer_provider = TracerProvider(resource=resource, sampler=QuietDatabase(_sampler(settings)))
+        tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings))
         tracer_provider.add_span_processor(RequestAttributes())
         for processor in processors:
             tracer_provider.add_span_processor(processor)
@@ -196,41 +182,3 @@ def _sampler(settings: TracingSettings) -> Sampler:
     if root is None:
         root = TraceIdRatioBased(ratio)
     return ParentBased(root) if name.startswith("parentbased_") else root
-
-
-# Statements that only move a connection along (transactions, session settings,
-# the pool's reset when a connection goes back), known by their first word.
-_PLUMBING = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "RESET", "CLOSE", "UNLISTEN"})
-_POOL_RESET = "SELECT pg_advisory_unlock_all()"
-
-
-class QuietDatabase(Sampler):
-    """Drops the database spans that tell nothing about a request, and leaves
-    everything else to the configured sampler. Dropped: queries outside any trace
-    (pool set-up, background scans: each would be a one-span trace tied to
-    nothing) and connection plumbing around the real statements (BEGIN/COMMIT,
-    SET, the pool's reset on release), which would double the spans of every
-    request — and their cost — while showing the same thing every time."""
-
-    def __init__(self, inner: Sampler) -> None:
-        self._inner = inner
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if kind is SpanKind.CLIENT and attributes and (DB_SYSTEM in attributes or DB_SYSTEM_NAME in attributes):
-            orphan = not trace.get_current_span(parent_context).get_span_context().is_valid
-            statement = str(attributes.get(DB_STATEMENT) or attributes.get(DB_QUERY_TEXT) or "")
-            if orphan or name.rstrip(";").upper() in _PLUMBING or statement.startswith(_POOL_RESET):
-                return SamplingResult(Decision.DROP)
-        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-
-    def get_description(self) -> str:
-        return f"QuietDatabase{{{self._inner.get_description()}}}"

@@ -60,9 +60,10 @@ class Sidecar:
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, s.env)
         self.ledger = PgLedger(self.db)
+        ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         self.service = PaymentService(
             pool=self.pool,
-            ledger_store=self.ledger,
+            ledger_store=ledger_store,
             chain=self.chain,
             tracker=self.writer if s.tracking_enabled else _NoTracking(),
             telemetry=self.events,
@@ -91,7 +92,7 @@ class Sidecar:
                 self.chain,
                 self.writer,
                 unresolved_after_s=s.settle_timeout_s * (s.settle_retries + 1) + s.reconcile_window_s,
-                verified_after_s=max(600.0, s.settle_timeout_s * 4),
+                verified_after_s=s.claim_timeout_s,
                 in_flight=self.service.in_flight,
             )
             if report.settled_unserved or report.failed or report.released:

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     reconcile_poll_s: float = Field(0.5, gt=0)
     chain_timeout_s: float = Field(3.0, gt=0)
     recovery_interval_s: float = Field(60.0, gt=0)
+    # A claim verified but neither settled nor released for this long (its caller
+    # vanished) is released by the recovery job; no settle was ever sent for it.
+    claim_timeout_s: float = Field(600.0, gt=0)
 
     tracking_enabled: bool = True
     tracking_batch_size: int = Field(500, ge=1)

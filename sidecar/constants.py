@@ -27,6 +27,8 @@ CAIP2_TO_V1 = {v: k for k, v in V1_TO_CAIP2.items()}
 
 # A payment header larger than this is refused before decoding.
 MAX_PAYMENT_HEADER_BYTES = 16 * 1024
+# Deeper JSON in a payment header is refused (a real one nests four levels).
+MAX_PAYMENT_NESTING = 32
 
 # Headers never copied into tracking records.
 SECRET_HEADERS = frozenset(

@@ -39,7 +39,17 @@ def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
 cached_price_route = functools.lru_cache(maxsize=1024)(price_route)
 
 
+def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
+    """The URL and the route go into the payment ledger, whose text cannot hold
+    U+0000; no HTTP request carries one there (URLs escape it)."""
+    route = request.route
+    texts = (request.url, request.method, *(value for _, value in route.ListFields() if isinstance(value, str)))
+    if any("\x00" in text for text in (*texts, *route.facilitators)):
+        raise ValueError("url, method and route may not contain NUL characters")
+
+
 def authorize_input(request: payment_pb2.AuthorizeRequest, settings: Settings, trace_id: str) -> AuthorizeInput:
+    _refuse_nul(request)
     route: PricedRoute = cached_price_route(route_terms(request.route, settings))
     return AuthorizeInput(
         request_id=request.request_id,

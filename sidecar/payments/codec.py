@@ -18,6 +18,7 @@ from x402.schemas.v1 import PaymentPayloadV1
 
 from ..constants import (
     MAX_PAYMENT_HEADER_BYTES,
+    MAX_PAYMENT_NESTING,
     PAYMENT_SIGNATURE_HEADER,
     X_PAYMENT_HEADER,
     Reason,
@@ -84,6 +85,23 @@ def _malformed(message: str, reason: str = Reason.INVALID_HEADER) -> PaymentErro
     return PaymentError(reason, message, status=400)
 
 
+def _unusable(value: Any) -> str | None:
+    """Why decoded JSON cannot be taken further, or None. Walked without recursion:
+    pydantic, RFC 8785 and the tracking record recurse after it; and PostgreSQL
+    text cannot hold U+0000 (the request's tracking record would be refused)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "holds a NUL character"
+        elif isinstance(item, dict | list):
+            if depth > MAX_PAYMENT_NESTING:
+                return f"nests deeper than {MAX_PAYMENT_NESTING} levels"
+            stack.extend((child, depth + 1) for child in ([*item, *item.values()] if isinstance(item, dict) else item))
+    return None
+
+
 def pick_header(payment_signature: str, x_payment: str) -> tuple[str, str] | None:
     """The header the client paid with; v2 wins when both are present."""
     if payment_signature:
@@ -101,10 +119,13 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
     try:
         raw = base64.b64decode(header_value.strip(), validate=True)
         wire = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise _malformed(f"{header_name} is not base64-encoded JSON") from exc
     if not isinstance(wire, dict):
         raise _malformed(f"{header_name} must encode a JSON object")
+    unusable = _unusable(wire)
+    if unusable:
+        raise _malformed(f"{header_name} {unusable}")
     version = wire.get("x402Version")
     if type(version) is not int or version not in (1, 2):
         raise _malformed(

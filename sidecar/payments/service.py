@@ -5,6 +5,7 @@ only through the Protocols in ports.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -228,6 +229,8 @@ class PaymentService:
         if existing.state == ledger.SETTLED_UNSERVED and existing.route_key == req.route.key:
             entry = await self._ledger.claim_redeem(existing.payment_id, payload_hash, uuid.uuid4())
             if entry is not None:
+                # The redeem is this request's story: its record, not the first one's.
+                entry = dataclasses.replace(entry, tracking_id=tracking_id)
                 self._in_flight[entry.payment_id] = InFlight(
                     entry, payment, req.route, req.url, req.request_id, redeem=True
                 )
@@ -274,9 +277,14 @@ class PaymentService:
             return await self._serve_redeem(flight, response_status, response_time_ms)
 
         entry = flight.entry
-        settling = await self._ledger.transition(
-            pid, entry.claim_token, (ledger.VERIFIED,), ledger.SETTLING, settle_attempts=entry.settle_attempts + 1
-        )
+        try:
+            settling = await self._ledger.transition(
+                pid, entry.claim_token, (ledger.VERIFIED,), ledger.SETTLING, settle_attempts=entry.settle_attempts + 1
+            )
+        except LedgerUnavailable:
+            # Nothing was sent to a facilitator: keep the claim so a retry can settle.
+            self._in_flight[pid] = flight
+            raise
         if settling is None:
             return self._failure(flight, Reason.ALREADY_USED, "", response_status, response_time_ms, None)
 
@@ -352,9 +360,13 @@ class PaymentService:
 
     async def _serve_redeem(self, flight: InFlight, response_status: int, response_time_ms: int) -> SettleResult:
         entry = flight.entry
-        done = await self._ledger.transition(
-            entry.payment_id, entry.claim_token, (ledger.REDEEMING,), ledger.SETTLED, served=True
-        )
+        try:
+            done = await self._ledger.transition(
+                entry.payment_id, entry.claim_token, (ledger.REDEEMING,), ledger.SETTLED, served=True
+            )
+        except LedgerUnavailable:
+            self._in_flight[entry.payment_id] = flight  # nothing served yet: a retry may redeem
+            raise
         if done is None:
             return self._failure(flight, Reason.ALREADY_USED, entry.transaction, 402, response_time_ms, None)
         self._tracker.record(

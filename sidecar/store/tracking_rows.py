@@ -169,7 +169,7 @@ class RowWrite:
     def encoded(self, record_id: uuid.UUID) -> dict[str, Any]:
         """Column -> value as sent to PostgreSQL: jsonb as JSON text, metadata
         merged. A value that cannot be serialised is dropped with a warning."""
-        values = dict(self.fields)
+        values = {k: _without_nul(v) if isinstance(v, str) else v for k, v in self.fields.items()}
         for name in _JSONB_FIELDS:
             value = values.get(name)
             if value is not None:
@@ -190,9 +190,23 @@ class RowWrite:
         return values
 
 
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold U+0000: keep the record, with U+FFFD
+    in its place (a client's `%00` must not cost the whole record)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def _encoded_json(record_id: uuid.UUID, column: str, value: Any) -> str | None:
     try:
-        return _encode_json(value)
+        text = _encode_json(value)
+        # JSON escapes U+0000 as \u0000; only then is the slower clean-up needed.
+        return _encode_json(_without_nul(value)) if "\\u0000" in text else text
     except (TypeError, ValueError, RecursionError) as exc:
         logger.warning("tracking %s: %s ignored, not serialisable as JSON (%s)", record_id, column, exc)
         return None

@@ -16,7 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
 from opentelemetry.util.types import AttributeValue
 
-from paysidecar.trace_attributes import REQUEST_ID, attribute_scope, current_request_id
+from paysidecar.trace_attributes import REQUEST_ID, current_request_id
 
 # The SDK keeps at most 128 links per span by default; more would be dropped anyway.
 MAX_LINKS = 128
@@ -47,9 +47,9 @@ class BatchLinks:
 def batch_span(
     name: str, links: list[tuple[SpanContext, str]], attributes: Mapping[str, AttributeValue] | None = None
 ) -> Iterator[Span]:
-    """A root span linked to `links`, whose request ids it (and its children) carry."""
+    """A root span linked to `links`, carrying their request ids."""
     request_ids = tuple(dict.fromkeys(rid for _, rid in links if rid))
     span_links = [Link(context, {REQUEST_ID: rid} if rid else None) for context, rid in links]
-    with _tracer.start_as_current_span(name, context=Context(), links=span_links, attributes=attributes) as span:
-        with attribute_scope({REQUEST_ID: request_ids} if request_ids else {}):
-            yield span
+    span_attributes = {**(attributes or {}), REQUEST_ID: request_ids}
+    with _tracer.start_as_current_span(name, context=Context(), links=span_links, attributes=span_attributes) as span:
+        yield span

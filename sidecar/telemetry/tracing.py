@@ -2,9 +2,9 @@
 instrumentations the composition root (app.Sidecar) wires in.
 
 Spans of one Authorize/Settle: gRPC server span (context from `traceparent`
-metadata) → facilitator attempt spans → their HTTP client spans, and the asyncpg
-spans of the ledger claim and transitions. The tracking writer's batch spans
-link back to them (batch_links.py).
+metadata) → facilitator attempt spans → their HTTP client spans, and the ledger's
+claim and transitions (ledger_spans.py). The tracking writer's batch spans link
+back to them (batch_links.py).
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import aiohttp
 import grpc
 from opentelemetry import metrics
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from paysidecar.tracing import Tracing, TracingSettings, configure
 
-from ..facilitators.pool import Pool
 from ..facilitators.health import CLOSED, HALF_OPEN, OPEN
+from ..facilitators.pool import Pool
+from ..payments.ports import LedgerStore
 from ..store.tracking import TrackingWriter
 from .attempts import FACILITATOR_NAME
+from .ledger_spans import TracedLedger
 from .rpc_scope import RequestScopeInterceptor
 
 SERVICE_NAME = "paysidecar"
@@ -33,11 +34,11 @@ BREAKER_STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
 class SidecarTracing:
-    """Instruments this process (asyncpg, globally) until close(); hands the
-    composition root its gRPC interceptors and HTTP trace configs."""
+    """What the composition root wires in when telemetry is on: gRPC server
+    interceptors, the facilitator session's trace configs, the traced ledger,
+    and the gauges' sources (until close())."""
 
     def __init__(self) -> None:
-        AsyncPGInstrumentor().instrument()
         self._writer: TrackingWriter | None = None
         self._pool: Pool | None = None
         _observed.append(self)
@@ -49,6 +50,9 @@ class SidecarTracing:
     def client_trace_configs(self) -> list[aiohttp.TraceConfig]:
         return [create_trace_config()]
 
+    def ledger(self, store: LedgerStore) -> LedgerStore:
+        return TracedLedger(store)
+
     def observe(self, writer: TrackingWriter, pool: Pool) -> None:
         """Report the tracking queue depth and the pool's breaker states."""
         self._writer = writer
@@ -57,7 +61,6 @@ class SidecarTracing:
     def close(self) -> None:
         if self in _observed:
             _observed.remove(self)
-        AsyncPGInstrumentor().uninstrument()
 
 
 def setup_tracing(settings: TracingSettings) -> tuple[Tracing, SidecarTracing | None]:

@@ -1,5 +1,7 @@
 """Fixtures of the reliability tests: one devnet facilitator in this process (so a
-test can arm its faults and read its chain) and sidecars as child processes."""
+test can arm its faults and read its chain); sidecars in this process over real
+gRPC (`make_sidecar`) or as child processes (`spawn_sidecar`), and gateways as
+child processes (`spawn_gateway`)."""
 
 from __future__ import annotations
 

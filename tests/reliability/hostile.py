@@ -98,7 +98,16 @@ def header_values(valid: list[str]) -> st.SearchStrategy[str]:
         st.sampled_from(valid).map(lambda v: v[: len(v) // 2]),  # truncated
         st.integers(16 * 1024 - 4, 20 * 1024).map(lambda n: "A" * n),  # around the size limit
         JSON_VALUES.map(json.dumps),  # JSON, not base64
+        st.integers(1, 6000).map(lambda depth: b64(("[" * depth + "]" * depth).encode())),  # deep nesting
+        st.integers(1, 500).map(lambda depth: b64_json({"x402Version": 2, "payload": nested(depth)})),
     )
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def routes(base: payment_pb2.Route) -> st.SearchStrategy[payment_pb2.Route]:

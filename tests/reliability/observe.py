@@ -4,6 +4,7 @@ transfers; and waiting (bounded) for a condition to become true."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import inspect
 import json
@@ -44,6 +45,15 @@ async def fetch(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]
         await conn.close()
 
 
+async def execute(database_url: str, sql: str) -> None:
+    """Run SQL (several statements allowed) on its own connection."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def ledger_states(database_url: str, payment_ids: Iterable[str]) -> dict[str, str]:
     rows = await fetch(
         database_url, "SELECT payment_id, state FROM payment_ledger WHERE payment_id = ANY($1::text[])", list(payment_ids)
@@ -71,6 +81,11 @@ async def tracking_record(database_url: str, tracking_id: str) -> dict[str, Any]
 
 async def tracking_records(database_url: str) -> list[dict[str, Any]]:
     return [_decoded(row) for row in await fetch(database_url, "SELECT * FROM resource_call_records")]
+
+
+def nonce_of(header: str) -> str:
+    """The EIP-3009 nonce a payment header carries."""
+    return json.loads(base64.b64decode(header))["payload"]["authorization"]["nonce"].lower()
 
 
 def transfers_by_nonce(chain: Chain) -> collections.Counter[str]:

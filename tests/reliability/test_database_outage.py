@@ -8,7 +8,6 @@ a payment charged just as the database went away is redeemable once."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import json
 import shutil
@@ -21,13 +20,13 @@ import grpc
 import pytest
 
 from sidecar.store.migrate import apply_migrations
-from tests.support.calls import authorize_request
+from tests.support.calls import URL, authorize_request, settle_request
 from tests.support.payments import sign_for
 from tests.support.postgres import create_database
 from tests.support.stack import sidecar_settings, start_sidecar
 
 from .gateway import running_gateway
-from .observe import eventually, fetch, transfers_by_nonce
+from .observe import eventually, execute, fetch, nonce_of, transfers_by_nonce
 from .postgres_outage import OutagePostgres
 
 WORKERS = 6
@@ -46,10 +45,6 @@ async def stoppable():
     yield server, database
     server.cleanup()
     shutil.rmtree(home, ignore_errors=True)
-
-
-def _nonce(header: str) -> str:
-    return json.loads(base64.b64decode(header))["payload"]["authorization"]["nonce"].lower()
 
 
 @dataclass(frozen=True)
@@ -142,7 +137,7 @@ async def test_database_outage_refuses_payments_and_loses_no_record(stoppable, f
             # Charged just as the database went away and not served: redeemed once.
             redeemable = await fetch(database_url, "SELECT nonce FROM payment_ledger WHERE state = 'settled_unserved'")
             for row in redeemable:
-                (header,) = [h for h in headers if _nonce(h) == row["nonce"]]
+                (header,) = [h for h in headers if nonce_of(h) == row["nonce"]]
                 async with session.get(load.url, headers={"PAYMENT-SIGNATURE": header}) as answer:
                     assert answer.status == 200
     finally:
@@ -155,12 +150,12 @@ async def test_database_outage_refuses_payments_and_loses_no_record(stoppable, f
     # Every 200 is a payment the chain shows; no payment moved twice or was served twice.
     moved = transfers_by_nonce(chain)
     assert set(moved.values()) == {1}
-    served = collections.Counter(_nonce(a.header) for a in answers if a.status == 200)
+    served = collections.Counter(nonce_of(a.header) for a in answers if a.status == 200)
     assert set(served.values()) == {1} and all(moved[nonce] == 1 for nonce in served)
     assert facilitator.stats.settle_calls == chain.transfers_applied
     # A payment whose claim the outage interrupted before any settle is locked
     # until the stale-claim recovery (10 min): its retries are refused with 402.
-    locked = {_nonce(a.header) for a in answers if a.status == 402} - set(served)
+    locked = {nonce_of(a.header) for a in answers if a.status == 402} - set(served)
     # No record lost: each request id has its record.
     recorded = {row["request_id"] for row in await fetch(database_url, "SELECT request_id FROM resource_call_records")}
     assert [a.request_id for a in answers if a.request_id not in recorded] == []
@@ -171,3 +166,31 @@ async def test_database_outage_refuses_payments_and_loses_no_record(stoppable, f
         f"refused_503={sum(1 for a in answers if a.status == 503)} redeemed_after={len(redeemable)} "
         f"locked_402={len(locked)} records_lost=0"
     )
+
+
+# The ledger write that starts a settle fails as if the connection broke (SQLSTATE 08006).
+FAIL_SETTLING = """
+CREATE FUNCTION test_fail_settling() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.state = 'settling' THEN RAISE EXCEPTION 'connection lost' USING ERRCODE = '08006'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_fail_settling BEFORE UPDATE ON payment_ledger
+  FOR EACH ROW EXECUTE FUNCTION test_fail_settling();
+"""
+
+
+async def test_a_settle_refused_by_a_ledger_outage_can_be_retried(make_sidecar, database_url, chain):
+    sidecar = await make_sidecar()
+    authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))
+    await execute(database_url, FAIL_SETTLING)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await sidecar.payments.Settle(settle_request(authorized))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await execute(database_url, "DROP TRIGGER test_fail_settling ON payment_ledger; DROP FUNCTION test_fail_settling();")
+    # The database is back: the same Settle, re-sent, completes the payment.
+    settled = await sidecar.payments.Settle(settle_request(authorized))
+    assert settled.success
+    assert chain.transfers_applied == 1

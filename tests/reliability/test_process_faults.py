@@ -10,13 +10,23 @@ After the restart the startup recovery must resolve every row from the chain,
 never by guessing; no payment settles twice, no Settle ever says success for a
 payment the chain does not show, a charged-but-undelivered payment is redeemable
 exactly once, and the tracking record of each killed request is kept and marked.
+
+What the killed requests' tracking records end as (steps recorded within the
+last flush interval before a SIGKILL are lost with the process; the test lets
+them land first):
+  after_verify    payment_verified; settlement {success: false, released: true,
+                  reason: stale_claim, ledger_state: released}; response_status 0
+  settle_flight   settlement {success: true, status: settled_unserved,
+                  reconciled: true, source: chain}; response_status 0
+  answer_pending  the same settled_unserved settlement, written over the
+                  facilitator's success (its transaction hash is not kept: the
+                  ledger never stored it); response_status 200, the handler's
+all three with metadata.recovered {state, at}.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 
 import asyncpg
 import grpc
@@ -26,7 +36,7 @@ from devnet.chain import Chain
 from tests.support.calls import URL, authorize_request, settle_request
 from tests.support.payments import sign_for
 
-from .observe import eventually, fetch, ledger_states, tracking_record, transfers_by_nonce
+from .observe import eventually, fetch, ledger_states, nonce_of, tracking_record, transfers_by_nonce
 
 # Blocks the ledger write `-> settled` while the test holds this advisory lock: the
 # window between the facilitator's success and the answer leaving the sidecar.
@@ -52,10 +62,6 @@ FIRST_RUN = dict(settle_timeout_s=60, settle_retries=0, reconcile_window_s=0, re
 RESTART = dict(settle_timeout_s=0.2, settle_retries=0, reconcile_window_s=0, recovery_interval_s=0.1)
 
 
-def _nonce(header: str) -> str:
-    return json.loads(base64.b64decode(header))["payload"]["authorization"]["nonce"].lower()
-
-
 async def _settle_fails_with_kill(call: asyncio.Task) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
@@ -69,7 +75,7 @@ async def _pay(sidecar, header: str, chain: Chain) -> tuple[bool, bool]:
         return False, False
     settled = await sidecar.payments.Settle(settle_request(authorized))
     if settled.success:
-        assert transfers_by_nonce(chain)[_nonce(header)] == 1, "Settle said success for a payment not on chain"
+        assert transfers_by_nonce(chain)[nonce_of(header)] == 1, "Settle said success for a payment not on chain"
     return settled.success, authorized.verified.redeem
 
 

@@ -37,6 +37,7 @@ class RecordingProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
+        self.url = ""  # once it listens
         self.authorization: list[tuple[str, str]] = []
         self.echo_key_once = False
 

@@ -151,13 +151,26 @@ async def test_a_row_the_database_refuses_does_not_hold_back_the_others(pool, tm
     bad = uuid.uuid4()
     for record_id in good[:10]:
         writer.record(record_id, Step.START, {"path": "/ok"})
-    writer.record(bad, Step.START, {"path": "nul\x00byte"})  # PostgreSQL text cannot hold NUL
+    writer.record(bad, Step.START, {"path": "/bad", "request": {"q": "\ud800"}})  # a lone surrogate: jsonb refuses it
     for record_id in good[10:]:
         writer.record(record_id, Step.START, {"path": "/ok"})
     await writer.close()
     assert set(await pool.fetchval("SELECT array_agg(id) FROM resource_call_records")) == set(good)
     assert writer.rejected_rows == 1
     assert writer.spool_records == 0
+
+
+async def test_a_nul_character_is_kept_as_a_replacement_not_lost(pool, tmp_path):
+    """PostgreSQL text and jsonb cannot hold U+0000; a client's %00 must not cost the record."""
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    record_id = uuid.uuid4()
+    writer.record(record_id, Step.START, {"path": "/a\x00b", "request": {"query": "city=\x00", "k\x00": 1}})
+    await writer.close()
+    row = await pool.fetchrow("SELECT path, request FROM resource_call_records WHERE id = $1", record_id)
+    assert row["path"] == "/a\ufffdb"
+    assert row["request"] == {"query": "city=\ufffd", "k\ufffd": 1}
+    assert writer.rejected_rows == 0
 
 
 async def test_recording_never_waits_for_the_database(pool, tmp_path):

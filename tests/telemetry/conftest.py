@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from gateway.config import Settings as GatewaySettings
 from paysidecar.tracing import TracingSettings, configure
 from sidecar.app import Sidecar
 from sidecar.telemetry.tracing import SidecarTracing
+from tests.support.net import closed_port
 from tests.support.stack import DevnetFacilitator, devnet, sidecar_settings
 
 WAIT_S = 10.0
@@ -81,13 +81,6 @@ def spans(telemetry: Telemetry) -> AsyncIterator[Capture]:
     yield capture
     capture.active = False
     capture.clear()
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: a facilitator that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
