@@ -337,7 +337,7 @@ def _tracing_line(env: Mapping[str, str]) -> str:
     """Where the sidecar's and gateway's traces go (they read the OTEL_* variables we pass on)."""
     exporter = env.get("OTEL_TRACES_EXPORTER", "none").strip() or "none"
     if exporter == "none":
-        return "Traces: off; OTEL_TRACES_EXPORTER=otlp sends them to Jaeger or any OTLP viewer (docs/tracing.md)"
+        return "Traces: off; OTEL_TRACES_EXPORTER=otlp sends them to Jaeger or any OTLP viewer (README: Seeing traces)"
     return f"Traces: on (OTEL_TRACES_EXPORTER={exporter}); the x-trace-id header of each answer names its trace"
 
 

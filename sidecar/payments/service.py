@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+
 from ..constants import Reason
 from . import answers, ledger, records
 from .answers import HttpAnswer
@@ -27,6 +29,7 @@ from .settlement import Authorization, ReconcilePolicy, SettleOutcome, settle_pa
 from .verification import verify_with_fallback
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -154,17 +157,18 @@ class PaymentService:
 
         header_name, header_value = picked
         audit = {"payment_signature_hash": header_hash(header_value)}
-        try:
-            payment = decode_payment(header_name, header_value)
-        except PaymentError as exc:
-            raise _Audited(exc, audit) from exc
-        audit.update(records.payment_fields(payment, route))
-        try:
-            requirements = bind(payment, route, req.url)
-        except PaymentError as exc:
-            raise _Audited(exc, audit, payment.version) from exc
+        with _tracer.start_as_current_span("x402 decode and bind"):
+            try:
+                payment = decode_payment(header_name, header_value)
+            except PaymentError as exc:
+                raise _Audited(exc, audit) from exc
+            audit.update(records.payment_fields(payment, route))
+            try:
+                requirements = bind(payment, route, req.url)
+            except PaymentError as exc:
+                raise _Audited(exc, audit, payment.version) from exc
         pid = payment_id(payment)
-        payload_hash = canonical_hash(payment.wire)
+        payload_hash = payment.payload_hash
         requirements_hash = canonical_hash(requirements)
         audit.update(payload_hash=payload_hash, requirements_hash=requirements_hash)
 
@@ -339,7 +343,7 @@ class PaymentService:
         except PaymentError:
             return None
         entry = await self._ledger.get(pid)
-        if entry is None or payment_id(payment) != pid or canonical_hash(payment.wire) != entry.payload_hash:
+        if entry is None or payment_id(payment) != pid or payment.payload_hash != entry.payload_hash:
             return None
         if entry.state not in (ledger.VERIFIED, ledger.REDEEMING):
             return None

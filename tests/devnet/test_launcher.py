@@ -10,7 +10,6 @@ import socket
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from devnet.up import FACILITATOR_READY, Child, LaunchError, pick_port

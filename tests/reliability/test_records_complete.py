@@ -4,7 +4,6 @@ answer was lost before it."""
 
 from __future__ import annotations
 
-import pytest
 
 from tests.support.calls import URL, authorize_request, release_request, settle_request
 from tests.support.payments import sign_for

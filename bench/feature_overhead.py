@@ -1,19 +1,22 @@
-"""What tracing costs a paid request: gateway → sidecar → devnet facilitator with
-OpenTelemetry exporting every span over OTLP/gRPC, against the same stack with
-tracing off (the default).
+"""What a feature costs a paid request (gateway → sidecar → devnet facilitator):
+the same stack with the feature on and off, side by side.
 
-    python bench/otel_overhead.py [--rounds 10] [--seconds 3] [--levels 1,8]
+    python bench/feature_overhead.py --feature otel      [--rounds 10] [--seconds 3] [--levels 1,8]
+    python bench/feature_overhead.py --feature tracking
+
+otel: OpenTelemetry exporting every span over OTLP/gRPC to an OTLP receiver in
+this process (which counts what arrives) vs tracing off (the default).
+tracking: tracking records written (the default) vs PAYSIDECAR_TRACKING_ENABLED=false.
 
 Starts PostgreSQL ($DATABASE_URL, a scratch database next to it when allowed, else
 an embedded pgserver), one devnet facilitator, and two sidecar+gateway pairs on
-one database: "off" (no OTEL_* set) and "on" (OTEL_TRACES_EXPORTER=otlp to an
-OTLP receiver in this process, which counts what arrives). Both pairs run at the
-same time; rounds alternate between them, the order flipped every round, so load
-that comes and goes on the machine falls on both. Payments are signed before
-each run. Per concurrency level it prints p50/p99, throughput and the CPU the
-sidecar and gateway processes spent per request, then the p50 overhead: the
-median over rounds of on/off from back-to-back runs. Exit status 0 when every
-level is within the 5 % target, 2 when not, 1 when no span was exported.
+one database: "off" and "on". Both pairs run at the same time; rounds alternate
+between them, the order flipped every round, so load that comes and goes on the
+machine falls on both. Payments are signed before each run. Per concurrency level
+it prints p50/p99, throughput and the CPU the sidecar and gateway processes spent
+per request, then the p50 overhead: the median over rounds of on/off from
+back-to-back runs. Exit status 0 when every level is within the 5 % target, 2
+when not, 1 when tracing was measured but no span was exported.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ TARGET_OVERHEAD = 0.05
 HEADROOM = 2.0
 
 
-async def start_pair(name: str, db_url: str, facilitator: str, run_dir: Path, otel: dict[str, str]) -> tuple:
-    """A sidecar and the gateway in front of it, both with the `otel` environment."""
+async def start_pair(name: str, db_url: str, facilitator: str, run_dir: Path, env: dict[str, str]) -> tuple:
+    """A sidecar and the gateway in front of it, both with the extra `env`."""
     sidecar = await services.start(
         f"{name}-sidecar",
         services.python_module("sidecar.main"),
@@ -60,7 +63,7 @@ async def start_pair(name: str, db_url: str, facilitator: str, run_dir: Path, ot
             CHAIN_RPC_URLS=f"{NETWORK}={facilitator}/rpc",
             PAYSIDECAR_PORT="0",
             PAYSIDECAR_SPOOL_DIR=str(run_dir / f"{name}-spool"),
-            **otel,
+            **env,
         ),
         SIDECAR_READY,
         run_dir,
@@ -73,7 +76,7 @@ async def start_pair(name: str, db_url: str, facilitator: str, run_dir: Path, ot
             GATEWAY_SIDECAR_TARGET=f"127.0.0.1:{sidecar.port}",
             GATEWAY_PAID_RATE_PER_S="0",
             GATEWAY_FREE_RATE_PER_S="0",
-            **otel,
+            **env,
         ),
         GATEWAY_READY,
         run_dir,
@@ -122,7 +125,7 @@ class Mode:
     def report(self, concurrency: int) -> LevelResult:
         level = pooled(self.runs)
         print(
-            f"c={concurrency:<3} tracing {self.name:<3}  p50 {level.percentile(50):7.2f} ms  "
+            f"c={concurrency:<3} feature {self.name:<3}  p50 {level.percentile(50):7.2f} ms  "
             f"p99 {level.percentile(99):7.2f} ms  {level.throughput:6.1f} req/s  "
             f"sidecar+gateway CPU {self.cpu_s * 1000 / max(level.ok, 1):5.2f} ms/req  "
             f"n={level.ok}  errors={dict(level.errors)}"
@@ -147,15 +150,15 @@ async def compare(off: Mode, on: Mode, signer: Signer, concurrency: int, args: a
     paired = statistics.median(b.percentile(50) / a.percentile(50) - 1 for a, b in zip(off.runs, on.runs, strict=True))
     cpu = (on.cpu_s / max(on_all.ok, 1)) / (off.cpu_s / max(off_all.ok, 1)) - 1
     print(
-        f"c={concurrency:<3} p50 overhead with export on: {paired:+.1%} (median of {args.rounds} paired rounds; "
+        f"c={concurrency:<3} p50 overhead with the feature on: {paired:+.1%} (median of {args.rounds} paired rounds; "
         f"pooled {pooled_overhead:+.1%}); CPU per request {cpu:+.1%}; target ≤ {TARGET_OVERHEAD:.0%}"
     )
     return paired
 
 
 async def run(args: argparse.Namespace) -> int:
-    run_dir = Path(tempfile.mkdtemp(prefix="paysidecar-otel-bench-"))
-    print(f"otel bench: logs in {run_dir}", file=sys.stderr)
+    run_dir = Path(tempfile.mkdtemp(prefix="paysidecar-feature-bench-"))
+    print(f"{args.feature} bench: logs in {run_dir}", file=sys.stderr)
     started: list[services.Service] = []
     async with (
         database(os.environ.get("DATABASE_URL")) as db_url,
@@ -176,14 +179,20 @@ async def run(args: argparse.Namespace) -> int:
             run_dir,
         )
         started.append(facilitator)
-        tracing_on = {
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        }
+        feature_env = {
+            "otel": (
+                {},
+                {
+                    "OTEL_TRACES_EXPORTER": "otlp",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                },
+            ),
+            "tracking": ({"PAYSIDECAR_TRACKING_ENABLED": "false"}, {}),
+        }[args.feature]
         modes = []
-        for name, otel in (("off", {}), ("on", tracing_on)):
-            sidecar, gateway = await start_pair(name, db_url, facilitator.url, run_dir, otel)
+        for name, env in zip(("off", "on"), feature_env):
+            sidecar, gateway = await start_pair(name, db_url, facilitator.url, run_dir, env)
             started += [sidecar, gateway]
             target = HttpTarget(f"gateway-{name}", gateway.url + PAID_PATH, paid=True)
             modes.append(Mode(name, target, [sidecar.pid, gateway.pid]))
@@ -196,8 +205,9 @@ async def run(args: argparse.Namespace) -> int:
                 mode.rate = warm.throughput
             overheads = [await compare(*modes, signer, concurrency, args) for concurrency in args.levels]
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"spans received by the OTLP receiver: {receiver.received}; os.cpu_count() = {os.cpu_count()}; load {load}")
-    if receiver.received == 0:
+    print(f"feature {args.feature}; spans received by the OTLP receiver: {receiver.received}; "
+          f"os.cpu_count() = {os.cpu_count()}; load {load}")
+    if args.feature == "otel" and receiver.received == 0:
         print("no span reached the receiver: the 'on' stack did not export", file=sys.stderr)
         return 1
     return 0 if all(overhead <= TARGET_OVERHEAD for overhead in overheads) else 2
@@ -212,6 +222,7 @@ def _levels(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feature", choices=("otel", "tracking"), default="otel", help="what to switch on and off")
     parser.add_argument("--rounds", type=int, default=10, help="alternating off/on runs per level")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
     parser.add_argument("--levels", type=_levels, default=[1, 8], help="concurrencies, e.g. 1,8")
