@@ -84,10 +84,11 @@ class ServiceProcess:
         return self.output.getvalue()
 
     async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, like a crash or an OOM kill."""
+        """SIGKILL: no shutdown code runs, like a crash or an OOM kill. The test's
+        channel stays open, so calls in flight fail as the client would see them
+        (UNAVAILABLE), not as cancelled by closing it; close it with closed()."""
         self.child.process.kill()
         await self.child.wait_exit(EXIT_TIMEOUT_S)
-        await self.closed()
 
     async def terminate(self) -> int:
         """SIGTERM and wait for the graceful exit; its exit code."""

@@ -109,6 +109,7 @@ async def test_sigkill_at_each_point_of_the_paid_flow(spawn_sidecar, facilitator
         await first.kill()
         assert await _settle_fails_with_kill(in_flight) == grpc.StatusCode.UNAVAILABLE
         assert await _settle_fails_with_kill(pending) == grpc.StatusCode.UNAVAILABLE
+        await first.closed()
 
         # The host is gone with the process: so is its database session.
         await conn.execute("SELECT pg_terminate_backend($1)", orphan)
