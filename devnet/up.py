@@ -314,7 +314,8 @@ class Launcher:
         if self.facilitator_url:
             lines += ["Devnet facilitator (x402 /verify /settle, JSON-RPC at /rpc):", self.facilitator_url]
         else:
-            lines.append(f"Facilitators from FACILITATOR_URLS: {self._env['FACILITATOR_URLS']}")
+            # No URL on this line: the URL lines above are the ones checkers read.
+            lines.append("Facilitators: as FACILITATOR_URLS names them (no devnet facilitator started)")
         lines.append(_tracing_line(self._env))
         lines += [
             "Try:",

@@ -447,6 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"paysidecar-cli: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # Piped into `head` and the reader left: nothing more to say. Point stdout
+        # at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
 
