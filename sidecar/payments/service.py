@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry import trace
@@ -317,6 +318,7 @@ class PaymentService:
                 transaction=outcome.transaction or None,
                 reconciled_by=outcome.source,
                 served=True,
+                served_at=datetime.now(timezone.utc),
             )
             if done is not None:
                 return self._success(flight, outcome.transaction, response_status, response_time_ms)
@@ -366,7 +368,12 @@ class PaymentService:
         entry = flight.entry
         try:
             done = await self._ledger.transition(
-                entry.payment_id, entry.claim_token, (ledger.REDEEMING,), ledger.SETTLED, served=True
+                entry.payment_id,
+                entry.claim_token,
+                (ledger.REDEEMING,),
+                ledger.SETTLED,
+                served=True,
+                served_at=datetime.now(timezone.utc),
             )
         except LedgerUnavailable:
             self._in_flight[entry.payment_id] = flight  # nothing served yet: a retry may redeem
@@ -440,6 +447,7 @@ class PaymentService:
             (ledger.SETTLED, ledger.REDEEMING),
             ledger.SETTLED_UNSERVED,
             served=False,
+            served_at=None,
         )
         state = moved.state if moved is not None else (await self._ledger.get(entry.payment_id) or entry).state
         if entry.tracking_id is not None:
