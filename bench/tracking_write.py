@@ -164,11 +164,12 @@ async def run(args: argparse.Namespace) -> None:
                                     spool_dir=Path(spool), parallelism=args.parallelism)
             await writer.start()
             templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
             produced = time.perf_counter() - started
             await writer.flush()
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
             await writer.close()
 
         complete = await pool.fetchval(
@@ -183,7 +184,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"cpu_count={os.cpu_count()} records={args.records} in_flight={args.in_flight} "
           f"step_gap_ms={args.step_gap_ms} batch_size={args.batch_size} parallelism={args.parallelism}")
     print(f"records/s={args.records / elapsed:,.0f} steps/s={steps / elapsed:,.0f} "
-          f"elapsed_s={elapsed:.2f} (recording done at {produced:.2f}s)")
+          f"elapsed_s={elapsed:.2f} (recording done at {produced:.2f}s) python_cpu_s={cpu:.2f}")
     print(f"complete_records={complete}/{args.records} spooled={writer.spool_records} "
           f"missing={writer.missing_rows} rejected={writer.rejected_rows}")
     if complete != args.records:

@@ -15,6 +15,9 @@ replayed (in order) — a later step can never overtake a spooled one. The spool
 is replayed at start() and, while the database is down, every
 `recheck_interval_s`. Replaying is idempotent (an insert that finds its row sets
 the same columns), so a crash during replay loses and breaks nothing.
+
+Rows a chunk starts go in by COPY (sidecar/store/tracking_copy.py); a chunk
+whose COPY meets a row that is there already is written again with upserts.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import asyncpg
 from ..payments.lifecycle import Step
 from ..telemetry.batch_links import BatchLinks, batch_span
 from .db import UNAVAILABLE_ERRORS, create_pool
+from .schema import TABLE
 from .spool import Spool
+from .tracking_copy import copy_data, source
 from .tracking_rows import RowWrite, from_line, to_line
 from .tracking_sql import arguments, statement
 
@@ -41,6 +46,8 @@ __all__ = ["Step", "TrackingWriter"]
 logger = logging.getLogger(__name__)
 
 Rows = list[tuple[uuid.UUID, RowWrite]]
+# (starts the record, columns set) -> the row writes of that shape, RowWrite.encoded()
+Groups = dict[tuple[bool, frozenset[str]], list[tuple[uuid.UUID, dict[str, Any]]]]
 
 # Errors that no retry fixes: the rows are tried one by one and the bad one is dropped.
 _REJECTED_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
@@ -362,12 +369,23 @@ class TrackingWriter:
 
     async def _execute(self, rows: Rows) -> list[tuple[uuid.UUID, list[int]]]:
         """One transaction for the chunk; the records whose row was missing."""
-        groups: dict[tuple[bool, frozenset[str]], list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+        groups: Groups = {}
         steps = {}
         for record_id, write in rows:
             values = write.encoded(record_id)
             groups.setdefault((write.start, frozenset(values)), []).append((record_id, values))
             steps[record_id] = write.steps
+        try:
+            return await self._apply(groups, steps, fresh=True)
+        except asyncpg.UniqueViolationError:
+            # A started row is there already (a spool replayed again): COPY
+            # cannot take it and the transaction is void, so upsert the chunk.
+            return await self._apply(groups, steps, fresh=False)
+
+    async def _apply(
+        self, groups: Groups, steps: dict[uuid.UUID, list[int]], *, fresh: bool
+    ) -> list[tuple[uuid.UUID, list[int]]]:
+        """Write the groups in one transaction, started rows by COPY when `fresh`."""
         missing: list[tuple[uuid.UUID, list[int]]] = []
         assert self._pool is not None
         async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
@@ -375,6 +393,10 @@ class TrackingWriter:
                 if not (start or columns):
                     continue  # steps that set nothing
                 sql, order = statement(start, columns)
+                if start and fresh:
+                    data = source(copy_data(group, order))
+                    await conn.copy_to_table(TABLE, source=data, columns=("id", *order), timeout=self._timeout)
+                    continue
                 found = await conn.fetch(sql, *arguments(group, order), timeout=self._timeout)
                 if not start:
                     there = {row[0] for row in found}

@@ -186,3 +186,34 @@ async def test_recording_never_waits_for_the_database(pool, tmp_path):
     assert loop.time() - started < 1.0
     await writer.close()
     assert await pool.fetchval("SELECT count(*) FROM resource_call_records") == 5000
+
+
+async def test_text_and_json_with_copy_separators_land_unchanged(pool, tmp_path):
+    """Started rows go in by COPY (text format): its separators and escape
+    character inside values must arrive as they were sent."""
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    record_id = uuid.uuid4()
+    awkward = "a\tb\nc\rd\\e\\N \\. \"q\" é"
+    writer.record(record_id, Step.START, {"path": awkward, "url": "", "request": {awkward: [awkward, None, 1.5]}})
+    await writer.close()
+    row = await pool.fetchrow("SELECT path, url, request, method FROM resource_call_records WHERE id = $1", record_id)
+    assert dict(row) == {"path": awkward, "url": "", "request": {awkward: [awkward, None, 1.5]}, "method": None}
+
+
+async def test_a_start_for_a_row_already_there_updates_it(pool, tmp_path):
+    """COPY cannot insert a row that exists: the chunk is upserted instead, and
+    the other rows of the chunk land too."""
+    writer = TrackingWriter(pool, spool_dir=tmp_path)
+    await writer.start()
+    again, others = uuid.uuid4(), [uuid.uuid4() for _ in range(5)]
+    writer.record(again, Step.START, {"path": "/first", "metadata": {"a": 1}})
+    await writer.flush()
+    writer.record(again, Step.START, {"path": "/second", "metadata": {"b": 2}})
+    for record_id in others:
+        writer.record(record_id, Step.START, {"path": "/other"})
+    await writer.close()
+    found = await pool.fetch("SELECT id, path, metadata FROM resource_call_records")
+    rows = {r["id"]: (r["path"], r["metadata"]) for r in found}
+    assert rows == {again: ("/second", {"a": 1, "b": 2}), **{record_id: ("/other", None) for record_id in others}}
+    assert writer.rejected_rows == 0
