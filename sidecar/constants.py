@@ -47,7 +47,6 @@ SECRET_HEADERS = frozenset(
 class Reason:
     """Machine reason codes we answer with (never a facilitator's raw text)."""
 
-    PAYMENT_REQUIRED = "payment_required"
     INVALID_HEADER = "invalid_payment_header"
     HEADER_TOO_LARGE = "payment_header_too_large"
     UNSUPPORTED_VERSION = "unsupported_x402_version"
@@ -59,7 +58,6 @@ class Reason:
     RESOURCE_MISMATCH = "resource_mismatch"
     INVALID_PAYMENT = "invalid_payment"
     ALREADY_USED = "payment_already_used"
-    IN_PROGRESS = "payment_in_progress"
     VERIFY_UNAVAILABLE = "facilitator_unavailable"
     SETTLEMENT_FAILED = "settlement_failed"
     SETTLEMENT_UNKNOWN = "settlement_unknown"

@@ -7,6 +7,7 @@ import functools
 from paysidecar.v1 import payment_pb2
 
 from ..config import Settings
+from ..constants import Reason
 from ..payments.answers import HttpAnswer
 from ..payments.errors import RouteError
 from ..payments.routes import PricedRoute, RouteTerms, price_route
@@ -19,7 +20,7 @@ def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
     if route.name:
         named = settings.routes.get(route.name)
         if named is None:
-            raise RouteError("unknown_route", f"no route named {route.name!r} in the sidecar config")
+            raise RouteError(Reason.UNKNOWN_ROUTE, f"no route named {route.name!r} in the sidecar config")
     price = route.price or (named.price if named else "") or settings.default_price
     return RouteTerms(
         key=route.key or route.name,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
-from ..constants import V1_TO_CAIP2
+from ..constants import V1_TO_CAIP2, Reason
 from .errors import RouteError
 
 _PRICE_PARSER = ExactEvmServerScheme()
@@ -52,12 +52,12 @@ class PricedRoute:
 def price_route(terms: RouteTerms) -> PricedRoute:
     """Turn route terms into atomic amounts with the SDK's price parser."""
     if not terms.key:
-        raise RouteError("invalid_route", "route key is required")
+        raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:
-        raise RouteError("invalid_route", "route pay_to is required")
+        raise RouteError(Reason.INVALID_ROUTE, "route pay_to is required")
     network = V1_TO_CAIP2.get(terms.network, terms.network)
     if not network.startswith("eip155:"):
-        raise RouteError("invalid_route", f"unsupported network {terms.network!r}")
+        raise RouteError(Reason.INVALID_ROUTE, f"unsupported network {terms.network!r}")
     try:
         if terms.amount:
             amount = int(terms.amount)
@@ -69,9 +69,9 @@ def price_route(terms: RouteTerms) -> PricedRoute:
             asset = terms.asset or parsed.asset
             info = get_asset_info(network, asset)
     except (ValueError, TypeError, KeyError) as exc:
-        raise RouteError("invalid_route", f"cannot price route {terms.key!r}: {exc}") from exc
+        raise RouteError(Reason.INVALID_ROUTE, f"cannot price route {terms.key!r}: {exc}") from exc
     if amount <= 0:
-        raise RouteError("invalid_route", f"route {terms.key!r} must have a positive price")
+        raise RouteError(Reason.INVALID_ROUTE, f"route {terms.key!r} must have a positive price")
     return PricedRoute(
         key=terms.key,
         amount=amount,
