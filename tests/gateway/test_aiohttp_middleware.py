@@ -121,7 +121,7 @@ async def test_no_settle_when_the_handler_does_not_answer_2xx(paywalled, sidecar
     url = paywalled.url + path
     header = await sign_for(url)
     for _attempt in range(2):
-        # A released claim verifies again; a kept one would answer 402 payment_in_progress.
+        # A released claim verifies again; a kept one would answer 402 payment_already_used.
         async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}, allow_redirects=False) as response:
             assert response.status == status
             assert "PAYMENT-RESPONSE" not in response.headers

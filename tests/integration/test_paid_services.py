@@ -99,7 +99,7 @@ async def test_handler_answer_that_is_not_2xx_is_released_not_charged(service, s
     path = "/weather?city=Atlantis"
     header = await signed_header(service, path)
     for _attempt in range(2):
-        # A released claim verifies again; a kept one would answer 402 payment_in_progress.
+        # A released claim verifies again; a kept one would answer 402 payment_already_used.
         async with service.get(path, headers={"PAYMENT-SIGNATURE": header}) as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "unknown_city"
