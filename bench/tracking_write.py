@@ -10,8 +10,8 @@ otherwise an embedded pgserver in a temporary directory.
 Records are driven like concurrent requests: `--in-flight` records are open at
 any time and each tick advances every open record by one step, so steps of many
 records interleave. The field values (shaped like the sidecar's) are built
-before the clock starts, from 1,000 templates: the figure is the writer's
-rate, not the cost of making up requests. With `--step-gap-ms 0` ticks follow each other as fast as
+before the clock starts, from 1,000 templates, and so are the record ids: the
+figure is the writer's rate, not the cost of making up requests. With `--step-gap-ms 0` ticks follow each other as fast as
 the process allows (the writer coalesces what meets in one cycle); a gap of at
 least the flush interval puts every step in a cycle of its own, the worst case
 of one row write per step. Every record is checked at the end: all five steps
@@ -133,16 +133,22 @@ TEMPLATES = 1_000
 
 
 async def drive(
-    writer: TrackingWriter, templates: list[list[dict]], records: int, in_flight: int, gap_s: float, max_queue: int
+    writer: TrackingWriter,
+    templates: list[list[dict]],
+    ids: list[uuid.UUID],
+    in_flight: int,
+    gap_s: float,
+    max_queue: int,
 ) -> None:
-    """Advance `in_flight` open records one step per tick until `records` completed,
+    """Advance `in_flight` open records one step per tick until every one of `ids` completed,
     holding back while more than `max_queue` steps wait for the writer (a rate the
     writer cannot sustain would otherwise only grow memory)."""
     next_n = 0
     open_records: list[tuple[uuid.UUID, int, int]] = []  # (id, n, index of the next step)
+    records = len(ids)
     while open_records or next_n < records:
         while len(open_records) < in_flight and next_n < records:
-            open_records.append((uuid.uuid4(), next_n, 0))
+            open_records.append((ids[next_n], next_n, 0))
             next_n += 1
         still_open = []
         for record_id, n, index in open_records:
@@ -164,8 +170,9 @@ async def run(args: argparse.Namespace) -> None:
                                     spool_dir=Path(spool), parallelism=args.parallelism)
             await writer.start()
             templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
+            ids = [uuid.uuid4() for _ in range(args.records)]
             started, cpu_started = time.perf_counter(), time.process_time()
-            await drive(writer, templates, args.records, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
+            await drive(writer, templates, ids, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
             produced = time.perf_counter() - started
             await writer.flush()
             elapsed = time.perf_counter() - started

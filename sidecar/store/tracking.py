@@ -16,6 +16,11 @@ is replayed at start() and, while the database is down, every
 `recheck_interval_s`. Replaying is idempotent (an insert that finds its row sets
 the same columns), so a crash during replay loses and breaks nothing.
 
+A record whose call is still under way (its row not written yet, no FINALIZE)
+is held back from a cycle for up to `hold_s`: written a moment later, its row
+goes in whole by one insert instead of an insert and then updates, each of which
+rewrites every index. flush() and close() hold nothing back.
+
 Rows a chunk starts go in by COPY (sidecar/store/tracking_copy.py); a chunk
 whose COPY meets a row that is there already is written again with upserts.
 """
@@ -65,6 +70,7 @@ class TrackingWriter:
         parallelism: int = 2,
         recheck_interval_s: float = 1.0,
         write_timeout_s: float = 30.0,
+        hold_s: float = 1.0,
     ) -> None:
         if isinstance(pool_or_dsn, str):
             self._dsn: str | None = pool_or_dsn
@@ -80,9 +86,11 @@ class TrackingWriter:
         self._slots = asyncio.Semaphore(parallelism)
         self._recheck_s = recheck_interval_s
         self._timeout = write_timeout_s
+        self._hold_s = hold_s
 
         self._pending: dict[uuid.UUID, RowWrite] = {}
         self._pending_steps = 0
+        self._fresh_steps = 0  # steps recorded since the last cycle took the pending writes
         self._first_pending_at = 0.0
         self._enqueued = 0  # steps recorded so far
         self._durable = 0  # steps written to the database or the spool so far
@@ -151,15 +159,15 @@ class TrackingWriter:
             write = self._pending.get(record_id)
             if write is None:
                 write = self._pending[record_id] = RowWrite()
-                # One link per record and batch: its steps come from the same request.
-                self._links.capture()
+                self._links.capture(record_id)
             write.add(record_id, step, fields)
             self._enqueued += 1
             self._pending_steps += 1
+            self._fresh_steps += 1
             if self._pending_steps == 1:
                 self._first_pending_at = time.monotonic()
                 self._wake.set()
-            elif self._pending_steps == self._batch_size:
+            elif self._fresh_steps == self._batch_size:
                 self._wake.set()
         except Exception:
             logger.exception("tracking %s: step %r could not be queued", record_id, step)
@@ -211,7 +219,7 @@ class TrackingWriter:
                 await self._recover()
             return False
         due_at = self._first_pending_at + self._interval
-        urgent = self._closing or self._flush_wanted or self._pending_steps >= self._batch_size
+        urgent = self._closing or self._flush_wanted or self._fresh_steps >= self._batch_size
         if not urgent and time.monotonic() < due_at:
             await self._wait(due_at - time.monotonic())
             return False
@@ -225,11 +233,12 @@ class TrackingWriter:
             pass
 
     async def _cycle(self) -> None:
-        writes, self._pending = self._pending, {}
-        self._pending_steps = 0
+        writes = self._take_due()
+        target = self._enqueued - self._pending_steps  # every step but the held ones
         self._flush_wanted = False
-        target = self._enqueued
-        links = self._links.take()
+        if not writes:
+            return
+        links = self._links.take(writes)
         try:
             with batch_span("tracking write", links, {"tracking.records": len(writes)}):
                 durable = await self._deliver(writes)
@@ -241,13 +250,30 @@ class TrackingWriter:
             if self._closing:
                 logger.error("tracking writer closing: %d steps could be neither written nor spooled", self.queue_depth)
                 self._pending, self._pending_steps = {}, 0
-                durable = True
+                target = self._enqueued
             else:
                 await asyncio.sleep(self._recheck_s)  # back off: the database and the disk both failed
                 return
         async with self._progress:
             self._durable = max(self._durable, target)
             self._progress.notify_all()
+
+    def _take_due(self) -> dict[uuid.UUID, RowWrite]:
+        """Take the pending writes of this cycle, leaving the held-back ones pending."""
+        writes, self._pending = self._pending, {}
+        self._pending_steps = self._fresh_steps = 0
+        if self._closing or self._flush_wanted:
+            return writes
+        held_since = time.monotonic() - self._hold_s
+        for record_id, write in writes.items():
+            if write.unfinished() and write.started_at > held_since:
+                self._pending[record_id] = write
+                self._pending_steps += len(write.steps)
+        if self._pending:
+            self._first_pending_at = time.monotonic()
+            for record_id in self._pending:
+                del writes[record_id]
+        return writes
 
     async def _deliver(self, writes: dict[uuid.UUID, RowWrite]) -> bool:
         """Write to the database, else to the spool; False when neither took them."""
@@ -328,14 +354,25 @@ class TrackingWriter:
         """Write all rows; return those that must wait because the database is away."""
         rows = list(writes.items())
         size = self._batch_size
-        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-        results = await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
+        tasks: list[asyncio.Task[Rows]] = []
+        in_flight: set[asyncio.Task[Rows]] = set()
+        for i in range(0, len(rows), size):
+            # Encoded while the chunks before it are written: Python and the
+            # database work at the same time.
+            chunk = _Chunk(rows[i : i + size])
+            while len(in_flight) >= self._parallelism:
+                _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(self._write_chunk(chunk))
+            tasks.append(task)
+            in_flight.add(task)
+        results = await asyncio.gather(*tasks)
         return [row for left in results for row in left]
 
-    async def _write_chunk(self, rows: Rows) -> Rows:
+    async def _write_chunk(self, chunk: _Chunk) -> Rows:
+        rows = chunk.rows
         try:
             async with self._slots:
-                missing = await self._execute(rows)
+                missing = await self._execute(chunk)
         except UNAVAILABLE_ERRORS as exc:
             await self._went_down(exc)
             return rows
@@ -363,44 +400,34 @@ class TrackingWriter:
             )
             return []
         for index, row in enumerate(rows):
-            if await self._write_chunk([row]):
+            if await self._write_chunk(_Chunk([row])):
                 return rows[index:]
         return []
 
-    async def _execute(self, rows: Rows) -> list[tuple[uuid.UUID, list[int]]]:
+    async def _execute(self, chunk: _Chunk) -> list[tuple[uuid.UUID, list[int]]]:
         """One transaction for the chunk; the records whose row was missing."""
-        groups: Groups = {}
-        steps = {}
-        for record_id, write in rows:
-            values = write.encoded(record_id)
-            groups.setdefault((write.start, frozenset(values)), []).append((record_id, values))
-            steps[record_id] = write.steps
         try:
-            return await self._apply(groups, steps, fresh=True)
+            return await self._apply(chunk, fresh=True)
         except asyncpg.UniqueViolationError:
             # A started row is there already (a spool replayed again): COPY
             # cannot take it and the transaction is void, so upsert the chunk.
-            return await self._apply(groups, steps, fresh=False)
+            return await self._apply(chunk, fresh=False)
 
-    async def _apply(
-        self, groups: Groups, steps: dict[uuid.UUID, list[int]], *, fresh: bool
-    ) -> list[tuple[uuid.UUID, list[int]]]:
+    async def _apply(self, chunk: _Chunk, *, fresh: bool) -> list[tuple[uuid.UUID, list[int]]]:
         """Write the groups in one transaction, started rows by COPY when `fresh`."""
         missing: list[tuple[uuid.UUID, list[int]]] = []
         assert self._pool is not None
         async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
-            for (start, columns), group in groups.items():
-                if not (start or columns):
-                    continue  # steps that set nothing
+            for (start, columns), group in chunk.groups.items():
                 sql, order = statement(start, columns)
                 if start and fresh:
-                    data = source(copy_data(group, order))
+                    data = source(chunk.copy_data(start, columns))
                     await conn.copy_to_table(TABLE, source=data, columns=("id", *order), timeout=self._timeout)
                     continue
                 found = await conn.fetch(sql, *arguments(group, order), timeout=self._timeout)
                 if not start:
                     there = {row[0] for row in found}
-                    missing.extend((rid, steps[rid]) for rid, _ in group if rid not in there)
+                    missing.extend((rid, chunk.steps[rid]) for rid, _ in group if rid not in there)
         return missing
 
     async def _went_down(self, exc: BaseException) -> None:
@@ -426,6 +453,27 @@ class TrackingWriter:
                     self._on_missing(record_id, Step(step))
                 except Exception:
                     logger.exception("tracking on_missing callback failed")
+
+
+class _Chunk:
+    """The row writes of one transaction, encoded and grouped by statement shape,
+    with the COPY data of the rows they start."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self.groups: Groups = {}
+        self.steps: dict[uuid.UUID, list[int]] = {}
+        for record_id, write in rows:
+            values = write.encoded(record_id)
+            if write.start or values:  # else steps that set nothing
+                self.groups.setdefault((write.start, frozenset(values)), []).append((record_id, values))
+            self.steps[record_id] = write.steps
+        self._copies = {
+            shape: copy_data(group, statement(*shape)[1]) for shape, group in self.groups.items() if shape[0]
+        }
+
+    def copy_data(self, start: bool, columns: frozenset[str]) -> bytes:
+        return self._copies[(start, columns)]
 
 
 def _coalesce(lines: list[str], segment: Path) -> dict[uuid.UUID, RowWrite]:

@@ -14,6 +14,7 @@ over: they must not change them after recording.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ _INT32 = range(-(2**31), 2**31)
 
 def _text(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _without_nul(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise TypeError("text expected")
@@ -90,7 +91,7 @@ _BY_TYPE: dict[str, Callable[[Any], Any]] = {
     "jsonb": _jsonb,
 }
 # Python types taken as they are for a column type (the common case, checked first).
-_EXACT_BY_TYPE = {"text": str, "boolean": bool, "jsonb": dict}
+_EXACT_BY_TYPE = {"text": str, "boolean": bool, "jsonb": dict, "integer": int, "timestamp with time zone": datetime}
 
 
 def _converter(name: str, sql_type: str, max_length: int | None) -> Callable[[Any], Any]:
@@ -116,6 +117,7 @@ class RowWrite:
 
     steps: list[int] = field(default_factory=list)
     start: bool = False  # a START is among the steps: the row is inserted
+    started_at: float = 0.0  # time.monotonic() of the START step, when `start`
     fields: dict[str, Any] = field(default_factory=dict)  # column -> value; jsonb as Python objects
     metadata: list[dict[str, Any]] = field(default_factory=list)  # merged left to right, like jsonb ||
 
@@ -123,7 +125,17 @@ class RowWrite:
         """Fold one step in; unusable fields are dropped with a warning."""
         mine = self.fields
         for name, value in fields.items():
-            if type(value) is _EXACT.get(name):
+            kind = _EXACT.get(name)
+            if type(value) is kind:
+                if kind is str:
+                    if "\x00" in value:
+                        value = _without_nul(value)
+                elif kind is int:
+                    if value not in _INT32:
+                        self._add_checked(record_id, step, name, value)
+                        continue
+                elif kind is datetime and value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)
                 mine[name] = value
             elif name == METADATA and type(value) is dict:
                 self.metadata.append(value)
@@ -138,6 +150,7 @@ class RowWrite:
         self.steps.append(step)
         if step is Step.START:
             self.start = True
+            self.started_at = time.monotonic()
             # Stamped now, not when the row reaches the database (maybe after a spool replay).
             mine.setdefault("timestamp", datetime.now(UTC))
             mine.setdefault("request", {})
@@ -165,18 +178,22 @@ class RowWrite:
         else:
             self.fields[name] = converted
 
+    def unfinished(self) -> bool:
+        """The row is inserted by this write and its call has not finished yet."""
+        return self.start and self.steps[-1] != Step.FINALIZE
+
     def absorb(self, later: RowWrite) -> None:
         """Fold a later write of the same record into this one."""
         self.steps.extend(later.steps)
-        self.start = self.start or later.start
+        if later.start and not self.start:
+            self.start, self.started_at = True, later.started_at
         self.fields.update(later.fields)
         self.metadata.extend(later.metadata)
 
     def encoded(self, record_id: uuid.UUID) -> dict[str, Any]:
         """Column -> value as sent to PostgreSQL: jsonb as JSON text, metadata
         merged. A value that cannot be serialised is dropped with a warning."""
-        # Text values: U+0000 to U+FFFD, as _without_nul does (inlined: every row write passes here).
-        values = {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in self.fields.items()}
+        values = dict(self.fields)  # text values are free of U+0000 since add()
         for name in _JSONB_FIELDS:
             value = values.get(name)
             if value is not None:
@@ -251,4 +268,4 @@ def from_line(line: str) -> tuple[uuid.UUID, RowWrite]:
                 metadata.append(_metadata(value))
     except (TypeError, KeyError, AttributeError, ValueError) as exc:
         raise ValueError(f"not a tracking spool line: {exc}") from exc
-    return record_id, RowWrite(steps, start, fields, metadata)
+    return record_id, RowWrite(steps=steps, start=start, fields=fields, metadata=metadata)

@@ -9,7 +9,7 @@ on the request path), and the batch span is made with those links later.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Hashable, Iterator, Mapping
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -25,22 +25,29 @@ _tracer = trace.get_tracer(__name__)
 
 
 class BatchLinks:
-    """The request spans (and their request ids) behind the steps queued so far."""
+    """The request spans (and their request ids) behind the records queued so far."""
 
     def __init__(self) -> None:
-        # (trace id, span id) -> (span context, request id); SpanContext itself is unhashable.
-        self._pending: dict[tuple[int, int], tuple[SpanContext, str]] = {}
+        # record id -> (span context, request id) of the request that started it there.
+        self._pending: dict[Hashable, tuple[SpanContext, str]] = {}
 
-    def capture(self) -> None:
-        """Remember the current request span; cheap and silent outside a sampled trace."""
+    def capture(self, record: Hashable) -> None:
+        """Remember the current request span for `record`; cheap and silent outside a sampled trace."""
         context = trace.get_current_span().get_span_context()
         if context.is_valid and context.trace_flags.sampled and len(self._pending) < MAX_LINKS:
-            self._pending.setdefault((context.trace_id, context.span_id), (context, current_request_id()))
+            self._pending.setdefault(record, (context, current_request_id()))
 
-    def take(self) -> list[tuple[SpanContext, str]]:
-        """The captured spans and their request ids, leaving none pending: one batch's links."""
-        taken, self._pending = self._pending, {}
-        return list(taken.values())
+    def take(self, records: Container[Hashable]) -> list[tuple[SpanContext, str]]:
+        """The spans behind those of `records` that have one, no longer pending: one batch's links."""
+        if not self._pending:
+            return []
+        taken = [record for record in self._pending if record in records]
+        # Several records of one request share its span: link it once.
+        links = {}
+        for record in taken:
+            context, request_id = self._pending.pop(record)
+            links.setdefault((context.trace_id, context.span_id), (context, request_id))
+        return list(links.values())
 
 
 @contextlib.contextmanager

@@ -8,7 +8,10 @@ import random
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from sidecar.store.tracking import Step, TrackingWriter
+from tests.support.net import wait_until
 
 LIFECYCLE = (Step.START, Step.REQUEST, Step.VERIFICATION, Step.SETTLEMENT, Step.FINALIZE)
 
@@ -82,9 +85,11 @@ async def test_update_of_a_missing_row_is_reported_not_raised(pool, tmp_path):
     assert await pool.fetchval("SELECT response_status FROM resource_call_records WHERE id = $1", kept) == 200
 
 
-async def test_steps_land_in_order_with_a_thousand_records_in_flight(pool, tmp_path):
+# With no hold, the records that do not wait between steps get updates too.
+@pytest.mark.parametrize("hold_s", [0.0, 1.0])
+async def test_steps_land_in_order_with_a_thousand_records_in_flight(pool, tmp_path, hold_s):
     await pool.execute(WRITE_LOG)
-    writer = TrackingWriter(pool, spool_dir=tmp_path, batch_size=200, flush_interval_s=0.01)
+    writer = TrackingWriter(pool, spool_dir=tmp_path, batch_size=200, flush_interval_s=0.01, hold_s=hold_s)
     await writer.start()
     rng = random.Random(402)
     # Records that wait for durability between steps get one row write per step;
@@ -193,12 +198,18 @@ async def test_text_and_json_with_copy_separators_land_unchanged(pool, tmp_path)
     character inside values must arrive as they were sent."""
     writer = TrackingWriter(pool, spool_dir=tmp_path)
     await writer.start()
-    record_id = uuid.uuid4()
     awkward = "a\tb\nc\rd\\e\\N \\. \"q\" é"
-    writer.record(record_id, Step.START, {"path": awkward, "url": "", "request": {awkward: [awkward, None, 1.5]}})
+    # Several rows in one COPY, each column mixing escapes, empty strings and NULLs.
+    sent = {
+        uuid.uuid4(): {"path": awkward, "url": "", "method": None, "request": {awkward: [awkward, None, 1.5]}},
+        uuid.uuid4(): {"path": None, "url": awkward, "method": "GET", "request": {}},
+        uuid.uuid4(): {"path": "", "url": "plain", "method": "\\N\t\\.", "request": {"k": "\\"}},  # varchar(16)
+    }
+    for record_id, fields in sent.items():
+        writer.record(record_id, Step.START, fields)
     await writer.close()
-    row = await pool.fetchrow("SELECT path, url, request, method FROM resource_call_records WHERE id = $1", record_id)
-    assert dict(row) == {"path": awkward, "url": "", "request": {awkward: [awkward, None, 1.5]}, "method": None}
+    rows = await pool.fetch("SELECT id, path, url, method, request FROM resource_call_records")
+    assert {r["id"]: {k: r[k] for k in ("path", "url", "method", "request")} for r in rows} == sent
 
 
 async def test_a_start_for_a_row_already_there_updates_it(pool, tmp_path):
@@ -217,3 +228,51 @@ async def test_a_start_for_a_row_already_there_updates_it(pool, tmp_path):
     rows = {r["id"]: (r["path"], r["metadata"]) for r in found}
     assert rows == {again: ("/second", {"a": 1, "b": 2}), **{record_id: ("/other", None) for record_id in others}}
     assert writer.rejected_rows == 0
+
+
+async def test_a_call_under_way_is_held_back_then_written_whole(pool, tmp_path):
+    """A record whose call has not finished waits (up to hold_s) so that its row
+    goes in by one insert, not an insert and an update per later step."""
+    await pool.execute(WRITE_LOG)
+    writer = TrackingWriter(pool, spool_dir=tmp_path, flush_interval_s=0.01, hold_s=3600)
+    await writer.start()
+    under_way, finished = uuid.uuid4(), uuid.uuid4()
+    for step in LIFECYCLE[:2]:
+        writer.record(under_way, step, {"response_status": int(step)})
+    for step in LIFECYCLE:
+        writer.record(finished, step, {"response_status": int(step)})
+    await wait_until(lambda: _row_exists(pool, finished))
+    # Written by the same cycle as `finished`, if it had not been held back.
+    assert not await _row_exists(pool, under_way)
+    assert writer.queue_depth == 2
+    for step in LIFECYCLE[2:]:
+        writer.record(under_way, step, {"response_status": int(step)})
+    await wait_until(lambda: _row_exists(pool, under_way))
+    writes = await pool.fetch("SELECT op, step FROM write_log WHERE id = $1", under_way)
+    assert [tuple(w) for w in writes] == [("INSERT", int(Step.FINALIZE))]
+    assert writer.queue_depth == 0
+    await writer.close()
+
+
+async def test_flush_and_a_zero_hold_write_a_call_under_way(pool, tmp_path):
+    held = TrackingWriter(pool, spool_dir=tmp_path / "held", hold_s=3600)
+    await held.start()
+    first = uuid.uuid4()
+    held.record(first, Step.START, {"path": "/under-way"})
+    await held.flush()  # flush() holds nothing back
+    assert await _row_exists(pool, first)
+    await held.close()
+
+    unheld = TrackingWriter(pool, spool_dir=tmp_path / "unheld", flush_interval_s=0.01, hold_s=0)
+    await unheld.start()
+    under_way, finished = uuid.uuid4(), uuid.uuid4()
+    unheld.record(under_way, Step.START, {"path": "/under-way"})
+    for step in LIFECYCLE:
+        unheld.record(finished, step, {})
+    await wait_until(lambda: _row_exists(pool, finished))
+    assert await _row_exists(pool, under_way)
+    await unheld.close()
+
+
+async def _row_exists(pool, record_id: uuid.UUID) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM resource_call_records WHERE id = $1", record_id) == 1
