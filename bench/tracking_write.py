@@ -37,6 +37,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sidecar.config import Settings  # noqa: E402
 from sidecar.store.db import create_pool  # noqa: E402
 from sidecar.store.migrate import apply_migrations  # noqa: E402
 from sidecar.store.tracking import Step, TrackingWriter  # noqa: E402
@@ -167,7 +168,7 @@ async def run(args: argparse.Namespace) -> None:
         pool = await create_pool(url, min_size=2, max_size=args.parallelism + 1)
         with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool:
             writer = TrackingWriter(pool, batch_size=args.batch_size, flush_interval_s=args.flush_interval_s,
-                                    spool_dir=Path(spool), parallelism=args.parallelism)
+                                    spool_dir=Path(spool), parallelism=args.parallelism, hold_s=args.hold_s)
             await writer.start()
             templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
             ids = [uuid.uuid4() for _ in range(args.records)]
@@ -189,7 +190,7 @@ async def run(args: argparse.Namespace) -> None:
 
     steps = args.records * len(LIFECYCLE)
     print(f"cpu_count={os.cpu_count()} records={args.records} in_flight={args.in_flight} "
-          f"step_gap_ms={args.step_gap_ms} batch_size={args.batch_size} parallelism={args.parallelism}")
+          f"step_gap_ms={args.step_gap_ms} batch_size={args.batch_size} parallelism={args.parallelism} hold_s={args.hold_s}")
     print(f"records/s={args.records / elapsed:,.0f} steps/s={steps / elapsed:,.0f} "
           f"elapsed_s={elapsed:.2f} (recording done at {produced:.2f}s) python_cpu_s={cpu:.2f}")
     print(f"complete_records={complete}/{args.records} spooled={writer.spool_records} "
@@ -206,6 +207,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--flush-interval-s", type=float, default=0.05)
     parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--hold-s", type=float, default=Settings.model_fields["tracking_hold_s"].default,
+                        help="how long a record of a call under way may wait to be written whole (the sidecar's default)")
     parser.add_argument("--max-queue", type=int, default=100_000, help="steps waiting before the driver holds back")
     asyncio.run(run(parser.parse_args()))
 

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     tracking_batch_size: int = Field(500, ge=1)
     tracking_flush_interval_s: float = Field(0.05, gt=0)
     # How long a record of a call still under way may wait to be written whole.
-    tracking_hold_s: float = Field(1.0, ge=0)
+    tracking_hold_s: float = Field(0.25, ge=0)
     spool_dir: str = ".paysidecar/spool"
     retention_days: int = Field(90, ge=1)
     prune_interval_s: float = Field(3600.0, gt=0)

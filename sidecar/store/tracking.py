@@ -70,7 +70,7 @@ class TrackingWriter:
         parallelism: int = 2,
         recheck_interval_s: float = 1.0,
         write_timeout_s: float = 30.0,
-        hold_s: float = 1.0,
+        hold_s: float = 0.25,
     ) -> None:
         if isinstance(pool_or_dsn, str):
             self._dsn: str | None = pool_or_dsn
