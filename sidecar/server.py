@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 from paysidecar.v1 import payment_pb2, payment_pb2_grpc, status_pb2, status_pb2_grpc, tracking_pb2, tracking_pb2_grpc
 
 from .api.auth import BearerTokenInterceptor
+from .api.decoding import RequestDecodingInterceptor
 from .config import Settings
 
 SERVICE_NAMES = (
@@ -49,6 +50,7 @@ async def build_server(
     chain = list(interceptors)
     if settings.auth_token:
         chain.append(BearerTokenInterceptor(settings.auth_token))
+    chain.append(RequestDecodingInterceptor())  # innermost: it replaces the method's deserializer
     server = grpc.aio.server(interceptors=chain, options=[("grpc.so_reuseport", 0)])
     payment_pb2_grpc.add_PaymentServiceServicer_to_server(payment, server)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(tracking, server)

@@ -361,3 +361,22 @@ def test_fuzz_case_total():
         pytest.skip("not every fuzz test ran")
     assert sum(CASES.values()) >= TOTAL_REQUIRED, dict(CASES)
     assert not SERVER_ERRORS, dict(SERVER_ERRORS)
+
+
+# A string field (request_id = 1) holding bytes that are not UTF-8: protobuf
+# refuses to decode it, which grpcio would answer INTERNAL.
+NOT_UTF8_AUTHORIZE = bytes([1 << 3 | 2, 2, 0xFF, 0xFE])
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["/paysidecar.v1.PaymentService/Authorize", "/paysidecar.v1.TrackingService/ListRecords"],
+)
+async def test_a_message_that_does_not_decode_is_an_invalid_argument(make_sidecar, method, caplog):
+    sidecar = await make_sidecar()
+    call = sidecar.channel.unary_unary(method)  # raw bytes in and out
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call(NOT_UTF8_AUTHORIZE if method.endswith("Authorize") else bytes([1 << 3 | 2, 1, 0xFF]))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "decode" in refused.value.details()
+    _no_tracebacks(caplog)
