@@ -47,6 +47,11 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def error_code(status: int) -> str:
+    """The `error.code` of an HTTP error status."""
+    return _CODES.get(status, "http_error")
+
+
 def _message(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 404:
         return f"No route for {request.method} {request.path}; see /openapi.json."
@@ -68,7 +73,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 404 and request.match_info.http_exception is not None:
             request.app[EVENTS].record(ROUTE_NOT_FOUND, rid, request.path, {"method": request.method})
         headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
-        return json_error(exc.status, _CODES.get(exc.status, "http_error"), _message(request, exc), rid, headers=headers)
+        return json_error(exc.status, error_code(exc.status), _message(request, exc), rid, headers=headers)
     except Exception:
         rid = request_id(request)
         logger.exception("unhandled error for request %s (%s %s)", rid, request.method, request.path)

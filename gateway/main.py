@@ -20,13 +20,14 @@ from paysidecar.tracing import TracingSettings
 from .app import create_app
 from .config import Settings
 from .datasets import DatasetError
+from .http_server import GatewayRunner
 from .tracing import setup_tracing
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> None:
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=settings.shutdown_grace_s)
+    runner = GatewayRunner(create_app(settings), shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

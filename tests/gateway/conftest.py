@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.http_server import GatewayRunner
 from tests.support.net import closed_port
 from tests.support.stack import PaidStack, running_paid_stack
 
@@ -47,7 +48,7 @@ async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
     }
     values.update(overrides)
     app = create_app(Settings(**values))
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    runner = GatewayRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]

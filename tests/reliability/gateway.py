@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.http_server import GatewayRunner
 
 
 @contextlib.asynccontextmanager
@@ -25,7 +26,7 @@ async def running_gateway(sidecar_target: str, **overrides: Any) -> AsyncIterato
         "env": "test",
         **overrides,
     }
-    runner = web.AppRunner(create_app(Settings(**values)), shutdown_timeout=1.0)
+    runner = GatewayRunner(create_app(Settings(**values)), shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]

@@ -329,18 +329,19 @@ async def test_oversized_requests_get_a_client_error(make_sidecar):
     assert answers["body_100k"] == (402, "application/json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiohttp's HTTP parser answers an 8 KiB+ request line or header field itself, in "
-    "text/plain, before any middleware runs (and logs it at ERROR with a traceback); the "
-    "gateway's error middleware cannot reach it. Needs a custom RequestHandler.handle_error.",
-)
-async def test_oversized_request_line_or_header_is_answered_in_the_json_error_shape(make_sidecar):
+async def test_oversized_request_line_or_header_is_answered_in_the_json_error_shape(make_sidecar, caplog):
+    """aiohttp's parser refuses these before any middleware runs; the gateway's
+    server (gateway/http_server.py) answers them in the JSON shape, without a traceback."""
     sidecar = await make_sidecar()
     async with running_gateway(sidecar.target) as (base, session):
         answers = await _oversized(base, session)
+        async with session.get(base + "/v1/records", headers={"X-Filler": "x" * 20 * 1024}) as response:
+            body = await response.json()
+            assert response.headers["X-Request-ID"] == body["error"]["request_id"]
     assert answers["header_20k"] == (400, "application/json")
     assert answers["query_100k"] == (400, "application/json")
+    assert body["error"]["code"] == "bad_request"
+    _no_tracebacks(caplog)
 
 
 async def test_a_nul_in_a_request_field_keeps_the_record(make_sidecar, database_url):

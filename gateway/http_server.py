@@ -1,0 +1,55 @@
+"""The gateway's HTTP server: aiohttp's, with one change.
+
+A request aiohttp cannot parse (a request line or a header field over its 8 KiB
+limits, a malformed line) is answered by aiohttp's protocol handler before any
+middleware runs: in text/plain, and logged at ERROR with a traceback. Here it
+gets the JSON error shape of every other answer, with a request id, and one log
+line. Server errors (5xx) keep aiohttp's handling.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
+
+from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, json_error, request_id
+
+from .errors import error_code
+
+logger = logging.getLogger(__name__)
+
+
+class _ProtocolHandler(RequestHandler):
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        rid = request_id(request)  # type: ignore[arg-type]  # a BaseRequest holds the id as well
+        logger.info("request %s from %s not parsed, answered %d: %s", rid, request.remote, status, message or exc)
+        text = message or HTTPStatus(status).phrase
+        response = json_error(status, error_code(status), f"The request could not be read: {text}", rid)
+        response.headers[REQUEST_ID_HEADER] = rid  # no app signal runs for a request that was never parsed
+        response.force_close()
+        return response
+
+
+class _Server(Server):
+    def __call__(self) -> RequestHandler:
+        return _ProtocolHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """web.AppRunner whose connections answer unparsable requests in JSON."""
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        # The app builds a plain Server; _Server only changes which protocol handler
+        # each connection gets, and holds nothing more.
+        server.__class__ = _Server
+        return server
