@@ -41,6 +41,8 @@ MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 # FiatToken emits this beside Transfer; it lets a reader find the transaction of a nonce.
 AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
+# Emitted by cancelAuthorization: the nonce is used up without any transfer.
+AUTHORIZATION_CANCELED_TOPIC = "0x" + keccak(text="AuthorizationCanceled(address,bytes32)").hex()
 
 # Revert reasons, worded exactly as FiatTokenV2 / its ERC-20 base say them.
 REVERT_NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"
@@ -278,6 +280,27 @@ class Chain:
             if pending is None:
                 raise KeyError(f"unknown transaction {tx_hash}")
             return self._mine(pending)
+
+    def cancel_authorization(self, authorizer: str, nonce: bytes | str) -> Receipt:
+        """The payer's own EIP-3009 cancelAuthorization, mined at once: the nonce is
+        used up and no money moves. (The payer's signature over it is not modelled:
+        only tests call this, to play a payer who cancels during a settle.)"""
+        if isinstance(nonce, str):
+            nonce = bytes.fromhex(nonce.removeprefix("0x"))
+        with self._lock:
+            self._mine_due()
+            key = (to_checksum_address(authorizer), bytes(nonce))
+            if key in self._used:
+                raise Revert(REVERT_USED)
+            self._used.add(key)
+            self._block_number += 1
+            tx_hash = "0x" + keccak(text=f"cancel:{key[0]}:{nonce.hex()}").hex()
+            topics = (AUTHORIZATION_CANCELED_TOPIC, _word_address(key[0]), "0x" + nonce.hex())
+            block_hash = "0x" + keccak(text=f"block:{self._block_number}").hex()
+            receipt = Receipt(tx_hash, 1, self._block_number, block_hash, key[0], USDC_ADDRESS,
+                              (Log(USDC_ADDRESS, topics, "0x"),))
+            self._receipts[tx_hash] = receipt
+            return receipt
 
     # -- internals (lock held) -----------------------------------------------------------
 

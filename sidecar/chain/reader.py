@@ -12,7 +12,12 @@ log = logging.getLogger(__name__)
 
 # FiatToken's AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce).
 AUTHORIZATION_USED_TOPIC = "0x" + AsyncWeb3.keccak(text="AuthorizationUsed(address,bytes32)").hex().removeprefix("0x")
-# How far back to look for the event; public nodes refuse very wide log queries.
+# FiatToken's AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce):
+# the payer used the nonce up without a transfer.
+AUTHORIZATION_CANCELED_TOPIC = (
+    "0x" + AsyncWeb3.keccak(text="AuthorizationCanceled(address,bytes32)").hex().removeprefix("0x")
+)
+# How far back to look for the events; public nodes refuse very wide log queries.
 LOG_LOOKBACK_BLOCKS = 10_000
 
 AUTHORIZATION_STATE_ABI = [
@@ -53,31 +58,39 @@ class Web3ChainReader:
 
     async def authorization_transaction(self, network: str, asset: str, payer: str, nonce: str) -> str:
         """The transaction that used the nonce, from its AuthorizationUsed event; "" if not found."""
+        try:
+            logs = await self._nonce_logs(network, asset, payer, nonce, AUTHORIZATION_USED_TOPIC)
+        except Exception as exc:  # the transaction is a courtesy for the receipt, never required
+            log.info("could not find the transaction of a used authorization on %s: %s", network, type(exc).__name__)
+            return ""
+        return logs[-1]["transactionHash"].to_0x_hex() if logs else ""
+
+    async def authorization_canceled(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
+        """Whether the payer canceled the nonce (an AuthorizationCanceled event); None when unreadable."""
+        try:
+            return bool(await self._nonce_logs(network, asset, payer, nonce, AUTHORIZATION_CANCELED_TOPIC))
+        except Exception as exc:  # transport, timeout, a node refusing the query
+            log.warning("chain log read failed on %s: %s", network, type(exc).__name__)
+            return None
+
+    async def _nonce_logs(self, network: str, asset: str, payer: str, nonce: str, topic: str) -> list:
+        """The token's recent `topic` events for (payer, nonce); raises when the chain cannot be read."""
         w3 = self._clients.get(network)
         if w3 is None:
-            return ""
+            raise LookupError(f"no RPC endpoint for {network}")
 
-        async def find() -> str:
+        async def find() -> list:
             latest = await w3.eth.block_number
-            logs = await w3.eth.get_logs(
+            return await w3.eth.get_logs(
                 {
                     "address": AsyncWeb3.to_checksum_address(asset),
                     "fromBlock": max(0, latest - LOG_LOOKBACK_BLOCKS),
                     "toBlock": "latest",
-                    "topics": [
-                        AUTHORIZATION_USED_TOPIC,
-                        "0x" + payer.lower().removeprefix("0x").rjust(64, "0"),
-                        nonce.lower(),
-                    ],
+                    "topics": [topic, "0x" + payer.lower().removeprefix("0x").rjust(64, "0"), nonce.lower()],
                 }
             )
-            return logs[-1]["transactionHash"].to_0x_hex() if logs else ""
 
-        try:
-            return await asyncio.wait_for(find(), self._timeout_s)
-        except Exception as exc:  # the transaction is a courtesy for the receipt, never required
-            log.info("could not find the transaction of a used authorization on %s: %s", network, type(exc).__name__)
-            return ""
+        return await asyncio.wait_for(find(), self._timeout_s)
 
     async def close(self) -> None:
         for w3 in self._clients.values():

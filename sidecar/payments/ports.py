@@ -80,6 +80,9 @@ class ChainReader(Protocol):
     async def authorization_transaction(self, network: str, asset: str, payer: str, nonce: str) -> str:
         """The transaction that used the nonce, when the chain can tell; else ""."""
 
+    async def authorization_canceled(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
+        """Whether the payer canceled the nonce; None when the chain could not be read."""
+
 
 class LedgerStore(Protocol):
     async def get(self, payment_id: str) -> LedgerEntry | None: ...

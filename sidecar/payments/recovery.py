@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from . import ledger
 from .lifecycle import Step
 from .ports import ChainReader, LedgerStore, Tracker
+from .used_nonce import paid_by_transfer
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,16 @@ async def recover_once(
             if chain.configured(entry.network)
             else None
         )
-        if used:
+        paid, transaction = (
+            await paid_by_transfer(chain, entry.network, entry.asset, entry.payer, entry.nonce) if used else (None, "")
+        )
+        if paid:
             # Money moved but the answer never left: the payer may redeem it once.
-            transaction = entry.transaction or await chain.authorization_transaction(
-                entry.network, entry.asset, entry.payer, entry.nonce
-            )
             to_state = ledger.SETTLED_UNSERVED
-            fields = {"reconciled_by": "chain", "served": False, "transaction": transaction or None}
+            fields = {"reconciled_by": "chain", "served": False, "transaction": transaction or entry.transaction or None}
+        elif paid is False:
+            # The payer canceled the authorization: the nonce is used, no money moved.
+            to_state, fields = ledger.FAILED, {"reconciled_by": "chain", "settle_reason": "authorization_canceled"}
         elif used is False and entry.valid_before < now():
             # Unused and expired: it can never be mined now, so nothing was taken.
             to_state, fields = ledger.FAILED, {"settle_reason": "expired_unsettled"}

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..constants import Reason
 from .ports import Attempt, ChainReader, Facilitator
+from .used_nonce import paid_by_transfer
 from .verification import sanitize_reason
 
 SETTLED = "settled"
@@ -69,9 +70,15 @@ async def settle_payment(
         return SettleOutcome(status, transaction, reason, facilitator_reason, source, tuple(attempts))
 
     async def settled_on_chain() -> SettleOutcome:
+        """The nonce is used: by this payment's transfer, or by the payer's cancel."""
         nonlocal transaction
-        if not transaction:
-            transaction = await chain.authorization_transaction(auth.network, auth.asset, auth.payer, auth.nonce)
+        paid, found = await paid_by_transfer(chain, auth.network, auth.asset, auth.payer, auth.nonce)
+        if paid is None:
+            return outcome(UNKNOWN, Reason.SETTLEMENT_UNKNOWN)
+        if not paid:
+            transaction = ""  # what a facilitator named did not pay
+            return outcome(FAILED, Reason.SETTLEMENT_FAILED, source="chain")
+        transaction = found or transaction
         return outcome(SETTLED, source="chain")
 
     for _ in range(policy.retries + 1):
