@@ -7,7 +7,7 @@ import functools
 from paysidecar.v1 import payment_pb2
 
 from ..config import Settings
-from ..constants import Reason
+from ..constants import PUBLIC_TEST_FACILITATOR, TESTNET_NETWORKS, Reason
 from ..payments.answers import HttpAnswer
 from ..payments.errors import RouteError
 from ..payments.routes import PricedRoute, RouteTerms, price_route
@@ -22,7 +22,7 @@ def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
         if named is None:
             raise RouteError(Reason.UNKNOWN_ROUTE, f"no route named {route.name!r} in the sidecar config")
     price = route.price or (named.price if named else "") or settings.default_price
-    return RouteTerms(
+    terms = RouteTerms(
         key=route.key or route.name,
         price=price,
         amount=route.amount,
@@ -34,6 +34,17 @@ def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
         facilitators=tuple(route.facilitators) or tuple(named.facilitators if named else ()),
         max_timeout_seconds=route.max_timeout_seconds or (named.max_timeout_seconds if named else 0),
     )
+    if settings.env == "production":
+        _production_guard(terms)
+    return terms
+
+
+def _production_guard(terms: RouteTerms) -> None:
+    """Money rule 7 for what a caller names per request, as the config check does at start."""
+    if terms.network in TESTNET_NETWORKS:
+        raise RouteError(Reason.INVALID_ROUTE, f"production refuses testnet network {terms.network!r}")
+    if PUBLIC_TEST_FACILITATOR in (url.rstrip("/") for url in terms.facilitators):
+        raise RouteError(Reason.INVALID_ROUTE, "production refuses the public test facilitator")
 
 
 # Pricing goes through the SDK's parser; routes repeat, so remember the answer.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
@@ -49,8 +50,33 @@ class PricedRoute:
         return {"name": self.asset_name, "version": self.asset_version}
 
 
+# Facilitators a caller may name for one route: each gets a client and health kept
+# by the pool, so they are bounded and must be plain http(s) URLs.
+MAX_ROUTE_FACILITATORS = 8
+MAX_FACILITATOR_URL_LENGTH = 2048
+
+
+def _check_facilitators(urls: tuple[str, ...]) -> None:
+    if len(urls) > MAX_ROUTE_FACILITATORS:
+        raise RouteError(Reason.INVALID_ROUTE, f"a route names at most {MAX_ROUTE_FACILITATORS} facilitators")
+    for url in urls:
+        if not _http_url(url):
+            raise RouteError(Reason.INVALID_ROUTE, f"route facilitators must be http(s) URLs: {url[:100]!r}")
+
+
+def _http_url(url: str) -> bool:
+    if len(url) > MAX_FACILITATOR_URL_LENGTH:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def price_route(terms: RouteTerms) -> PricedRoute:
     """Turn route terms into atomic amounts with the SDK's price parser."""
+    _check_facilitators(terms.facilitators)
     if not terms.key:
         raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:

@@ -3,7 +3,11 @@ the facilitator that verified; the breaker opens, half-opens and closes."""
 
 from __future__ import annotations
 
+import grpc
+import pytest
+
 from paysidecar.v1 import status_pb2
+from sidecar.facilitators.pool import MAX_NAMED_BY_CALLERS
 from sidecar.facilitators.health import CLOSED, HALF_OPEN, OPEN, Health
 from tests.support.net import closed_port
 from tests.support.calls import URL, authorize_request, settle_request
@@ -98,3 +102,52 @@ def test_healthier_facilitator_is_ordered_first():
         slow.record(False, 900)
         fast.record(True, 20)
     assert sorted([slow, fast], key=Health.rank) == [fast, slow]
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        ["file:///etc/passwd"],
+        ["http://"],
+        ["http://[::1"],
+        ["ftp://facilitator.example"],
+        ["http://f" + "x" * 3000 + ".example"],
+        [f"http://f{n}.example" for n in range(9)],
+    ],
+)
+async def test_a_route_naming_odd_or_too_many_facilitators_is_refused(sidecar, named):
+    request = authorize_request(await sign_for(URL))
+    request.route.facilitators.extend(named)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await sidecar.payments.Authorize(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("invalid_route:")
+
+
+async def test_production_refuses_a_testnet_or_the_public_test_facilitator_per_request(make_sidecar):
+    production = await make_sidecar(env="production", network="eip155:8453", pay_to="0x" + "12" * 20)
+    try:
+        for change in ({"network": "eip155:84532"}, {"facilitators": ["https://x402.org/facilitator/"]}):
+            request = authorize_request(await sign_for(URL))
+            for field, value in change.items():
+                if isinstance(value, list):
+                    getattr(request.route, field).extend(value)
+                else:
+                    setattr(request.route, field, value)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await production.payments.Authorize(request)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, change
+            assert "production refuses" in refused.value.details()
+    finally:
+        await production.stop()
+
+
+async def test_facilitators_named_by_callers_do_not_grow_the_pool_without_bound(sidecar):
+    pool = sidecar.sidecar.pool
+    configured = {f.url for f in pool.all()}
+    for n in range(MAX_NAMED_BY_CALLERS + 30):
+        pool.get(f"http://f{n}.example")
+    urls = {f.url for f in pool.all()}
+    assert configured <= urls  # configured ones are never dropped
+    assert len(urls - configured) == MAX_NAMED_BY_CALLERS
+    assert "http://f0.example" not in urls and f"http://f{MAX_NAMED_BY_CALLERS + 29}.example" in urls
