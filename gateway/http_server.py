@@ -31,9 +31,12 @@ class _ProtocolHandler(RequestHandler):
         if status >= 500 or request.writer.output_size > 0:
             return super().handle_error(request, status, exc, message)
         rid = request_id(request)  # type: ignore[arg-type]  # a BaseRequest holds the id as well
-        logger.info("request %s from %s not parsed, answered %d: %s", rid, request.remote, status, message or exc)
-        text = message or HTTPStatus(status).phrase
-        response = json_error(status, error_code(status), f"The request could not be read: {text}", rid)
+        # aiohttp's message quotes the start of the offending line, which may be a
+        # payment header: neither logged nor echoed, only what kind of error it was.
+        kind = type(exc).__name__ if exc is not None else HTTPStatus(status).phrase
+        logger.info("request %s from %s not parsed (%s), answered %d", rid, request.remote, kind, status)
+        text = "The request could not be read: malformed, or a request line or header field over 8 KiB."
+        response = json_error(status, error_code(status), text, rid)
         response.headers[REQUEST_ID_HEADER] = rid  # no app signal runs for a request that was never parsed
         response.force_close()
         return response

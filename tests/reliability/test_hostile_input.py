@@ -341,6 +341,9 @@ async def test_oversized_request_line_or_header_is_answered_in_the_json_error_sh
     assert answers["header_20k"] == (400, "application/json")
     assert answers["query_100k"] == (400, "application/json")
     assert body["error"]["code"] == "bad_request"
+    # The refused line (it may be a payment header) is neither echoed nor logged.
+    assert "xxxx" not in body["error"]["message"]
+    assert not [r for r in caplog.records if "xxxx" in r.getMessage()]
     _no_tracebacks(caplog)
 
 
