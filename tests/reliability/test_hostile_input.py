@@ -332,6 +332,7 @@ async def test_oversized_requests_get_a_client_error(make_sidecar):
 async def test_oversized_request_line_or_header_is_answered_in_the_json_error_shape(make_sidecar, caplog):
     """aiohttp's parser refuses these before any middleware runs; the gateway's
     server (gateway/http_server.py) answers them in the JSON shape, without a traceback."""
+    caplog.set_level(logging.INFO)
     sidecar = await make_sidecar()
     async with running_gateway(sidecar.target) as (base, session):
         answers = await _oversized(base, session)
