@@ -16,6 +16,11 @@ the process allows (the writer coalesces what meets in one cycle); a gap of at
 least the flush interval puts every step in a cycle of its own, the worst case
 of one row write per step. Every record is checked at the end: all five steps
 must have landed.
+
+`--rate R` drives an open loop instead: R records a second started on a fixed
+schedule, one step per 10 ms tick, whatever the writer does; it reports how deep
+the queue grew and how long the writer took to drain after the last step. A
+rate the writer sustains drains within a batch interval or two.
 """
 
 from __future__ import annotations
@@ -162,6 +167,38 @@ async def drive(
             await asyncio.sleep(0.005)
 
 
+TICK_S = 0.01
+
+
+async def offer(
+    writer: TrackingWriter, templates: list[list[dict]], ids: list[uuid.UUID], rate: float
+) -> tuple[float, int]:
+    """Open loop: start `rate` records a second on a fixed schedule, each taking one
+    step per 10 ms tick (a 50 ms call), whatever the writer does. Returns how late
+    the last tick ran (the producer, sharing the process with the writer, falls
+    behind when Python is saturated) and the deepest queue seen."""
+    started = time.perf_counter()
+    next_n, tick, deepest = 0, 0, 0
+    open_records: list[tuple[uuid.UUID, int, int]] = []
+    late = 0.0
+    while open_records or next_n < len(ids):
+        due = min(len(ids), int(rate * tick * TICK_S))
+        while next_n < due:
+            open_records.append((ids[next_n], next_n, 0))
+            next_n += 1
+        still_open = []
+        for record_id, n, index in open_records:
+            writer.record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
+            if index + 1 < len(LIFECYCLE):
+                still_open.append((record_id, n, index + 1))
+        open_records = still_open
+        deepest = max(deepest, writer.queue_depth)
+        tick += 1
+        late = time.perf_counter() - (started + tick * TICK_S)
+        await asyncio.sleep(max(0.0, -late))
+    return max(0.0, late), deepest
+
+
 async def run(args: argparse.Namespace) -> None:
     run_id = uuid.uuid4().hex[:8]
     async with database(os.environ.get("DATABASE_URL")) as url:
@@ -173,7 +210,10 @@ async def run(args: argparse.Namespace) -> None:
             templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
             ids = [uuid.uuid4() for _ in range(args.records)]
             started, cpu_started = time.perf_counter(), time.process_time()
-            await drive(writer, templates, ids, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
+            if args.rate:
+                late, deepest = await offer(writer, templates, ids, args.rate)
+            else:
+                await drive(writer, templates, ids, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
             produced = time.perf_counter() - started
             await writer.flush()
             elapsed = time.perf_counter() - started
@@ -193,6 +233,9 @@ async def run(args: argparse.Namespace) -> None:
           f"step_gap_ms={args.step_gap_ms} batch_size={args.batch_size} parallelism={args.parallelism} hold_s={args.hold_s}")
     print(f"records/s={args.records / elapsed:,.0f} steps/s={steps / elapsed:,.0f} "
           f"elapsed_s={elapsed:.2f} (recording done at {produced:.2f}s) python_cpu_s={cpu:.2f}")
+    if args.rate:
+        print(f"offered {args.rate:,.0f} records/s: producer late by {late * 1000:.0f} ms at the end, "
+              f"deepest queue {deepest:,} steps, drained {(elapsed - produced) * 1000:.0f} ms after the last step")
     print(f"complete_records={complete}/{args.records} spooled={writer.spool_records} "
           f"missing={writer.missing_rows} rejected={writer.rejected_rows}")
     if complete != args.records:
@@ -210,6 +253,9 @@ def main() -> None:
     parser.add_argument("--hold-s", type=float, default=Settings.model_fields["tracking_hold_s"].default,
                         help="how long a record of a call under way may wait to be written whole (the sidecar's default)")
     parser.add_argument("--max-queue", type=int, default=100_000, help="steps waiting before the driver holds back")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="open loop: offer this many records/s on a fixed schedule instead (--in-flight, "
+                             "--step-gap-ms and --max-queue then do not apply)")
     asyncio.run(run(parser.parse_args()))
 
 
