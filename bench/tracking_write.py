@@ -11,11 +11,11 @@ Records are driven like concurrent requests: `--in-flight` records are open at
 any time and each tick advances every open record by one step, so steps of many
 records interleave. The field values (shaped like the sidecar's) are built
 before the clock starts, from 1,000 templates, and so are the record ids: the
-figure is the writer's rate, not the cost of making up requests. With `--step-gap-ms 0` ticks follow each other as fast as
-the process allows (the writer coalesces what meets in one cycle); a gap of at
-least the flush interval puts every step in a cycle of its own, the worst case
-of one row write per step. Every record is checked at the end: all five steps
-must have landed.
+figure is the writer's rate, not the cost of making up requests. With
+`--step-gap-ms 0` ticks follow each other as fast as the process allows; a gap
+longer than both the flush interval and `--hold-s` puts every step in a cycle of
+its own, the worst case of one row write per step. Every record is checked at
+the end: all five steps must have landed.
 
 `--rate R` drives an open loop instead: R records a second started on a fixed
 schedule, one step per 10 ms tick, whatever the writer does; it reports how deep
