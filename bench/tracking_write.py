@@ -138,6 +138,19 @@ async def database(url: str | None) -> AsyncIterator[str]:
 TEMPLATES = 1_000
 
 
+OpenRecord = tuple[uuid.UUID, int, int]  # (id, n, index of the next step)
+
+
+def step_all(writer: TrackingWriter, templates: list[list[dict]], open_records: list[OpenRecord]) -> list[OpenRecord]:
+    """One tick: every open record takes its next step; those with steps left stay open."""
+    still_open = []
+    for record_id, n, index in open_records:
+        writer.record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
+        if index + 1 < len(LIFECYCLE):
+            still_open.append((record_id, n, index + 1))
+    return still_open
+
+
 async def drive(
     writer: TrackingWriter,
     templates: list[list[dict]],
@@ -150,18 +163,13 @@ async def drive(
     holding back while more than `max_queue` steps wait for the writer (a rate the
     writer cannot sustain would otherwise only grow memory)."""
     next_n = 0
-    open_records: list[tuple[uuid.UUID, int, int]] = []  # (id, n, index of the next step)
+    open_records: list[OpenRecord] = []
     records = len(ids)
     while open_records or next_n < records:
         while len(open_records) < in_flight and next_n < records:
             open_records.append((ids[next_n], next_n, 0))
             next_n += 1
-        still_open = []
-        for record_id, n, index in open_records:
-            writer.record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
-            if index + 1 < len(LIFECYCLE):
-                still_open.append((record_id, n, index + 1))
-        open_records = still_open
+        open_records = step_all(writer, templates, open_records)
         await asyncio.sleep(gap_s)  # also lets the writer run between ticks, as a server would
         while writer.queue_depth > max_queue:
             await asyncio.sleep(0.005)
@@ -179,19 +187,14 @@ async def offer(
     behind when Python is saturated) and the deepest queue seen."""
     started = time.perf_counter()
     next_n, tick, deepest = 0, 0, 0
-    open_records: list[tuple[uuid.UUID, int, int]] = []
+    open_records: list[OpenRecord] = []
     late = 0.0
     while open_records or next_n < len(ids):
         due = min(len(ids), int(rate * tick * TICK_S))
         while next_n < due:
             open_records.append((ids[next_n], next_n, 0))
             next_n += 1
-        still_open = []
-        for record_id, n, index in open_records:
-            writer.record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
-            if index + 1 < len(LIFECYCLE):
-                still_open.append((record_id, n, index + 1))
-        open_records = still_open
+        open_records = step_all(writer, templates, open_records)
         deepest = max(deepest, writer.queue_depth)
         tick += 1
         late = time.perf_counter() - (started + tick * TICK_S)
