@@ -56,6 +56,8 @@ class Reason:
     PAY_TO_MISMATCH = "pay_to_mismatch"
     AMOUNT_TOO_LOW = "amount_too_low"
     RESOURCE_MISMATCH = "resource_mismatch"
+    # A field of the accepted requirements (maxTimeoutSeconds, extra) other than the route's.
+    REQUIREMENTS_MISMATCH = "requirements_mismatch"
     INVALID_PAYMENT = "invalid_payment"
     ALREADY_USED = "payment_already_used"
     VERIFY_UNAVAILABLE = "facilitator_unavailable"
