@@ -325,6 +325,7 @@ class PaidRequest:
         try:
             answer = await self._client.release(
                 payment_id=self._verified.payment_id,
+                claim_token=self._verified.claim_token,
                 tracking_id=self._tracking_id,
                 reason=reason,
                 request_id=self.request_id,
@@ -364,6 +365,7 @@ class PaidRequest:
         settling = asyncio.ensure_future(
             self._client.settle(
                 payment_id=self._verified.payment_id,
+                claim_token=self._verified.claim_token,
                 tracking_id=self._tracking_id,
                 response_status=self.response_status,
                 response_time_ms=self._elapsed_ms(),

@@ -56,6 +56,10 @@ DEVELOPMENT_ADDRESSES = frozenset(
 V1_TO_CAIP2 = {"base-sepolia": BASE_SEPOLIA, "base": BASE_MAINNET}
 CAIP2_TO_V1 = {v: k for k, v in V1_TO_CAIP2.items()}
 
+# The Release reason by which the claim's holder reports that a settled answer
+# never reached the client: the only Release a settled claim accepts.
+RELEASE_NOT_DELIVERED = "response_not_delivered"
+
 # A payment header larger than this is refused before decoding.
 MAX_PAYMENT_HEADER_BYTES = 16 * 1024
 # Deeper JSON in a payment header is refused (a real one nests four levels).
@@ -95,6 +99,10 @@ class Reason:
     SETTLEMENT_FAILED = "settlement_failed"
     SETTLEMENT_UNKNOWN = "settlement_unknown"
     UNKNOWN_PAYMENT = "unknown_payment"
+    # Settle/Release without the claim token Authorize returned.
+    NOT_CLAIM_HOLDER = "not_claim_holder"
+    # Settle/Release of a claim already released, settled or being settled.
+    CLAIM_CLOSED = "claim_closed"
     UNKNOWN_ROUTE = "unknown_route"
     INVALID_ROUTE = "invalid_route"
     LEDGER_UNAVAILABLE = "ledger_unavailable"

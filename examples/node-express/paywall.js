@@ -146,8 +146,10 @@ function paywall(sidecar, route) {
     }
     if (authorized.outcome !== 'verified') return serviceUnavailable(res, requestId);
 
-    const { payment_id } = authorized.verified;
-    const claim = { payment_id, tracking_id: authorized.tracking_id, request_id: requestId };
+    // The claim token proves we hold the claim: Settle and Release need it, and
+    // it never goes to the client.
+    const { payment_id, claim_token } = authorized.verified;
+    const claim = { payment_id, claim_token, tracking_id: authorized.tracking_id, request_id: requestId };
     const started = Date.now();
     // The connection closed under the response (client gone) before it was sent.
     const clientGone = () => res.destroyed && !res.writableFinished;

@@ -86,6 +86,7 @@ def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verifi
                 amount=outcome.amount,
                 x402_version=outcome.version,
                 redeem=outcome.redeem,
+                claim_token=outcome.claim_token,
             )
         )
     elif isinstance(outcome, Rejection):
