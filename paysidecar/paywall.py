@@ -34,6 +34,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 PAID_CACHE_CONTROL = "private, no-store"
 
+# All a paid route's HEAD answer keeps of the handler's headers. A HEAD is never
+# settled, so a header that depends on the data (a length, a count, a tag, a link)
+# would let one payment answer any number of questions about it.
+HEAD_KEPT_HEADERS = frozenset({"content-type"})
+
 # Telemetry event names (the sidecar's seed names, DESIGN §8).
 PAYMENT_CHALLENGE_ISSUED = "payment_challenge_issued"
 PAYMENT_VERIFY_FAILED = "payment_verify_failed"
@@ -215,6 +220,12 @@ def release_reason(method: str, status: int, client_gone: bool) -> str | None:
     if client_gone:
         return RELEASE_CLIENT_GONE
     return None
+
+
+def head_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The headers of a paid route's HEAD answer, from the handler's answer to it."""
+    kept = {name: value for name, value in headers if name.lower() in HEAD_KEPT_HEADERS}
+    return {**kept, "Cache-Control": PAID_CACHE_CONTROL}
 
 
 def rpc_summary(exc: grpc.RpcError) -> str:
