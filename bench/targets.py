@@ -156,6 +156,7 @@ class SidecarTarget:
                 settled = await stub.Settle(
                     payment_pb2.SettleRequest(
                         payment_id=authorized.verified.payment_id,
+                        claim_token=authorized.verified.claim_token,
                         tracking_id=authorized.tracking_id,
                         response_status=200,
                         response_time_ms=1,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,8 +43,9 @@ class DatasetConfig(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    # Reported with telemetry events ("development", "test", "production").
-    env: str = "development"
+    # Reported with telemetry events. "production" refuses to start on the devnet
+    # defaults: payments must go to an address and a network the operator chose.
+    env: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = Field(8402, ge=0, le=65535)
 
@@ -86,6 +88,20 @@ class Settings(BaseSettings):
     def _target(cls, target: str) -> str:
         # `make run` prints the sidecar as grpc://host:port; accept that form too.
         return target.removeprefix("grpc://")
+
+    @model_validator(mode="after")
+    def _production_needs_own_terms(self) -> Settings:
+        if self.env != "production":
+            return self
+        # The defaults pay the devnet merchant, whose key is public, on a testnet.
+        missing = []
+        if "pay_to" not in self.model_fields_set or self.pay_to.lower() == DEVNET_PAY_TO.lower():
+            missing.append("GATEWAY_PAY_TO")
+        if "network" not in self.model_fields_set:
+            missing.append("GATEWAY_NETWORK")
+        if missing:
+            raise ValueError(f"production needs {' and '.join(missing)} set explicitly, not the devnet defaults")
+        return self
 
     def price_of(self, dataset: str) -> str:
         override = self.datasets.get(dataset)

@@ -103,7 +103,8 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
         ],
         description="Paid per request with x402. Without a payment header the answer is 402 with "
         "PAYMENT-REQUIRED; retry with PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1). The query is validated "
-        "before any payment is asked for. HEAD answers the same headers without settling.",
+        "before any payment is asked for. HEAD is answered without settling and without any header "
+        "that depends on the data (no X-Total-Count, Link or Content-Length); unpaid, it gets the GET's 402.",
     )
 
 

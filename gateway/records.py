@@ -14,7 +14,7 @@ from .datasets import Dataset
 from .errors import ApiError
 from .keys import DATASETS, DEFAULT_DATASET, RECORDS_QUERY, SETTINGS, RecordsQuery
 from .query import QueryError, next_offset, parse_query, run_query
-from .render import render
+from .render import CONTENT_TYPES, render
 
 
 def dataset_named(request: web.Request, name: str) -> Dataset:
@@ -48,6 +48,10 @@ async def records_query_middleware(request: web.Request, handler: Handler) -> we
 async def records_response(request: web.Request) -> web.Response:
     query = request[RECORDS_QUERY]
     plan = query.plan
+    if request.method == hdrs.METH_HEAD:
+        # A HEAD is never settled: it runs no query, so that neither a header
+        # (count, link, length) nor the time it takes says anything about the data.
+        return web.Response(headers={hdrs.CONTENT_TYPE: CONTENT_TYPES[plan.format]})
     # polars works outside the GIL; a thread keeps the event loop free meanwhile.
     result = await asyncio.to_thread(run_query, query.dataset.frame, plan)
     following = next_offset(plan, result)

@@ -2,7 +2,8 @@
 
 For a paid route: Authorize → (402 / rejection answered verbatim) → handler →
 Settle only for a 2xx GET that the client is still waiting for → content with
-PAYMENT-RESPONSE; anything else → Release with a reason. Content never leaves
+PAYMENT-RESPONSE; anything else → Release with a reason (a HEAD is answered
+without any header that depends on the data). Content never leaves
 without a successful settle, and a sidecar that cannot be reached gives a 503.
 The sidecar calls and the decisions live in paysidecar.paywall; this module is
 the aiohttp side of them.
@@ -19,12 +20,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from multidict import CIMultiDict
 
 from paysidecar.client import SidecarClient
 from paysidecar.paywall import (
-    PAID_CACHE_CONTROL,
     RELEASE_CLIENT_GONE,
     RELEASE_HANDLER_ERROR,
     RELEASE_HANDLER_STREAMED,
@@ -40,6 +40,7 @@ from paysidecar.paywall import (
     authorize_request,
     choose_request_id,
     error_answer,
+    head_headers,
     release_reason,
     status_reason,
 )
@@ -155,9 +156,9 @@ async def _serve(paid: PaidRequest, request: web.Request, handler: Handler) -> w
         return response
     reason = release_reason(request.method, response.status, _client_gone(request))
     if reason is not None:
-        if reason == RELEASE_HEAD:
-            response.headers[hdrs.CACHE_CONTROL] = PAID_CACHE_CONTROL
         await paid.release(reason)
+        if reason == RELEASE_HEAD:
+            return web.Response(status=response.status, headers=head_headers(response.headers.items()))
         return response
 
     settlement = await paid.settle()

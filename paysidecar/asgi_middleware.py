@@ -13,7 +13,8 @@ For a paid route: Authorize → (402 / rejection answered verbatim) → the inne
 app, whose answer is held back → Settle only for a complete 2xx non-HEAD answer
 while the client is still there → the content with PAYMENT-RESPONSE and
 `Cache-Control: private, no-store`. Anything else releases the claim and lets
-the app's own answer through. A sidecar that cannot be reached gives a 503.
+the app's own answer through (a HEAD's without any header that depends on the
+data). A sidecar that cannot be reached gives a 503.
 
 A SidecarClient must be made inside the running event loop: pass a factory and
 the client is made on the first paid request, and closed at lifespan shutdown
@@ -31,7 +32,6 @@ from typing import Any
 
 from paysidecar.client import SidecarClient
 from paysidecar.paywall import (
-    PAID_CACHE_CONTROL,
     RELEASE_CLIENT_GONE,
     RELEASE_HANDLER_ERROR,
     RELEASE_HEAD,
@@ -45,6 +45,7 @@ from paysidecar.paywall import (
     RouteTable,
     authorize_request,
     choose_request_id,
+    head_headers,
     release_reason,
 )
 from paysidecar.trace_attributes import request_scope
@@ -273,10 +274,11 @@ class _PaidExchange:
     async def _answered(self) -> None:
         held = self._held
         reason = release_reason(self._scope["method"], held.status, await self._client.has_left())
+        if reason == RELEASE_HEAD:
+            await self._paid.release(reason)
+            await self._send_head(held)
+            return
         if reason is not None:
-            if reason == RELEASE_HEAD and held.start is not None:
-                paid_only = {"Cache-Control": PAID_CACHE_CONTROL}
-                held.start["headers"] = _with_headers(list(held.start.get("headers", [])), paid_only)
             await self._release_and_pass_through(reason)
             return
         settlement = await self._paid.settle()
@@ -286,6 +288,14 @@ class _PaidExchange:
         assert held.start is not None  # a complete answer has started
         start = {**held.start, "headers": _with_headers(list(held.start.get("headers", [])), settlement.headers)}
         await self._deliver(start, bytes(held.body))
+
+    async def _send_head(self, held: _HeldAnswer) -> None:
+        """The HEAD answer without the app's data-dependent headers (its length too)."""
+        assert held.start is not None  # a complete answer has started
+        raw = held.start.get("headers", [])
+        headers = head_headers((name.decode(_HEADER_ENCODING), value.decode(_HEADER_ENCODING)) for name, value in raw)
+        await self._send({"type": "http.response.start", "status": held.status, "headers": _encode_headers(headers)})
+        await self._send({"type": "http.response.body", "body": b""})
 
     async def _release_and_pass_through(self, reason: str) -> None:
         await self._paid.release(reason)

@@ -117,13 +117,16 @@ class SidecarClient:
         self,
         *,
         payment_id: str,
+        claim_token: str,
         tracking_id: str,
         response_status: int,
         response_time_ms: int,
         request_id: str,
     ) -> payment_pb2.SettleResponse:
+        """`claim_token` is Verified.claim_token: only the claim's holder may settle it."""
         request = payment_pb2.SettleRequest(
             payment_id=payment_id,
+            claim_token=claim_token,
             tracking_id=tracking_id,
             response_status=response_status,
             response_time_ms=response_time_ms,
@@ -137,14 +140,18 @@ class SidecarClient:
         self,
         *,
         payment_id: str,
+        claim_token: str,
         tracking_id: str,
         reason: str,
         request_id: str,
         response_status: int = 0,
         response_time_ms: int = 0,
     ) -> payment_pb2.ReleaseResponse:
+        """Gives back a claim that was not settled (FAILED_PRECONDITION otherwise), or
+        with RELEASE_NOT_DELIVERED reports that a settled answer never reached the client."""
         request = payment_pb2.ReleaseRequest(
             payment_id=payment_id,
+            claim_token=claim_token,
             tracking_id=tracking_id,
             reason=reason,
             response_status=response_status,

@@ -34,6 +34,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 PAID_CACHE_CONTROL = "private, no-store"
 
+# All a paid route's HEAD answer keeps of the handler's headers. A HEAD is never
+# settled, so a header that depends on the data (a length, a count, a tag, a link)
+# would let one payment answer any number of questions about it.
+HEAD_KEPT_HEADERS = frozenset({"content-type"})
+
 # Telemetry event names (the sidecar's seed names, DESIGN §8).
 PAYMENT_CHALLENGE_ISSUED = "payment_challenge_issued"
 PAYMENT_VERIFY_FAILED = "payment_verify_failed"
@@ -217,6 +222,12 @@ def release_reason(method: str, status: int, client_gone: bool) -> str | None:
     return None
 
 
+def head_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The headers of a paid route's HEAD answer, from the handler's answer to it."""
+    kept = {name: value for name, value in headers if name.lower() in HEAD_KEPT_HEADERS}
+    return {**kept, "Cache-Control": PAID_CACHE_CONTROL}
+
+
 def rpc_summary(exc: grpc.RpcError) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name} {exc.details()}"
@@ -325,6 +336,7 @@ class PaidRequest:
         try:
             answer = await self._client.release(
                 payment_id=self._verified.payment_id,
+                claim_token=self._verified.claim_token,
                 tracking_id=self._tracking_id,
                 reason=reason,
                 request_id=self.request_id,
@@ -364,6 +376,7 @@ class PaidRequest:
         settling = asyncio.ensure_future(
             self._client.settle(
                 payment_id=self._verified.payment_id,
+                claim_token=self._verified.claim_token,
                 tracking_id=self._tracking_id,
                 response_status=self.response_status,
                 response_time_ms=self._elapsed_ms(),

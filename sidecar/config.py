@@ -18,7 +18,8 @@ from pydantic_settings import (
 
 from paysidecar.settings_sources import env_then_toml
 
-from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR, TESTNET_NETWORKS
+from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
+from .payments.production import production_refusal
 
 # The devnet merchant wallet (see devnet/wallets.py); production must set its own.
 DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -145,18 +146,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:
-        # Money rule 7: production never talks to testnets or the public test facilitator.
+        # Money rule 7, with the guard every per-request route goes through too.
         if self.env != "production":
             return self
-        networks = {self.network} | {r.network for r in self.routes.values() if r.network}
-        testnets = sorted(networks & TESTNET_NETWORKS)
-        if testnets:
-            raise ValueError(f"production refuses testnet networks: {', '.join(testnets)}")
-        urls = set(self.facilitator_urls) | {u for r in self.routes.values() for u in r.facilitators}
-        if PUBLIC_TEST_FACILITATOR.rstrip("/") in {u.rstrip("/") for u in urls}:
-            raise ValueError("production refuses the public test facilitator")
-        if self.pay_to == DEVNET_PAY_TO:
-            raise ValueError("production needs PAYSIDECAR_PAY_TO set to your own address")
+        problem = production_refusal(pay_to=self.pay_to, network=self.network, facilitators=self.facilitator_urls)
+        if problem:
+            raise ValueError(f"{problem} (check PAYSIDECAR_NETWORK, FACILITATOR_URLS and PAYSIDECAR_PAY_TO)")
+        for name, route in self.routes.items():
+            problem = production_refusal(
+                pay_to=route.pay_to or self.pay_to,
+                network=route.network or self.network,
+                facilitators=route.facilitators,
+            )
+            if problem:
+                raise ValueError(f"route {name!r}: {problem}")
         return self
 
     @classmethod

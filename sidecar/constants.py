@@ -18,12 +18,47 @@ __all__ = [
 
 BASE_SEPOLIA = "eip155:84532"
 BASE_MAINNET = "eip155:8453"
-TESTNET_NETWORKS = frozenset({BASE_SEPOLIA, "base-sepolia", "eip155:11155111", "sepolia"})
 PUBLIC_TEST_FACILITATOR = "https://x402.org/facilitator"
+
+# Money rule 7 (payments/production.py). Production pays only on these networks:
+# mainnets where the SDK knows USDC. Every other network, testnet or unknown, is refused.
+MAINNET_NETWORKS = frozenset(
+    {
+        BASE_MAINNET,
+        "eip155:1",  # Ethereum
+        "eip155:137",  # Polygon
+        "eip155:42161",  # Arbitrum One
+        "eip155:43114",  # Avalanche C-Chain
+    }
+)
+# The public test facilitator's host: any URL on it (or a subdomain) is refused in production.
+TEST_FACILITATOR_HOSTS = frozenset({"x402.org"})
+# The well-known development accounts (Hardhat/Anvil mnemonic "test test ... junk"):
+# their keys are public, so they are never a production payTo. The devnet's wallets
+# are these; the merchant (default payTo) is the second.
+DEVELOPMENT_ADDRESSES = frozenset(
+    address.lower()
+    for address in (
+        "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+        "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+        "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+        "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
+        "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+        "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+        "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
+        "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+    )
+)
 
 # x402 v1 network names <-> CAIP-2.
 V1_TO_CAIP2 = {"base-sepolia": BASE_SEPOLIA, "base": BASE_MAINNET}
 CAIP2_TO_V1 = {v: k for k, v in V1_TO_CAIP2.items()}
+
+# The Release reason by which the claim's holder reports that a settled answer
+# never reached the client: the only Release a settled claim accepts.
+RELEASE_NOT_DELIVERED = "response_not_delivered"
 
 # A payment header larger than this is refused before decoding.
 MAX_PAYMENT_HEADER_BYTES = 16 * 1024
@@ -56,12 +91,18 @@ class Reason:
     PAY_TO_MISMATCH = "pay_to_mismatch"
     AMOUNT_TOO_LOW = "amount_too_low"
     RESOURCE_MISMATCH = "resource_mismatch"
+    # A field of the accepted requirements (maxTimeoutSeconds, extra) other than the route's.
+    REQUIREMENTS_MISMATCH = "requirements_mismatch"
     INVALID_PAYMENT = "invalid_payment"
     ALREADY_USED = "payment_already_used"
     VERIFY_UNAVAILABLE = "facilitator_unavailable"
     SETTLEMENT_FAILED = "settlement_failed"
     SETTLEMENT_UNKNOWN = "settlement_unknown"
     UNKNOWN_PAYMENT = "unknown_payment"
+    # Settle/Release without the claim token Authorize returned.
+    NOT_CLAIM_HOLDER = "not_claim_holder"
+    # Settle/Release of a claim already released, settled or being settled.
+    CLAIM_CLOSED = "claim_closed"
     UNKNOWN_ROUTE = "unknown_route"
     INVALID_ROUTE = "invalid_route"
     LEDGER_UNAVAILABLE = "ledger_unavailable"

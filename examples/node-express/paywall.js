@@ -103,6 +103,18 @@ function serviceUnavailable(res, requestId) {
   sendAnswer(res, requestId, { status: 503, headers: { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '1' }, body });
 }
 
+// A HEAD is never settled: its answer keeps no header that depends on the data
+// (Content-Length, ETag, counts, links), or one payment would answer any number
+// of questions about it. Only the Content-Type stays.
+function sendHead(res, requestId) {
+  const contentType = res.getHeader('Content-Type');
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  res.setHeader('X-Request-ID', requestId);
+  if (contentType !== undefined) res.setHeader('Content-Type', contentType);
+  res.setHeader('Cache-Control', PAID_CACHE_CONTROL);
+  res.end();
+}
+
 // Resolves true once the whole answer is handed to the OS, false if the connection closed first.
 function delivered(res) {
   return new Promise((resolve) => {
@@ -146,8 +158,10 @@ function paywall(sidecar, route) {
     }
     if (authorized.outcome !== 'verified') return serviceUnavailable(res, requestId);
 
-    const { payment_id } = authorized.verified;
-    const claim = { payment_id, tracking_id: authorized.tracking_id, request_id: requestId };
+    // The claim token proves we hold the claim: Settle and Release need it, and
+    // it never goes to the client.
+    const { payment_id, claim_token } = authorized.verified;
+    const claim = { payment_id, claim_token, tracking_id: authorized.tracking_id, request_id: requestId };
     const started = Date.now();
     // The connection closed under the response (client gone) before it was sent.
     const clientGone = () => res.destroyed && !res.writableFinished;
@@ -164,8 +178,11 @@ function paywall(sidecar, route) {
     const status = res.statusCode;
     const reason =
       status < 200 || status >= 300 ? `handler_status_${status}` : req.method === 'HEAD' ? 'head_request' : clientGone() ? 'client_gone' : null;
+    if (reason === 'head_request') {
+      await release(reason);
+      return sendHead(res, requestId);
+    }
     if (reason) {
-      if (reason === 'head_request') res.setHeader('Cache-Control', PAID_CACHE_CONTROL);
       await release(reason);
       return res.end(body);
     }

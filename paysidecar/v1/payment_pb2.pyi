@@ -119,7 +119,7 @@ class Rejected(_message.Message):
     def __init__(self, status: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class Verified(_message.Message):
-    __slots__ = ("payment_id", "payer", "scheme", "network", "amount", "x402_version", "redeem")
+    __slots__ = ("payment_id", "payer", "scheme", "network", "amount", "x402_version", "redeem", "claim_token")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYER_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +127,7 @@ class Verified(_message.Message):
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     X402_VERSION_FIELD_NUMBER: _ClassVar[int]
     REDEEM_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     payer: str
     scheme: str
@@ -134,7 +135,8 @@ class Verified(_message.Message):
     amount: str
     x402_version: int
     redeem: bool
-    def __init__(self, payment_id: _Optional[str] = ..., payer: _Optional[str] = ..., scheme: _Optional[str] = ..., network: _Optional[str] = ..., amount: _Optional[str] = ..., x402_version: _Optional[int] = ..., redeem: _Optional[bool] = ...) -> None: ...
+    claim_token: str
+    def __init__(self, payment_id: _Optional[str] = ..., payer: _Optional[str] = ..., scheme: _Optional[str] = ..., network: _Optional[str] = ..., amount: _Optional[str] = ..., x402_version: _Optional[int] = ..., redeem: _Optional[bool] = ..., claim_token: _Optional[str] = ...) -> None: ...
 
 class AuthorizeResponse(_message.Message):
     __slots__ = ("tracking_id", "payment_required", "rejected", "verified")
@@ -149,7 +151,7 @@ class AuthorizeResponse(_message.Message):
     def __init__(self, tracking_id: _Optional[str] = ..., payment_required: _Optional[_Union[PaymentRequired, _Mapping]] = ..., rejected: _Optional[_Union[Rejected, _Mapping]] = ..., verified: _Optional[_Union[Verified, _Mapping]] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
-    __slots__ = ("payment_id", "tracking_id", "response_status", "response_time_ms", "request_id", "payment_signature", "x_payment")
+    __slots__ = ("payment_id", "tracking_id", "response_status", "response_time_ms", "request_id", "payment_signature", "x_payment", "claim_token")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +159,7 @@ class SettleRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     X_PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     tracking_id: str
     response_status: int
@@ -164,7 +167,8 @@ class SettleRequest(_message.Message):
     request_id: str
     payment_signature: str
     x_payment: str
-    def __init__(self, payment_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., response_status: _Optional[int] = ..., response_time_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., payment_signature: _Optional[str] = ..., x_payment: _Optional[str] = ...) -> None: ...
+    claim_token: str
+    def __init__(self, payment_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., response_status: _Optional[int] = ..., response_time_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., payment_signature: _Optional[str] = ..., x_payment: _Optional[str] = ..., claim_token: _Optional[str] = ...) -> None: ...
 
 class SettleResponse(_message.Message):
     __slots__ = ("success", "headers", "transaction", "payer", "network", "answer", "reason")
@@ -192,20 +196,22 @@ class SettleResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., headers: _Optional[_Mapping[str, str]] = ..., transaction: _Optional[str] = ..., payer: _Optional[str] = ..., network: _Optional[str] = ..., answer: _Optional[_Union[HttpAnswer, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
-    __slots__ = ("payment_id", "tracking_id", "reason", "response_status", "response_time_ms", "request_id")
+    __slots__ = ("payment_id", "tracking_id", "reason", "response_status", "response_time_ms", "request_id", "claim_token")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_STATUS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     tracking_id: str
     reason: str
     response_status: int
     response_time_ms: int
     request_id: str
-    def __init__(self, payment_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., reason: _Optional[str] = ..., response_status: _Optional[int] = ..., response_time_ms: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    claim_token: str
+    def __init__(self, payment_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., reason: _Optional[str] = ..., response_status: _Optional[int] = ..., response_time_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., claim_token: _Optional[str] = ...) -> None: ...
 
 class ReleaseResponse(_message.Message):
     __slots__ = ("state",)

@@ -7,9 +7,10 @@ import functools
 from paysidecar.v1 import payment_pb2
 
 from ..config import Settings
-from ..constants import PUBLIC_TEST_FACILITATOR, TESTNET_NETWORKS, Reason
+from ..constants import Reason
 from ..payments.answers import HttpAnswer
 from ..payments.errors import RouteError
+from ..payments.production import production_refusal
 from ..payments.routes import PricedRoute, RouteTerms, price_route
 from ..payments.service import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
 
@@ -35,16 +36,11 @@ def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
         max_timeout_seconds=route.max_timeout_seconds or (named.max_timeout_seconds if named else 0),
     )
     if settings.env == "production":
-        _production_guard(terms)
+        # Money rule 7 for what a caller names per request: the guard of the config check at start.
+        problem = production_refusal(pay_to=terms.pay_to, network=terms.network, facilitators=terms.facilitators)
+        if problem:
+            raise RouteError(Reason.INVALID_ROUTE, problem)
     return terms
-
-
-def _production_guard(terms: RouteTerms) -> None:
-    """Money rule 7 for what a caller names per request, as the config check does at start."""
-    if terms.network in TESTNET_NETWORKS:
-        raise RouteError(Reason.INVALID_ROUTE, f"production refuses testnet network {terms.network!r}")
-    if PUBLIC_TEST_FACILITATOR in (url.rstrip("/") for url in terms.facilitators):
-        raise RouteError(Reason.INVALID_ROUTE, "production refuses the public test facilitator")
 
 
 # Pricing goes through the SDK's parser; routes repeat, so remember the answer.
@@ -90,6 +86,7 @@ def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verifi
                 amount=outcome.amount,
                 x402_version=outcome.version,
                 redeem=outcome.redeem,
+                claim_token=outcome.claim_token,
             )
         )
     elif isinstance(outcome, Rejection):

@@ -39,6 +39,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.SettleResponse:
         result = await self._service.settle(
             request.payment_id,
+            request.claim_token,
             request.response_status,
             int(request.response_time_ms),
             pick_header(request.payment_signature, request.x_payment),
@@ -50,6 +51,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         self, request: payment_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.ReleaseResponse:
         state = await self._service.release(
-            request.payment_id, request.reason or "released", request.response_status, int(request.response_time_ms)
+            request.payment_id,
+            request.claim_token,
+            request.reason or "released",
+            request.response_status,
+            int(request.response_time_ms),
         )
         return payment_pb2.ReleaseResponse(state=state)

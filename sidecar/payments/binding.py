@@ -1,14 +1,19 @@
 """Money rule 1: a payment must be bound to this route before any facilitator sees
-it — scheme, network, asset, payTo, amount >= price, and the resource path."""
+it — scheme, network, asset, payTo, amount >= price, and the resource path. In
+v2 the payment also carries the requirements it accepted: each of their fields
+must be the route's own (the payer signs only the authorization, so everything
+else in `accepted` is the payer's to write)."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
+from x402.schemas import PaymentRequirements
+
 from ..constants import V1_TO_CAIP2, Reason
 from .answers import requirements_v1, requirements_v2
-from .codec import DecodedPayment
+from .codec import Authorization, DecodedPayment
 from .errors import PaymentError
 from .routes import PricedRoute
 
@@ -27,32 +32,43 @@ def bind(payment: DecodedPayment, route: PricedRoute, url: str) -> dict[str, Any
     auth = payment.authorization
     if payment.scheme != "exact":
         raise _refuse(Reason.SCHEME_MISMATCH, f"scheme {payment.scheme!r} is not accepted here")
-    if V1_TO_CAIP2.get(payment.network, payment.network) != route.network:
-        raise _refuse(Reason.NETWORK_MISMATCH, f"this route is paid on {route.network}")
     if not _same_address(auth.to, route.pay_to):
         raise _refuse(Reason.PAY_TO_MISMATCH, "the authorization pays another address")
     if auth.value < route.amount:
         raise _refuse(Reason.AMOUNT_TOO_LOW, f"this route costs {route.amount} atomic units")
 
     if payment.version == 1:
+        if V1_TO_CAIP2.get(payment.network, payment.network) != route.network:
+            raise _refuse(Reason.NETWORK_MISMATCH, f"this route is paid on {route.network}")
         # v1 payloads carry no requirements; the facilitator checks the signature
         # against the asset we name, so a payment for another asset fails there.
         requirements = requirements_v1(route, url).model_dump(by_alias=True, exclude_none=True)
         requirements["maxAmountRequired"] = str(auth.value)
         return requirements
 
-    accepted = payment.payload.accepted
-    if not _same_address(accepted.asset, route.asset):
-        raise _refuse(Reason.ASSET_MISMATCH, f"this route is paid in {route.asset}")
-    if not _same_address(accepted.pay_to, route.pay_to):
-        raise _refuse(Reason.PAY_TO_MISMATCH, "the payment names another payTo")
-    if int(accepted.amount) != auth.value:
-        raise _refuse(Reason.INVALID_PAYMENT, "accepted amount and authorization value differ")
+    offered = requirements_v2(route)
+    _check_accepted(payment.payload.accepted, offered, auth)
     resource = payment.payload.resource
     if resource is not None and urlsplit(resource.url).path != urlsplit(url).path:
         raise _refuse(Reason.RESOURCE_MISMATCH, "the payment was made for another resource")
-    requirements = requirements_v2(route)
     # Settle exactly what the payer signed (it may pay more than the price).
-    requirements.amount = str(auth.value)
-    requirements.max_timeout_seconds = accepted.max_timeout_seconds
-    return requirements.model_dump(by_alias=True, exclude_none=True)
+    offered.amount = str(auth.value)
+    return offered.model_dump(by_alias=True, exclude_none=True)
+
+
+def _check_accepted(accepted: PaymentRequirements, offered: PaymentRequirements, auth: Authorization) -> None:
+    """Every field of the accepted requirements is the route's offer; only the
+    amount may be more (and must be what the authorization signs)."""
+    if accepted.network != offered.network:
+        raise _refuse(Reason.NETWORK_MISMATCH, f"this route is paid on {offered.network}")
+    if not _same_address(accepted.asset, offered.asset):
+        raise _refuse(Reason.ASSET_MISMATCH, f"this route is paid in {offered.asset}")
+    if not _same_address(accepted.pay_to, offered.pay_to):
+        raise _refuse(Reason.PAY_TO_MISMATCH, "the payment names another payTo")
+    if int(accepted.amount) != auth.value:
+        raise _refuse(Reason.INVALID_PAYMENT, "accepted amount and authorization value differ")
+    if accepted.max_timeout_seconds != offered.max_timeout_seconds:
+        offer = offered.max_timeout_seconds
+        raise _refuse(Reason.REQUIREMENTS_MISMATCH, f"maxTimeoutSeconds must be {offer}, as the route offers")
+    if accepted.extra != offered.extra:
+        raise _refuse(Reason.REQUIREMENTS_MISMATCH, "extra must be the route's, as offered")

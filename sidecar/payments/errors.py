@@ -31,5 +31,15 @@ class UnknownPayment(Exception):
         self.payment_id = payment_id
 
 
+class ClaimRefused(Exception):
+    """Settle/Release by a caller that does not hold the claim, or of a claim in a
+    state that does not allow it (released, settled): nothing was changed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 class LedgerUnavailable(Exception):
     """The ledger (PostgreSQL) could not be reached: the money path must refuse."""

@@ -15,12 +15,12 @@ from typing import Any
 
 from opentelemetry import trace
 
-from ..constants import Reason
+from ..constants import RELEASE_NOT_DELIVERED, Reason
 from . import answers, ledger, records
 from .answers import HttpAnswer
 from .binding import bind
 from .codec import DecodedPayment, decode_payment, pick_header
-from .errors import LedgerUnavailable, PaymentError, RouteError, UnknownPayment
+from .errors import ClaimRefused, LedgerUnavailable, PaymentError, RouteError, UnknownPayment
 from .identity import canonical_hash, header_hash, is_payment_id, payment_id
 from .ledger import LedgerEntry
 from .lifecycle import Step
@@ -69,6 +69,8 @@ class Verified:
     amount: str
     version: int
     redeem: bool
+    # Only the caller holding it may Settle or Release the claim.
+    claim_token: str
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ class PaymentService:
             Step.VERIFICATION,
             records.verification_fields(verified=True, error=None, attempts=result.attempts, extra=audit),
         )
-        return Verified(pid, auth.payer, payment.scheme, route.network, str(auth.value), payment.version, False)
+        return _verified(claimed, payment, redeem=False)
 
     async def _redeem_or_refuse(
         self,
@@ -242,10 +244,7 @@ class PaymentService:
                 fields = records.verification_fields(verified=True, error=None, extra=audit)
                 fields["metadata"] = {"redeem": {"payment_id": entry.payment_id}}
                 self._tracker.record(tracking_id, Step.VERIFICATION, fields)
-                auth = payment.authorization
-                return Verified(
-                    entry.payment_id, auth.payer, payment.scheme, entry.network, str(auth.value), payment.version, True
-                )
+                return _verified(entry, payment, redeem=True)
         exc = PaymentError(Reason.ALREADY_USED, "this payment has already been used")
         raise _Audited(exc, audit, payment.version)
 
@@ -266,15 +265,21 @@ class PaymentService:
     # ------------------------------------------------------------------ Settle
 
     async def settle(
-        self, pid: str, response_status: int, response_time_ms: int, header: tuple[str, str] | None = None
+        self,
+        pid: str,
+        claim_token: str,
+        response_status: int,
+        response_time_ms: int,
+        header: tuple[str, str] | None = None,
     ) -> SettleResult:
         if not is_payment_id(pid):
             raise UnknownPayment(pid)
-        flight = self._in_flight.pop(pid, None)
-        if flight is None and header is not None:
-            flight = await self._adopt(pid, header)
-        if flight is None:
-            raise UnknownPayment(pid)
+        flight = self._in_flight.get(pid)
+        if flight is not None:
+            _check_holder(flight.entry, claim_token)
+            del self._in_flight[pid]
+        else:
+            flight = await self._adopt(pid, claim_token, header)
         if not 200 <= response_status < 300:
             await self._release_entry(flight.entry, f"handler_status_{response_status}", response_status, response_time_ms)
             raise RouteError("invalid_settle", "Settle is only for 2xx handler answers; the claim was released")
@@ -291,7 +296,7 @@ class PaymentService:
             self._in_flight[pid] = flight
             raise
         if settling is None:
-            return self._failure(flight, Reason.ALREADY_USED, "", response_status, response_time_ms, None)
+            raise _closed("released, settled or being settled already")
 
         auth = flight.payment.authorization
         body = {
@@ -337,18 +342,22 @@ class PaymentService:
         )
         return self._failure(flight, outcome.reason, outcome.transaction, 402, response_time_ms, outcome)
 
-    async def _adopt(self, pid: str, header: tuple[str, str]) -> InFlight | None:
-        """Settle a payment verified by another replica: the client's header is
-        re-decoded and must hash to the claimed payment."""
-        try:
-            payment = decode_payment(*header)
-        except PaymentError:
-            return None
+    async def _adopt(self, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:
+        """Settle a payment verified by another replica, for the holder of its claim:
+        the client's header is re-decoded and must hash to the claimed payment."""
         entry = await self._ledger.get(pid)
-        if entry is None or payment_id(payment) != pid or payment.payload_hash != entry.payload_hash:
-            return None
+        if entry is None:
+            raise UnknownPayment(pid)
+        _check_holder(entry, claim_token)
         if entry.state not in (ledger.VERIFIED, ledger.REDEEMING):
-            return None
+            raise _closed(f"it is {entry.state}")
+        try:
+            payment = decode_payment(*header) if header is not None else None
+        except PaymentError:
+            payment = None
+        if payment is None or payment_id(payment) != pid or payment.payload_hash != entry.payload_hash:
+            # Only the payment header lets this replica settle what another one verified.
+            raise UnknownPayment(pid)
         route = PricedRoute(
             key=entry.route_key,
             amount=entry.amount,
@@ -379,7 +388,7 @@ class PaymentService:
             self._in_flight[entry.payment_id] = flight  # nothing served yet: a retry may redeem
             raise
         if done is None:
-            return self._failure(flight, Reason.ALREADY_USED, entry.transaction, 402, response_time_ms, None)
+            raise _closed("released already")
         self._tracker.record(
             entry.tracking_id, Step.SETTLEMENT, records.redeem_fields(entry, response_status, response_time_ms)
         )
@@ -427,35 +436,53 @@ class PaymentService:
 
     # ------------------------------------------------------------------ Release
 
-    async def release(self, pid: str, reason: str, response_status: int, response_time_ms: int) -> str:
+    async def release(
+        self, pid: str, claim_token: str, reason: str, response_status: int, response_time_ms: int
+    ) -> str:
+        """Gives back a claim that was not settled, for its holder only. A settled
+        claim takes one Release: RELEASE_NOT_DELIVERED, the answer never reached the
+        client, which makes the payment redeemable once by its header."""
         if not is_payment_id(pid):
             raise UnknownPayment(pid)
-        flight = self._in_flight.pop(pid, None)
+        flight = self._in_flight.get(pid)
         entry = flight.entry if flight is not None else await self._ledger.get(pid)
         if entry is None:
             raise UnknownPayment(pid)
-        return await self._release_entry(entry, reason, response_status, response_time_ms)
+        _check_holder(entry, claim_token)
+        if flight is not None:
+            self._in_flight.pop(pid, None)
+        moved = await self._release_entry(
+            entry, reason, response_status, response_time_ms, undelivered=reason == RELEASE_NOT_DELIVERED
+        )
+        if moved is None:
+            raise _closed("a settled claim takes only a response_not_delivered Release, once")
+        return moved.state
 
-    async def _release_entry(self, entry: LedgerEntry, reason: str, response_status: int, elapsed_ms: int) -> str:
-        """No settle happened: the claim goes back. A settled payment whose answer
-        never reached the client becomes settled_unserved, redeemable once."""
+    async def _release_entry(
+        self, entry: LedgerEntry, reason: str, response_status: int, elapsed_ms: int, undelivered: bool = False
+    ) -> LedgerEntry | None:
+        """No settle happened: the claim goes back (a redeem claim goes back to
+        settled_unserved). With `undelivered`, a settled payment whose answer never
+        reached the client becomes settled_unserved too, redeemable once. Only a
+        claim under `entry`'s token moves; None when nothing did."""
         moved = await self._ledger.transition(
             entry.payment_id, entry.claim_token, (ledger.VERIFIED,), ledger.RELEASED
         ) or await self._ledger.transition(
             entry.payment_id,
             entry.claim_token,
-            (ledger.SETTLED, ledger.REDEEMING),
+            (ledger.REDEEMING, ledger.SETTLED) if undelivered else (ledger.REDEEMING,),
             ledger.SETTLED_UNSERVED,
             served=False,
             served_at=None,
         )
-        state = moved.state if moved is not None else (await self._ledger.get(entry.payment_id) or entry).state
-        if entry.tracking_id is not None:
+        if moved is not None and entry.tracking_id is not None:
             self._tracker.record(
-                entry.tracking_id, Step.RELEASE, records.release_fields(reason, state, response_status, elapsed_ms)
+                entry.tracking_id,
+                Step.RELEASE,
+                records.release_fields(reason, moved.state, response_status, elapsed_ms),
             )
             self._tracker.record(entry.tracking_id, Step.FINALIZE, records.finalize_fields(response_status, elapsed_ms))
-        return state
+        return moved
 
     async def release_all(self, reason: str) -> int:
         """Shutdown: give back every claim still waiting for Settle or Release."""
@@ -480,6 +507,34 @@ class PaymentService:
             facilitator=flight.entry.facilitator,
             **attributes,
         )
+
+
+def _verified(entry: LedgerEntry, payment: DecodedPayment, redeem: bool) -> Verified:
+    auth = payment.authorization
+    return Verified(
+        entry.payment_id,
+        auth.payer,
+        payment.scheme,
+        entry.network,
+        str(auth.value),
+        payment.version,
+        redeem,
+        str(entry.claim_token),
+    )
+
+
+def _check_holder(entry: LedgerEntry, claim_token: str) -> None:
+    """Only the caller Authorize gave the claim token to may Settle or Release."""
+    try:
+        held = uuid.UUID(claim_token) == entry.claim_token
+    except ValueError:
+        held = False
+    if not held:
+        raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
+
+
+def _closed(why: str) -> ClaimRefused:
+    return ClaimRefused(Reason.CLAIM_CLOSED, f"the claim cannot be settled or released: {why}")
 
 
 class _Audited(PaymentError):

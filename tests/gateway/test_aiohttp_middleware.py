@@ -46,7 +46,22 @@ async def crash(request: web.Request) -> web.Response:
     raise RuntimeError("handler crashed")
 
 
-HANDLERS = {"/ok": ok, "/created": created, "/broken": broken, "/missing": missing, "/redirect": redirect, "/crash": crash}
+async def counted(request: web.Request) -> web.Response:
+    """An answer whose headers tell about the data: a count, a version, a next page."""
+    rows = int(request.query.get("rows", "1"))
+    headers = {"X-Total-Count": str(rows), "ETag": f'"v{rows}"', "Link": f'</counted?after={rows}>; rel="next"'}
+    return web.json_response({"secret": SECRET, "rows": list(range(rows))}, headers=headers)
+
+
+HANDLERS = {
+    "/ok": ok,
+    "/created": created,
+    "/broken": broken,
+    "/missing": missing,
+    "/redirect": redirect,
+    "/crash": crash,
+    "/counted": counted,
+}
 
 
 @dataclass
@@ -140,6 +155,22 @@ async def test_head_is_not_settled_and_has_no_body(paywalled, sidecar_stack):
     async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}) as response:
         assert response.status == 200
     assert sidecar_stack.chain.transfers_applied == 1
+
+
+async def test_paid_head_carries_no_header_that_depends_on_the_data(paywalled, sidecar_stack):
+    header = await sign_for(paywalled.url + "/counted")
+    seen = []
+    for rows in (1, 7, 300):
+        url = f"{paywalled.url}/counted?rows={rows}"
+        async with paywalled.session.head(url, headers={"PAYMENT-SIGNATURE": header}) as response:
+            assert response.status == 200
+            seen.append({k.lower(): v for k, v in response.headers.items() if k.lower() not in ("date", "server")})
+    assert seen[0] == seen[1] == seen[2], seen
+    assert not {"x-total-count", "etag", "link"} & set(seen[0])
+    assert seen[0].get("content-length", "0") == "0"
+    assert seen[0]["content-type"].startswith("application/json")
+    assert seen[0]["cache-control"] == "private, no-store"
+    assert sidecar_stack.facilitator.stats.settle_calls == 0
 
 
 async def test_replayed_payment_is_refused_with_a_verify_failed_event(paywalled):

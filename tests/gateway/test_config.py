@@ -46,3 +46,24 @@ def test_bad_price_is_refused_at_start(price):
         Settings(default_price=price)
     with pytest.raises(ValidationError, match="price must look like"):
         Settings(datasets={"stations": {"price": price}})
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({}, "GATEWAY_PAY_TO and GATEWAY_NETWORK"),
+        ({"network": "eip155:8453"}, "GATEWAY_PAY_TO set"),
+        ({"pay_to": "0x" + "12" * 20}, "GATEWAY_NETWORK set"),
+        ({"pay_to": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8", "network": "eip155:8453"}, "GATEWAY_PAY_TO set"),
+    ],
+)
+def test_production_refuses_to_start_on_the_devnet_pay_to_or_network(given, missing):
+    with pytest.raises(ValidationError, match=f"production needs {missing}"):
+        Settings(env="production", **given)
+
+
+def test_production_starts_with_its_own_pay_to_and_network(monkeypatch):
+    monkeypatch.setenv("GATEWAY_ENV", "production")
+    monkeypatch.setenv("GATEWAY_PAY_TO", "0x" + "12" * 20)
+    monkeypatch.setenv("GATEWAY_NETWORK", "eip155:8453")
+    assert Settings().env == "production"

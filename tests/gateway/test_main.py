@@ -54,3 +54,12 @@ async def test_bad_configuration_fails_at_start_with_one_line():
     lines = err.decode().strip().splitlines()
     assert lines[-1].startswith("gateway: bad configuration: port:")
     assert len(lines) == 1
+
+
+async def test_production_without_its_own_pay_to_fails_at_start_with_one_line():
+    process = await start({"GATEWAY_ENV": "production", "GATEWAY_NETWORK": "eip155:8453", "GATEWAY_PORT": "0"})
+    _out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert "production needs GATEWAY_PAY_TO set explicitly" in lines[0]

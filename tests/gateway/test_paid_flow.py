@@ -89,6 +89,43 @@ async def test_paid_head_is_not_settled_and_the_payment_stays_usable(paid_stack)
     assert chain.transfers_applied == transfers + 1
 
 
+# Headers that name the answer, not the data: they differ between any two answers.
+PER_ANSWER = {"date", "server", "x-request-id", "x-trace-id"}
+
+
+def data_headers(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items() if name.lower() not in PER_ANSWER}
+
+
+async def test_paid_head_reveals_nothing_about_the_data_and_charges_nothing(paid_stack):
+    """One payment must not answer count queries: with X-Total-Count, Link or the
+    body's length, a cell could be found by bisection in a dozen HEADs."""
+    gateway, chain = paid_stack.gateway, paid_stack.chain
+    header = await sign_for(gateway.url + "/v1/records")
+    queries = ["?city=Oslo&_limit=1", "?city=Oslo", "?temp_c__gt=25", "?temp_c__gt=1000", "?_limit=1000", ""]
+    answers = []
+    for query in queries:
+        async with gateway.request("HEAD", "/v1/records" + query, headers={"PAYMENT-SIGNATURE": header}) as head:
+            assert head.status == 200
+            assert await head.read() == b""
+            answers.append(data_headers(head.headers))
+    assert all(answer == answers[0] for answer in answers), answers
+    for name in ("x-total-count", "link", "etag", "last-modified", "payment-response"):
+        assert name not in answers[0]
+    assert answers[0].get("content-length", "0") == "0"
+    assert answers[0]["cache-control"] == "private, no-store"
+    assert paid_stack.facilitator.stats.settle_calls == 0
+    assert chain.transfers_applied == 0
+
+
+async def test_unpaid_head_gets_the_same_402_as_get(paid_stack):
+    gateway = paid_stack.gateway
+    path = "/v1/records?city=Oslo&_limit=1"
+    async with gateway.get(path) as get, gateway.request("HEAD", path) as head:
+        assert get.status == head.status == 402
+        assert data_headers(get.headers) == data_headers(head.headers)
+
+
 async def test_failed_settlement_answers_without_the_content(paid_stack):
     gateway = paid_stack.gateway
     paid_stack.facilitator.arm(stage="settle", mode="invalid")

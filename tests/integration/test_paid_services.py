@@ -17,6 +17,8 @@ from tests.support.calls import receipt
 from tests.support.payments import sign_v2
 
 PRICE = "1000"  # "$0.001" in USDC atomic units
+# Headers that name the answer, not the data: they differ between any two answers.
+PER_ANSWER = {"date", "server", "x-request-id"}
 WEATHER = "/weather?city=Lima"
 
 
@@ -118,6 +120,23 @@ async def test_paid_head_is_not_settled_and_the_payment_stays_usable(service, st
     async with service.get(WEATHER, headers={"PAYMENT-SIGNATURE": header}) as paid:
         assert paid.status == 200
     assert stack.chain.transfers_applied == 1
+
+
+async def test_paid_head_carries_no_header_that_depends_on_the_data(service, stack):
+    """Lima and Tokyo answer bodies of different lengths (and Express tags them):
+    one payment must not tell them apart by HEAD."""
+    header = await signed_header(service, WEATHER)
+    seen = []
+    for city in ("Lima", "Tokyo", "Oslo"):
+        async with service.session.head(f"{service.url}/weather?city={city}", headers={"PAYMENT-SIGNATURE": header}) as head:
+            assert head.status == 200
+            seen.append({k.lower(): v for k, v in head.headers.items() if k.lower() not in PER_ANSWER})
+    assert seen[0] == seen[1] == seen[2], seen
+    assert not {"etag", "last-modified", "x-total-count", "link"} & set(seen[0])
+    assert seen[0].get("content-length", "0") == "0"
+    assert seen[0]["cache-control"] == "private, no-store"
+    assert stack.facilitator.stats.settle_calls == 0
+    assert stack.chain.transfers_applied == 0
 
 
 async def test_failed_settlement_sends_the_sidecars_answer_not_the_content(service, stack):

@@ -101,6 +101,42 @@ async def test_altered_terms_are_refused_before_any_facilitator(overrides, reaso
     assert (caught.value.status, caught.value.reason) == (402, reason)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("maxTimeoutSeconds", -5),
+        ("maxTimeoutSeconds", 10**9),
+        ("maxTimeoutSeconds", 0),
+        ("extra", {"name": "USDC", "version": "3"}),
+        ("extra", {"name": "USDC"}),
+        ("extra", {"name": "USDC", "version": "2", "chosen": "by the payer"}),
+    ],
+)
+async def test_accepted_requirements_must_be_the_routes_own(field, value):
+    wire = await _valid_wire()
+    wire["accepted"][field] = value
+    payment = decode_payment("PAYMENT-SIGNATURE", b64(wire))
+    with pytest.raises(PaymentError) as caught:
+        bind(payment, ROUTE, URL)
+    assert (caught.value.status, caught.value.reason) == (402, Reason.REQUIREMENTS_MISMATCH)
+
+
+async def test_v2_network_must_be_named_as_the_route_names_it():
+    wire = await _valid_wire()
+    wire["accepted"]["network"] = "base-sepolia"  # the v1 name of the same chain
+    with pytest.raises(PaymentError) as caught:
+        bind(decode_payment("PAYMENT-SIGNATURE", b64(wire)), ROUTE, URL)
+    assert caught.value.reason == Reason.NETWORK_MISMATCH
+
+
+async def test_bound_v2_requirements_are_the_offer_with_the_signed_amount():
+    payment = decode_payment("PAYMENT-SIGNATURE", await sign_for(URL, amount=1500))
+    requirements = bind(payment, ROUTE, URL)
+    assert requirements["maxTimeoutSeconds"] == ROUTE.max_timeout_seconds
+    assert requirements["extra"] == ROUTE.extra
+    assert requirements["amount"] == "1500"
+
+
 async def test_payment_for_another_resource_is_refused():
     payment = decode_payment("PAYMENT-SIGNATURE", await sign_for("http://127.0.0.1:8402/v1/datasets/other/records"))
     with pytest.raises(PaymentError) as caught:

@@ -156,6 +156,7 @@ def settle_requests(known_ids: list[str]) -> st.SearchStrategy[payment_pb2.Settl
     return st.builds(
         payment_pb2.SettleRequest,
         payment_id=TEXT | st.sampled_from(known_ids),
+        claim_token=TEXT | st.uuids().map(str),
         tracking_id=TEXT,
         response_status=st.integers(-(2**31), 2**31 - 1),
         response_time_ms=st.integers(-(2**63), 2**63 - 1),
@@ -169,6 +170,7 @@ def release_requests(known_ids: list[str]) -> st.SearchStrategy[payment_pb2.Rele
     return st.builds(
         payment_pb2.ReleaseRequest,
         payment_id=TEXT | st.sampled_from(known_ids),
+        claim_token=TEXT | st.uuids().map(str),
         tracking_id=TEXT,
         reason=TEXT,
         response_status=st.integers(-(2**31), 2**31 - 1),

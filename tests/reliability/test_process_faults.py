@@ -167,10 +167,10 @@ async def test_sigkill_at_each_point_of_the_paid_flow(spawn_sidecar, facilitator
     # The handler's 200 reached the sidecar with Settle, the content never left it.
     assert records["answer_pending"]["response_status"] == 200
 
-    # The old claims mean nothing to the new process: no Settle can succeed on them.
+    # The old claims were resolved by recovery: no Settle can succeed on them.
     with pytest.raises(grpc.aio.AioRpcError) as stale:
         await second.payments.Settle(settle_request(authorized["settle_flight"]))
-    assert stale.value.code() == grpc.StatusCode.NOT_FOUND
+    assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # Charged but never served: redeemed once with the same header, no new transfer.
     for point in ("settle_flight", "answer_pending"):

@@ -124,24 +124,6 @@ async def test_a_route_naming_odd_or_too_many_facilitators_is_refused(sidecar, n
     assert refused.value.details().startswith("invalid_route:")
 
 
-async def test_production_refuses_a_testnet_or_the_public_test_facilitator_per_request(make_sidecar):
-    production = await make_sidecar(env="production", network="eip155:8453", pay_to="0x" + "12" * 20)
-    try:
-        for change in ({"network": "eip155:84532"}, {"facilitators": ["https://x402.org/facilitator/"]}):
-            request = authorize_request(await sign_for(URL))
-            for field, value in change.items():
-                if isinstance(value, list):
-                    getattr(request.route, field).extend(value)
-                else:
-                    setattr(request.route, field, value)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await production.payments.Authorize(request)
-            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, change
-            assert "production refuses" in refused.value.details()
-    finally:
-        await production.stop()
-
-
 async def test_facilitators_named_by_callers_do_not_grow_the_pool_without_bound(sidecar):
     pool = sidecar.sidecar.pool
     configured = {f.url for f in pool.all()}

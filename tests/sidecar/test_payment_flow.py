@@ -6,6 +6,7 @@ import base64
 import json
 
 import asyncpg
+import pytest
 
 from devnet.wallets import MERCHANT_ADDRESS, payer_account
 from tests.support.calls import URL, authorize_request, challenge, receipt, release_request, settle_request
@@ -120,3 +121,36 @@ async def test_tracking_record_has_payment_fields_and_no_raw_signature(sidecar, 
         assert signature[2:].lower() not in stored.lower()
         assert header not in stored
     assert "secret-token" not in row["everything"]
+
+
+def _edited(header: str, field: str, value) -> str:
+    """The same signed payment with one field of `accepted` changed: the payer signs
+    only the authorization, so everything else in `accepted` is the payer's to write."""
+    wire = json.loads(base64.b64decode(header))
+    wire["accepted"][field] = value
+    return base64.b64encode(json.dumps(wire).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("maxTimeoutSeconds", -5, "requirements_mismatch"),
+        ("maxTimeoutSeconds", 10**9, "requirements_mismatch"),
+        ("maxTimeoutSeconds", 61, "requirements_mismatch"),
+        ("extra", {"name": "USDC", "version": "2", "note": "mine"}, "requirements_mismatch"),
+        ("extra", {"name": "USD Coin", "version": "2"}, "requirements_mismatch"),
+        ("extra", {}, "requirements_mismatch"),
+        ("network", "base-sepolia", "network_mismatch"),
+        ("scheme", "EXACT", "scheme_mismatch"),
+    ],
+)
+async def test_accepted_terms_other_than_the_routes_are_a_402_before_any_facilitator(
+    sidecar, chain, facilitators, field, value, reason
+):
+    header = _edited(await sign_for(URL), field, value)
+    response = await sidecar.payments.Authorize(authorize_request(header))
+    assert response.WhichOneof("outcome") == "rejected"
+    assert (response.rejected.status, response.rejected.reason) == (402, reason)
+    assert challenge(response.rejected)["error"] == reason
+    assert facilitators[0].stats.verify_calls == 0
+    assert chain.transfers_applied == 0

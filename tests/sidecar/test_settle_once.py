@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
 from tests.support.calls import URL, authorize_request, release_request, settle_request
@@ -35,10 +36,11 @@ async def test_restart_between_verify_and_settle_does_not_settle_twice(make_side
 
     second = await make_sidecar()
     try:
-        # The stale Settle for the old claim is refused (no payload in memory)...
-        with pytest.raises(Exception) as caught:
+        # The stale Settle for the old claim is refused: it was released...
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
             await second.payments.Settle(settle_request(authorized))
-        assert "unknown_payment" in str(caught.value)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert caught.value.details().startswith("claim_closed:")
         # ...and the payment can still be used exactly once.
         assert await _pay(second, header)
         assert not await _pay(second, header)
@@ -59,20 +61,32 @@ async def test_two_sidecars_on_one_database_settle_a_payment_once(make_sidecar, 
     assert chain.transfers_applied == 1
 
 
-async def test_any_replica_can_settle_with_the_payment_header(make_sidecar, chain):
+async def test_any_replica_can_settle_with_the_payment_header_and_the_claim_token(make_sidecar, chain):
     header = await sign_for(URL)
     a, b = await make_sidecar(), await make_sidecar()
     try:
         authorized = await a.payments.Authorize(authorize_request(header))
         request = settle_request(authorized)
-        request.payment_signature = header
+        # Another replica needs the header (it has no payload in memory)...
+        with pytest.raises(grpc.aio.AioRpcError) as headerless:
+            await b.payments.Settle(request)
+        # ...and the claim token, like the replica that verified.
+        request.payment_signature, request.claim_token = header, ""
+        with pytest.raises(grpc.aio.AioRpcError) as tokenless:
+            await b.payments.Settle(request)
+        request.claim_token = authorized.verified.claim_token
         settled = await b.payments.Settle(request)
-        replay = await a.payments.Settle(settle_request(authorized))
+        # The replica that verified still holds the payload: its Settle finds the claim settled.
+        with pytest.raises(grpc.aio.AioRpcError) as replay:
+            await a.payments.Settle(settle_request(authorized))
     finally:
         await a.stop()
         await b.stop()
+    assert headerless.value.code() == grpc.StatusCode.NOT_FOUND
+    assert tokenless.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert tokenless.value.details().startswith("not_claim_holder:")
     assert settled.success
-    assert not replay.success
+    assert replay.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert chain.transfers_applied == 1
 
 

@@ -40,6 +40,7 @@ def settle_request(authorized: payment_pb2.AuthorizeResponse, status: int = 200)
         tracking_id=authorized.tracking_id,
         response_status=status,
         response_time_ms=3,
+        claim_token=authorized.verified.claim_token,
     )
 
 
@@ -49,6 +50,7 @@ def release_request(authorized: payment_pb2.AuthorizeResponse, reason: str, stat
         tracking_id=authorized.tracking_id,
         reason=reason,
         response_status=status,
+        claim_token=authorized.verified.claim_token,
     )
 
 
