@@ -1,10 +1,12 @@
-"""An in-memory Base Sepolia holding one contract: USDC with EIP-3009.
+"""An in-memory Base Sepolia holding USDC with EIP-3009, and the batch-settlement
+channel contracts beside it (batch_settlement.py).
 
 The chain speaks calldata, like a node: `call` is eth_call (read or simulate, nothing
 changes), `send_transaction` broadcasts and mines (now, later, or never). Reverts carry
 FiatTokenV2's own wording, because the x402 SDK classifies failures by those strings.
 Signatures are recovered for real (EIP-712 over the token's domain), so a payment the
-chain accepts is one real USDC would accept.
+chain accepts is one real USDC would accept. Block time follows the clock given, plus
+whatever `advance_time` added, so tests can let a withdraw delay pass.
 
 Thread-safe: the SDK's facilitator schemes call their signer synchronously, and tests
 may read the chain from other threads.
@@ -18,12 +20,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from eth_abi import decode, encode
-from eth_abi.exceptions import DecodingError
-from eth_account import Account
+from eth_abi import encode
 from eth_account.messages import encode_typed_data
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from x402.mechanisms.evm.batch_settlement.constants import RECEIVE_AUTHORIZATION_TYPES
+from x402.mechanisms.evm.types import AUTHORIZATION_TYPES
 
+from .batch_settlement import BatchSettlement, Channel, DepositCollector, ReceiverTotals
+from .evm import ZERO_ADDRESS, Execution, Log, Receipt, Revert, abi_decode, try_recover, word
 from .wallets import INITIAL_PAYER_BALANCE, PAYER_KEYS, account
 
 CHAIN_ID = 84532
@@ -53,8 +57,6 @@ REVERT_EXCEEDS_BALANCE = "ERC20: transfer amount exceeds balance"
 
 # Stand-in bytecode: callers only ask whether an address holds code.
 _CONTRACT_CODE = bytes.fromhex("6080604052")
-_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
-_ERROR_STRING_SELECTOR = function_signature_to_4byte_selector("Error(string)")
 _ZERO_HASH = "0x" + "00" * 32
 
 _TWA_FIELDS = "address,address,uint256,uint256,uint256,bytes32"
@@ -71,53 +73,14 @@ _VERSION = function_signature_to_4byte_selector("version()")
 _DECIMALS = function_signature_to_4byte_selector("decimals()")
 _TRY_AGGREGATE = function_signature_to_4byte_selector("tryAggregate(bool,(address,bytes)[])")
 
-_EIP712_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
-    "TransferWithAuthorization": [
-        {"name": "from", "type": "address"},
-        {"name": "to", "type": "address"},
-        {"name": "value", "type": "uint256"},
-        {"name": "validAfter", "type": "uint256"},
-        {"name": "validBefore", "type": "uint256"},
-        {"name": "nonce", "type": "bytes32"},
-    ],
-}
-
-
-class Revert(Exception):
-    """A contract call reverted. str() reads like a node's error ("execution reverted: ...")."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"execution reverted: {reason}")
-        self.reason = reason
-
-    @property
-    def data(self) -> bytes:
-        """The ABI-encoded Error(string) payload a node returns with the revert."""
-        return _ERROR_STRING_SELECTOR + encode(["string"], [self.reason])
-
-
-@dataclass(frozen=True)
-class Log:
-    address: str
-    topics: tuple[str, ...]
-    data: str
-
-
-@dataclass(frozen=True)
-class Receipt:
-    tx_hash: str
-    status: int
-    block_number: int
-    block_hash: str
-    sender: str
-    to: str
-    logs: tuple[Log, ...]
+_EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+# The SDK's typed-data definitions of the two EIP-3009 authorizations the token takes.
+_AUTHORIZATION_TYPES = {**AUTHORIZATION_TYPES, **RECEIVE_AUTHORIZATION_TYPES}
 
 
 @dataclass(frozen=True)
@@ -151,17 +114,18 @@ class _PendingTx:
     mine_at: float | None  # None: held in the mempool until mined explicitly
 
 
+def block_hash(number: int) -> str:
+    return "0x" + keccak(text=f"block:{number}").hex()
+
+
 def default_balances() -> dict[str, int]:
     """Every devnet payer funded with the starting balance."""
     return {account(key).address: INITIAL_PAYER_BALANCE for key in PAYER_KEYS}
 
 
-def _word_address(address: str) -> str:
-    return "0x" + "00" * 12 + address.lower().removeprefix("0x")
-
-
 class Chain:
-    """Balances, used authorizations, blocks and receipts of the simulated USDC."""
+    """Balances, used authorizations, blocks and receipts of the simulated USDC, and the
+    channel contracts that hold it in escrow."""
 
     chain_id = CHAIN_ID
     network = NETWORK
@@ -175,14 +139,19 @@ class Chain:
     ) -> None:
         self._lock = threading.RLock()
         self._clock = clock
+        self._time_offset = 0.0
         source = default_balances() if balances is None else balances
         self._balances: dict[str, int] = {to_checksum_address(a): int(v) for a, v in source.items()}
         self._used: set[tuple[str, bytes]] = set()
         self._block_number = 1
+        self._block_times = {1: int(self._now())}
         self._receipts: dict[str, Receipt] = {}
         self._pending: dict[str, _PendingTx] = {}
         self._transfers: list[Transfer] = []
         self._tx_counter = itertools.count()
+        collector = DepositCollector(self)
+        self._settlement = BatchSettlement(self, collector)
+        self._contracts = {contract.address: contract for contract in (self._settlement, collector)}
 
     # -- reads -------------------------------------------------------------------------
 
@@ -205,9 +174,35 @@ class Chain:
             return (to_checksum_address(authorizer), bytes(nonce)) in self._used
 
     def code_at(self, address: str) -> bytes:
-        if to_checksum_address(address) in (USDC_ADDRESS, MULTICALL3_ADDRESS):
+        address = to_checksum_address(address)
+        if address in (USDC_ADDRESS, MULTICALL3_ADDRESS) or address in self._contracts:
             return _CONTRACT_CODE
         return b""
+
+    @property
+    def timestamp(self) -> int:
+        """The current block time (seconds)."""
+        return int(self._now())
+
+    def block_timestamp(self, number: int) -> int | None:
+        """When block `number` was made; None for a block not made yet."""
+        with self._lock:
+            self._mine_due()
+            return self._block_times.get(number)
+
+    def channel(self, channel_id: bytes | str) -> Channel:
+        """A batch-settlement channel's state, as the contract's read functions give it."""
+        if isinstance(channel_id, str):
+            channel_id = bytes.fromhex(channel_id.removeprefix("0x"))
+        with self._lock:
+            self._mine_due()
+            return self._settlement.channel(bytes(channel_id))
+
+    def receiver_totals(self, receiver: str, token: str = USDC_ADDRESS) -> ReceiverTotals:
+        """What the channel contract recorded as claimed and settled for a receiver."""
+        with self._lock:
+            self._mine_due()
+            return self._settlement.receiver(receiver, token)
 
     def receipt(self, tx_hash: str) -> Receipt | None:
         """The mined receipt, or None while the transaction is pending or unknown."""
@@ -241,11 +236,11 @@ class Chain:
 
     # -- node entry points --------------------------------------------------------------
 
-    def call(self, to: str, data: bytes) -> bytes:
+    def call(self, to: str, data: bytes, sender: str = ZERO_ADDRESS) -> bytes:
         """eth_call: run the call against current state without changing it."""
         with self._lock:
             self._mine_due()
-            return self._execute(to_checksum_address(to), bytes(data))
+            return self._simulate(to_checksum_address(sender), to_checksum_address(to), bytes(data))
 
     def send_transaction(
         self, sender: str, to: str, data: bytes, *, mine_after: float | None = 0.0
@@ -260,11 +255,11 @@ class Chain:
         with self._lock:
             self._mine_due()
             to, data = to_checksum_address(to), bytes(data)
-            self._execute(to, data)
+            self._simulate(to_checksum_address(sender), to, data)
             tx_hash = "0x" + keccak(
                 to_checksum_address(sender).encode() + to.encode() + data + str(next(self._tx_counter)).encode()
             ).hex()
-            mine_at = None if mine_after is None else self._clock() + mine_after
+            mine_at = None if mine_after is None else self._now() + mine_after
             self._pending[tx_hash] = _PendingTx(tx_hash, to_checksum_address(sender), to, data, mine_at)
             self._mine_due()
             return tx_hash
@@ -281,6 +276,16 @@ class Chain:
                 raise KeyError(f"unknown transaction {tx_hash}")
             return self._mine(pending)
 
+    def advance_time(self, seconds: float) -> int:
+        """Move block time forward (like a node's evm_increaseTime); the new time.
+        Transactions due by then are mined."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        with self._lock:
+            self._time_offset += seconds
+            self._mine_due()
+            return int(self._now())
+
     def cancel_authorization(self, authorizer: str, nonce: bytes | str) -> Receipt:
         """The payer's own EIP-3009 cancelAuthorization, mined at once: the nonce is
         used up and no money moves. (The payer's signature over it is not modelled:
@@ -293,10 +298,9 @@ class Chain:
             if key in self._used:
                 raise Revert(REVERT_USED)
             self._used.add(key)
-            self._block_number += 1
+            block_hash = self._new_block()
             tx_hash = "0x" + keccak(text=f"cancel:{key[0]}:{nonce.hex()}").hex()
-            topics = (AUTHORIZATION_CANCELED_TOPIC, _word_address(key[0]), "0x" + nonce.hex())
-            block_hash = "0x" + keccak(text=f"block:{self._block_number}").hex()
+            topics = (AUTHORIZATION_CANCELED_TOPIC, word(key[0]), "0x" + nonce.hex())
             receipt = Receipt(tx_hash, 1, self._block_number, block_hash, key[0], USDC_ADDRESS,
                               (Log(USDC_ADDRESS, topics, "0x"),))
             self._receipts[tx_hash] = receipt
@@ -304,16 +308,25 @@ class Chain:
 
     # -- internals (lock held) -----------------------------------------------------------
 
+    def _now(self) -> float:
+        # Block time: the clock given, moved on by advance_time.
+        return self._clock() + self._time_offset
+
+    def _new_block(self) -> str:
+        """Start the next block; its hash."""
+        self._block_number += 1
+        self._block_times[self._block_number] = int(self._now())
+        return block_hash(self._block_number)
+
     def _mine_due(self) -> None:
-        now = self._clock()
+        now = self._now()
         due = [tx for tx in self._pending.values() if tx.mine_at is not None and tx.mine_at <= now]
         for tx in sorted(due, key=lambda tx: tx.mine_at or 0.0):
             self._mine(tx)
 
     def _mine(self, tx: _PendingTx) -> Receipt:
         del self._pending[tx.tx_hash]
-        self._block_number += 1
-        block_hash = "0x" + keccak(text=f"block:{self._block_number}").hex()
+        block_hash = self._new_block()
         try:
             logs = self._apply(tx)
             status = 1
@@ -324,11 +337,16 @@ class Chain:
         return receipt
 
     def _apply(self, tx: _PendingTx) -> tuple[Log, ...]:
-        """Run a mined transaction; only transfers change state. Returns its logs."""
+        """Run a mined transaction; its logs. A revert leaves the state as it was."""
         transfer = _decode_transfer(tx.data) if tx.to == USDC_ADDRESS else None
         if transfer is None:
-            self._execute(tx.to, tx.data)
-            return ()
+            execution = Execution(int(self._now()))
+            try:
+                self._execute(tx.to, tx.data, execution, tx.sender)
+            except BaseException:
+                execution.revert()
+                raise
+            return tuple(execution.logs)
         auth, signature = transfer
         self._check_transfer(auth, signature)
         self._used.add((auth.from_address, auth.nonce))
@@ -344,17 +362,30 @@ class Chain:
                 block_number=self._block_number,
             )
         )
-        topics = (TRANSFER_TOPIC, _word_address(auth.from_address), _word_address(auth.to))
-        used = (AUTHORIZATION_USED_TOPIC, _word_address(auth.from_address), "0x" + auth.nonce.hex())
+        topics = (TRANSFER_TOPIC, word(auth.from_address), word(auth.to))
+        used = (AUTHORIZATION_USED_TOPIC, word(auth.from_address), "0x" + auth.nonce.hex())
         return (
             Log(USDC_ADDRESS, used, "0x"),
             Log(USDC_ADDRESS, topics, "0x" + encode(["uint256"], [auth.value]).hex()),
         )
 
-    def _execute(self, to: str, data: bytes) -> bytes:
-        """Run a call without changing state; a transfer is only checked."""
+    def _simulate(self, sender: str, to: str, data: bytes) -> bytes:
+        """Run a call and undo whatever it wrote: eth_call, or a node's gas estimate."""
+        execution = Execution(int(self._now()))
+        try:
+            return self._execute(to, data, execution, sender)
+        finally:
+            execution.revert()
+
+    def _execute(self, to: str, data: bytes, execution: Execution, caller: str) -> bytes:
+        """Run a call from `caller` inside `execution`. The token's own transfers are only
+        checked here (`_apply` makes them); the channel contracts write through the
+        execution's journal."""
+        contract = self._contracts.get(to)
+        if contract is not None:
+            return contract.run(execution, caller, data)
         if to == MULTICALL3_ADDRESS and data[:4] == _TRY_AGGREGATE:
-            return self._try_aggregate(data[4:])
+            return self._try_aggregate(data[4:], execution)
         if to != USDC_ADDRESS:
             # An account, not a contract: nothing to run.
             return b""
@@ -364,10 +395,10 @@ class Chain:
             return b""
         selector, args = data[:4], data[4:]
         if selector == _BALANCE_OF:
-            (owner,) = _decode(["address"], args)
+            (owner,) = abi_decode(["address"], args)
             return encode(["uint256"], [self._balances.get(to_checksum_address(owner), 0)])
         if selector == _AUTHORIZATION_STATE:
-            owner, nonce = _decode(["address", "bytes32"], args)
+            owner, nonce = abi_decode(["address", "bytes32"], args)
             return encode(["bool"], [(to_checksum_address(owner), nonce) in self._used])
         if selector == _NAME:
             return encode(["string"], [USDC_NAME])
@@ -379,51 +410,81 @@ class Chain:
             return encode(["uint8"], [USDC_DECIMALS])
         raise Revert("function selector was not recognized")
 
-    def _try_aggregate(self, args: bytes) -> bytes:
-        require_success, calls = _decode(["bool", "(address,bytes)[]"], args)
+    def _try_aggregate(self, args: bytes, execution: Execution) -> bytes:
+        require_success, calls = abi_decode(["bool", "(address,bytes)[]"], args)
         results = []
         for target, call_data in calls:
+            checkpoint = execution.checkpoint()
             try:
-                results.append((True, self._execute(to_checksum_address(target), call_data)))
+                output = self._execute(to_checksum_address(target), call_data, execution, MULTICALL3_ADDRESS)
+                results.append((True, output))
             except Revert as revert:
+                execution.revert(checkpoint)  # a failed sub-call's writes go; the others stay
                 if require_success:
                     raise Revert("Multicall3: call failed") from revert
                 results.append((False, revert.data))
         return encode(["(bool,bytes)[]"], [results])
 
-    def _check_transfer(self, auth: _Authorization, signature: bytes) -> None:
+    def _check_transfer(
+        self, auth: _Authorization, signature: bytes, primary_type: str = "TransferWithAuthorization"
+    ) -> None:
         # Same checks, same order as FiatTokenV2's _transferWithAuthorization.
-        now = int(self._clock())
+        now = int(self._now())
         if not now > auth.valid_after:
             raise Revert(REVERT_NOT_YET_VALID)
         if not now < auth.valid_before:
             raise Revert(REVERT_EXPIRED)
         if (auth.from_address, auth.nonce) in self._used:
             raise Revert(REVERT_USED)
-        if _recover_signer(auth, signature) != auth.from_address:
+        if _recover_signer(auth, signature, primary_type) != auth.from_address:
             raise Revert(REVERT_INVALID_SIGNATURE)
         if self._balances.get(auth.from_address, 0) < auth.value:
             raise Revert(REVERT_EXCEEDS_BALANCE)
+
+    # -- the token as the channel contracts call it (lock held, inside an execution) ------
+
+    def token_balance(self, holder: str) -> int:
+        return self._balances.get(holder, 0)
+
+    def token_transfer(self, execution: Execution, holder: str, to: str, value: int) -> None:
+        """ERC-20 transfer(to, value) called by `holder` (a contract moving its own tokens)."""
+        balance = self._balances.get(holder, 0)
+        if balance < value:
+            raise Revert(REVERT_EXCEEDS_BALANCE)
+        execution.write(self._balances, holder, balance - value)
+        execution.write(self._balances, to, self._balances.get(to, 0) + value)
+        topics = (TRANSFER_TOPIC, word(holder), word(to))
+        execution.emit(Log(USDC_ADDRESS, topics, "0x" + encode(["uint256"], [value]).hex()))
+
+    def token_receive_with_authorization(
+        self,
+        execution: Execution,
+        caller: str,
+        payer: str,
+        value: int,
+        valid_after: int,
+        valid_before: int,
+        nonce: bytes,
+        signature: bytes,
+    ) -> None:
+        """FiatTokenV2's receiveWithAuthorization called by `caller`, the payee."""
+        auth = _Authorization(payer, caller, value, valid_after, valid_before, nonce)
+        self._check_transfer(auth, signature, "ReceiveWithAuthorization")
+        execution.add(self._used, (payer, nonce))
+        execution.emit(Log(USDC_ADDRESS, (AUTHORIZATION_USED_TOPIC, word(payer), "0x" + nonce.hex()), "0x"))
+        self.token_transfer(execution, payer, caller, value)
 
 
 def _decode_transfer(data: bytes) -> tuple[_Authorization, bytes] | None:
     """(authorization, 65-byte-or-other signature) for either transferWithAuthorization overload."""
     selector, args = data[:4], data[4:]
     if selector == _TRANSFER_VRS:
-        *fields, v, r, s = _decode([*_TWA_TYPES, "uint8", "bytes32", "bytes32"], args)
+        *fields, v, r, s = abi_decode([*_TWA_TYPES, "uint8", "bytes32", "bytes32"], args)
         return _authorization(fields), r + s + bytes([v])
     if selector == _TRANSFER_BYTES:
-        *fields, signature = _decode([*_TWA_TYPES, "bytes"], args)
+        *fields, signature = abi_decode([*_TWA_TYPES, "bytes"], args)
         return _authorization(fields), signature
     return None
-
-
-def _decode(types: list[str], args: bytes) -> tuple:
-    try:
-        return decode(types, args)
-    except DecodingError as error:
-        # Calldata that does not decode makes the EVM revert, not the node fail.
-        raise Revert("invalid calldata") from error
 
 
 def _authorization(fields: list) -> _Authorization:
@@ -431,18 +492,12 @@ def _authorization(fields: list) -> _Authorization:
     return _Authorization(to_checksum_address(from_address), to_checksum_address(to), value, valid_after, valid_before, nonce)
 
 
-def _recover_signer(auth: _Authorization, signature: bytes) -> str | None:
+def _recover_signer(auth: _Authorization, signature: bytes, primary_type: str) -> str | None:
     """ecrecover over the token's EIP-712 digest; None for a malformed signature."""
-    if len(signature) != 65:
-        return None
-    r, s, v = int.from_bytes(signature[:32]), int.from_bytes(signature[32:64]), signature[64]
-    # Like OpenZeppelin's ECDSA used by the token: canonical v and low s only.
-    if v not in (27, 28) or s > _SECP256K1_HALF_N or r == 0 or s == 0:
-        return None
     message = encode_typed_data(
         full_message={
-            "types": _EIP712_TYPES,
-            "primaryType": "TransferWithAuthorization",
+            "types": {"EIP712Domain": _EIP712_DOMAIN_TYPE, primary_type: _AUTHORIZATION_TYPES[primary_type]},
+            "primaryType": primary_type,
             "domain": {
                 "name": USDC_NAME,
                 "version": USDC_VERSION,
@@ -459,7 +514,5 @@ def _recover_signer(auth: _Authorization, signature: bytes) -> str | None:
             },
         }
     )
-    try:
-        return Account.recover_message(message, vrs=(v, r, s))
-    except Exception:
-        return None
+    # Like OpenZeppelin's ECDSA used by the token: canonical v and low s only.
+    return try_recover(message, signature)

@@ -1,9 +1,11 @@
-"""The devnet x402 facilitator: the SDK's own x402Facilitator and EVM exact schemes
-(V2 on eip155:84532, V1 on base-sepolia) over HTTP, settling on the in-memory chain.
+"""The devnet x402 facilitator: the SDK's own x402Facilitator with the EVM exact schemes
+(V2 on eip155:84532, V1 on base-sepolia) and the batch-settlement scheme (V2 on
+eip155:84532, with a receiver authorizer of its own) over HTTP, settling on the
+in-memory chain.
 
 Routes: GET /supported, POST /verify, POST /settle (x402 facilitator wire format);
 POST /rpc (JSON-RPC, see rpc.py); control and inspection under /_devnet/ (faults,
-balance, stats, transactions).
+balance, stats, transactions; clock and channels, see chain_controls.py).
 
 Run one: `python -m devnet.facilitator --host 127.0.0.1 --port 0` prints
 `devnet facilitator http://127.0.0.1:<port>` when ready.
@@ -26,6 +28,10 @@ from aiohttp import web
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, ValidationError
 from x402 import x402Facilitator
+from x402.mechanisms.evm.batch_settlement.authorizer_signer import LocalAuthorizerSigner
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
+from x402.mechanisms.evm.batch_settlement.errors import ERR_INVALID_VOUCHER_SIGNATURE
+from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.constants import (
     ERR_INVALID_SIGNATURE,
     ERR_SETTLEMENT_PENDING,
@@ -43,9 +49,11 @@ from x402.schemas import (
 )
 
 from .chain import NETWORK, V1_NETWORK, Chain
+from .chain_controls import ChainControls
 from .faults import HANG_MAX_MS, REAL_ANSWER_MODES, Fault, Faults, parse_faults
 from .rpc import ChainRpc
 from .signer import ChainSigner
+from .wallets import RECEIVER_AUTHORIZER_KEY, account
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +103,21 @@ class _Payment:
 
     @property
     def payer(self) -> str | None:
-        authorization = self.payload.payload.get("authorization")
-        payer = authorization.get("from") if isinstance(authorization, dict) else None
+        # exact: the authorization's `from`; batch-settlement: the channel's payer.
+        inner = self.payload.payload
+        authorization, config = inner.get("authorization"), inner.get("channelConfig")
+        if isinstance(authorization, dict):
+            payer = authorization.get("from")
+        else:
+            payer = config.get("payer") if isinstance(config, dict) else None
         return payer if isinstance(payer, str) else None
+
+    @property
+    def signature_refusal(self) -> str:
+        """The reason a refusal of this payment's signature carries, in its scheme's words."""
+        if self.payload.get_scheme() == SCHEME_BATCH_SETTLEMENT:
+            return ERR_INVALID_VOUCHER_SIGNATURE
+        return ERR_INVALID_SIGNATURE
 
     @property
     def network(self) -> str:
@@ -117,6 +137,11 @@ def build_facilitator(signer: ChainSigner) -> x402Facilitator:
     facilitator = x402Facilitator()
     facilitator.register([NETWORK], ExactEvmScheme(signer))
     facilitator.register_v1([V1_NETWORK], ExactEvmSchemeV1(signer))
+    # Listed in /supported with extra.receiverAuthorizer; it signs ClaimBatch and Refund
+    # authorizations a claim/refund request leaves out. (A real facilitator must check
+    # who asks before signing refunds; the devnet signs for anyone.)
+    receiver_authorizer = LocalAuthorizerSigner(account(RECEIVER_AUTHORIZER_KEY))
+    facilitator.register([NETWORK], BatchSettlementEvmFacilitator(signer, authorizer_signer=receiver_authorizer))
     return facilitator
 
 
@@ -133,6 +158,7 @@ def create_app(chain: Chain, faults: Faults | None = None, name: str = "devnet")
     app.on_shutdown.append(_release_held_requests)
     app.router.add_routes(routes)
     app.router.add_post("/rpc", ChainRpc(chain).handle)
+    app.router.add_routes(ChainControls(chain).routes())
     return app
 
 
@@ -178,7 +204,7 @@ async def verify(request: web.Request) -> web.StreamResponse:
     app = request.app
     app[STATS_KEY].verify_calls += 1
     payment = await _read_payment(request)
-    refusal = {"isValid": False, "invalidReason": ERR_INVALID_SIGNATURE, "payer": payment.payer}
+    refusal = {"isValid": False, "invalidReason": payment.signature_refusal, "payer": payment.payer}
     exchange = _Exchange(lambda: _verify(app, payment), "isValid", refusal)
     return await _respond(request, app[FAULTS_KEY].take("verify"), exchange)
 
@@ -194,7 +220,7 @@ async def settle(request: web.Request) -> web.StreamResponse:
         return web.json_response(await _settle_pending(app, payment, fault))
     refusal = {
         "success": False,
-        "errorReason": ERR_INVALID_SIGNATURE,
+        "errorReason": payment.signature_refusal,
         "transaction": "",
         "network": payment.network,
         "payer": payment.payer,

@@ -15,10 +15,12 @@ in-process (`Faults.arm`) or over HTTP (`POST /_devnet/faults`). Modes:
 - success_status   the real answer, sent with HTTP `status`
 - invalid          verify: isValid false, invalid_exact_evm_payload_signature;
                    settle: success false with the same reason
+                   (batch-settlement: invalid_batch_settlement_evm_voucher_signature)
 - hang             never answer (released when the server shuts down, at most HANG_MAX_MS)
 - drop             close the connection without an answer
 
-`delay_ms` is slept before any mode. The modes built on the real answer (delay,
+Faults apply to every scheme's verify and settle alike, batch-settlement claims,
+settles and refunds included. `delay_ms` is slept before any mode. The modes built on the real answer (delay,
 truncated, no_success, success_status) do the real verify/settle, so a settle moves the
 money; settlement_pending broadcasts the real transfer; the others do the real work only
 with `after_transfer: true` ("charged, answer lost"). `times: N` disarms the fault after

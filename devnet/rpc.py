@@ -1,8 +1,9 @@
 """Ethereum JSON-RPC over the in-memory chain: the slice a payment reader needs.
 
 Served at POST /rpc next to the facilitator, from the same chain, so a sidecar can ask
-"was this authorization used?" exactly as it would ask a Base node. Every answer reads
-the latest state, whatever block tag is asked for.
+"was this authorization used?" or "what does channels(id) hold?" exactly as it would ask
+a Base node, and read the token's and the channel contract's events with eth_getLogs.
+Every call reads the latest state, whatever block tag is asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from aiohttp import web
 from eth_utils import is_address, is_hex
 
-from .chain import Chain, Receipt, Revert
+from .chain import Chain, Receipt, Revert, block_hash
+from .evm import ZERO_ADDRESS
 
 # JSON-RPC 2.0 error codes, plus the node convention for reverts.
 PARSE_ERROR = -32700
@@ -50,6 +52,7 @@ class ChainRpc:
             "eth_chainId": lambda params: hex(chain.chain_id),
             "net_version": lambda params: str(chain.chain_id),
             "eth_blockNumber": lambda params: hex(chain.block_number),
+            "eth_getBlockByNumber": self._eth_get_block_by_number,
             "eth_call": self._eth_call,
             "eth_getCode": self._eth_get_code,
             "eth_getTransactionReceipt": self._eth_get_transaction_receipt,
@@ -95,11 +98,12 @@ class ChainRpc:
         if not isinstance(call, dict):
             raise RpcError(INVALID_PARAMS, "eth_call expects a call object")
         to = _address_param(call.get("to"))
+        sender = _address_param(call.get("from", ZERO_ADDRESS))
         data = call.get("data", call.get("input", "0x"))
         if not isinstance(data, str) or not is_hex(data):
             raise RpcError(INVALID_PARAMS, "call data must be hex")
         try:
-            return "0x" + self._chain.call(to, bytes.fromhex(data.removeprefix("0x"))).hex()
+            return "0x" + self._chain.call(to, bytes.fromhex(data.removeprefix("0x")), sender).hex()
         except Revert as revert:
             raise RpcError(EXECUTION_REVERTED, str(revert), "0x" + revert.data.hex()) from None
 
@@ -113,7 +117,20 @@ class ChainRpc:
         receipt = self._chain.receipt(tx_hash)
         return None if receipt is None else receipt_json(receipt)
 
-
+    def _eth_get_block_by_number(self, params: list[Any]) -> dict[str, Any] | None:
+        """The block's number, hash and time (no transactions): how a reader learns the
+        chain's time, which tests may have moved ahead of the wall clock."""
+        number = _block_param(_param(params, 0), self._chain.block_number)
+        timestamp = self._chain.block_timestamp(number)
+        if timestamp is None:
+            return None
+        return {
+            "number": hex(number),
+            "hash": block_hash(number),
+            "parentHash": block_hash(number - 1) if number > 0 else "0x" + "00" * 32,
+            "timestamp": hex(timestamp),
+            "transactions": [],
+        }
     def _eth_get_logs(self, params: list[Any]) -> list[dict[str, Any]]:
         query = _param(params, 0)
         if not isinstance(query, dict):
@@ -123,16 +140,27 @@ class ChainRpc:
         to_block = _block_param(query.get("toBlock", "latest"), latest)
         address = query.get("address") or []
         addresses = {a.lower() for a in ([address] if isinstance(address, str) else address)}
-        wanted = [t.lower() if isinstance(t, str) else None for t in query.get("topics") or []]
+        wanted = [_topic_filter(t) for t in query.get("topics") or []]
         matches = []
         for receipt in self._chain.receipts_between(from_block, to_block):
             for log in receipt_json(receipt)["logs"]:
                 if addresses and log["address"].lower() not in addresses:
                     continue
                 topics = [t.lower() for t in log["topics"]]
-                if all(w is None or (i < len(topics) and topics[i] == w) for i, w in enumerate(wanted)):
+                if all(w is None or (i < len(topics) and topics[i] in w) for i, w in enumerate(wanted)):
                     matches.append(log)
         return matches
+
+
+def _topic_filter(value: Any) -> set[str] | None:
+    """One position of an eth_getLogs topic filter: null matches anything, a list any of
+    its topics."""
+    if value is None:
+        return None
+    alternatives = value if isinstance(value, list) else [value]
+    if not all(isinstance(t, str) and is_hex(t) for t in alternatives):
+        raise RpcError(INVALID_PARAMS, "topics must be hex strings, lists of them, or null")
+    return {t.lower() for t in alternatives}
 
 
 def _block_param(value: Any, latest: int) -> int:

@@ -21,6 +21,7 @@ from x402.mechanisms.evm.types import TransactionReceipt, TypedDataDomain, Typed
 from x402.mechanisms.evm.verify import verify_typed_data_strict
 
 from .chain import Chain, Receipt
+from .evm import abi_type
 from .wallets import FACILITATOR_KEY, account
 
 
@@ -81,8 +82,10 @@ class ChainSigner:
         return self._chain.balance_of(address)
 
     def read_contract(self, address: str, abi: list[dict[str, Any]], function_name: str, *args: Any) -> Any:
-        output = self._chain.call(address, encode_contract_call(abi, function_name, *args))
-        output_types = [_abi_type(item) for item in _function_abi(abi, function_name).get("outputs", [])]
+        # From the facilitator's own address, as the SDK's web3 signer calls.
+        calldata = encode_contract_call(abi, function_name, *args)
+        output = self._chain.call(address, calldata, sender=self._account.address)
+        output_types = [abi_type(item) for item in _function_abi(abi, function_name).get("outputs", [])]
         if not output_types:
             return None
         decoded = decode(output_types, output)
@@ -142,10 +145,3 @@ def _function_abi(abi: list[dict[str, Any]], function_name: str) -> dict[str, An
         if entry.get("type") == "function" and entry.get("name") == function_name:
             return entry
     raise ValueError(f"function {function_name} not in ABI")
-
-
-def _abi_type(item: dict[str, Any]) -> str:
-    kind = item["type"]
-    if not kind.startswith("tuple"):
-        return kind
-    return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]

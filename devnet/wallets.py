@@ -24,6 +24,10 @@ FACILITATOR_KEY = DEV_KEYS[0]
 MERCHANT_KEY = DEV_KEYS[1]
 PAYER_KEYS = DEV_KEYS[2:]
 
+# The devnet facilitator's batch-settlement receiver authorizer (account 10 of the same
+# mnemonic): it signs ClaimBatch and Refund authorizations. Holds no funds.
+RECEIVER_AUTHORIZER_KEY = "0xf214f2b2cd398c806f84e317254e0f0b801d0643303237d97a22a48e01628897"
+
 # Every payer starts with 1,000 USDC (6 decimals).
 INITIAL_PAYER_BALANCE = 1_000 * 10**6
 
@@ -39,3 +43,4 @@ def payer_account(index: int = 0) -> LocalAccount:
 
 MERCHANT_ADDRESS = account(MERCHANT_KEY).address
 FACILITATOR_ADDRESS = account(FACILITATOR_KEY).address
+RECEIVER_AUTHORIZER_ADDRESS = account(RECEIVER_AUTHORIZER_KEY).address

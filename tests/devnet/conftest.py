@@ -33,6 +33,10 @@ class Devnet:
         async with self.http.post(self.url + path, json=body) as response:
             return response.status, await response.json(content_type=None)
 
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(self.url + path) as response:
+            return response.status, await response.json(content_type=None)
+
     async def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> tuple[int, Any]:
         return await self.post("/verify", wire(payload, requirements))
 

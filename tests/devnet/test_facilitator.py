@@ -135,12 +135,16 @@ async def test_answers_parse_as_the_sdk_response_models(devnet, requirements, si
     assert SettleResponse.model_validate(settled).transaction == devnet.chain.transactions()[0].tx_hash
 
 
-async def test_supported_lists_v2_and_v1_exact_kinds(devnet):
+async def test_supported_lists_exact_v2_and_v1_and_batch_settlement_kinds(devnet):
     async with devnet.http.get(devnet.url + "/supported") as response:
         body = await response.json()
 
     kinds = {(kind["x402Version"], kind["scheme"], kind["network"]) for kind in body["kinds"]}
-    assert kinds == {(2, "exact", "eip155:84532"), (1, "exact", "base-sepolia")}
+    assert kinds == {
+        (2, "exact", "eip155:84532"),
+        (1, "exact", "base-sepolia"),
+        (2, "batch-settlement", "eip155:84532"),
+    }
     assert body["signers"]["eip155:*"] == ["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"]
 
 

@@ -127,6 +127,8 @@ async def test_the_launcher_runs_the_stack_and_stops_it_on_sigint(database_url, 
             assert response.status == 402
         async with http.get(facilitator + "/supported") as response:
             assert response.status == 200
+            schemes = {kind["scheme"] for kind in (await response.json())["kinds"]}
+        assert schemes == {"exact", "batch-settlement"}
 
         launcher.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(launcher.wait(), 60) == 0

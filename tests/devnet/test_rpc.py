@@ -119,6 +119,10 @@ async def rpc(devnet, body):
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "data": "0xzz"}]}, -32602),
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": ["0x12"]}, -32602),
         ({"jsonrpc": "2.0", "id": 1}, -32600),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "from": "0x12"}]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [{"topics": [7]}]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [{"topics": [["0xab", None]]}]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["soon", False]}, -32602),
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "data": "0x12345678"}]}, 3),
     ],
 )

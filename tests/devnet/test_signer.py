@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from x402.mechanisms.evm.batch_settlement.constants import (
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+)
 from x402.mechanisms.evm.constants import (
     AUTHORIZATION_STATE_ABI,
     BALANCE_OF_ABI,
@@ -47,10 +51,12 @@ def test_reads_decode_to_python_values():
     assert signer.read_contract(USDC_ADDRESS, AUTHORIZATION_STATE_ABI, "authorizationState", PAYER, b"\x01" * 32) is False
 
 
-def test_only_the_token_has_code():
+def test_only_the_contracts_have_code():
     signer = ChainSigner(Chain())
 
     assert signer.get_code(USDC_ADDRESS) != b""
+    assert signer.get_code(BATCH_SETTLEMENT_ADDRESS) != b""
+    assert signer.get_code(ERC3009_DEPOSIT_COLLECTOR_ADDRESS) != b""
     assert signer.get_code(PAYER) == b""
     assert signer.get_addresses() == [FACILITATOR_ADDRESS]
     assert signer.get_chain_id() == 84532
