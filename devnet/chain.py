@@ -222,6 +222,12 @@ class Chain:
             self._mine_due()
             return tx_hash.lower() in self._pending
 
+    def pending(self) -> list[str]:
+        """Hashes of the transactions waiting in the mempool, oldest first."""
+        with self._lock:
+            self._mine_due()
+            return list(self._pending)
+
     def transactions(self) -> list[Transfer]:
         """Mined successful transfers, oldest first."""
         with self._lock:

@@ -4,6 +4,11 @@ Served at POST /rpc next to the facilitator, from the same chain, so a sidecar c
 "was this authorization used?" or "what does channels(id) hold?" exactly as it would ask
 a Base node, and read the token's and the channel contract's events with eth_getLogs.
 Every call reads the latest state, whatever block tag is asked for.
+
+`eth_sendTransaction` lets anyone holding a signed authorization have it executed
+directly, as a payer can on a real chain (say, another authorization with the nonce
+of a payment whose settle is still under way). The devnet models no gas or account
+signatures, so `from` is taken as given; the authorization's own signature is checked.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class ChainRpc:
             "eth_getCode": self._eth_get_code,
             "eth_getTransactionReceipt": self._eth_get_transaction_receipt,
             "eth_getLogs": self._eth_get_logs,
+            "eth_sendTransaction": self._eth_send_transaction,
         }
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -94,18 +100,21 @@ class ChainRpc:
         return reply if "id" in message else None
 
     def _eth_call(self, params: list[Any]) -> str:
-        call = _param(params, 0)
-        if not isinstance(call, dict):
-            raise RpcError(INVALID_PARAMS, "eth_call expects a call object")
-        to = _address_param(call.get("to"))
+        call, to, data = _call_param(params, "eth_call")
         sender = _address_param(call.get("from", ZERO_ADDRESS))
-        data = call.get("data", call.get("input", "0x"))
-        if not isinstance(data, str) or not is_hex(data):
-            raise RpcError(INVALID_PARAMS, "call data must be hex")
         try:
-            return "0x" + self._chain.call(to, bytes.fromhex(data.removeprefix("0x")), sender).hex()
+            return "0x" + self._chain.call(to, data, sender).hex()
         except Revert as revert:
-            raise RpcError(EXECUTION_REVERTED, str(revert), "0x" + revert.data.hex()) from None
+            raise _reverted(revert) from None
+
+    def _eth_send_transaction(self, params: list[Any]) -> str:
+        """Broadcast and mine at once; a transaction that would revert is refused."""
+        call, to, data = _call_param(params, "eth_sendTransaction")
+        sender = _address_param(call.get("from"))
+        try:
+            return self._chain.send_transaction(sender, to, data)
+        except Revert as revert:
+            raise _reverted(revert) from None
 
     def _eth_get_code(self, params: list[Any]) -> str:
         return "0x" + self._chain.code_at(_address_param(_param(params, 0))).hex()
@@ -161,6 +170,22 @@ def _topic_filter(value: Any) -> set[str] | None:
     if not all(isinstance(t, str) and is_hex(t) for t in alternatives):
         raise RpcError(INVALID_PARAMS, "topics must be hex strings, lists of them, or null")
     return {t.lower() for t in alternatives}
+
+
+def _call_param(params: list[Any], method: str) -> tuple[dict[str, Any], str, bytes]:
+    """(call object, to, calldata) of an eth_call / eth_sendTransaction."""
+    call = _param(params, 0)
+    if not isinstance(call, dict):
+        raise RpcError(INVALID_PARAMS, f"{method} expects a call object")
+    to = _address_param(call.get("to"))
+    data = call.get("data", call.get("input", "0x"))
+    if not isinstance(data, str) or not is_hex(data) or len(data.removeprefix("0x")) % 2:
+        raise RpcError(INVALID_PARAMS, "call data must be hex bytes")
+    return call, to, bytes.fromhex(data.removeprefix("0x"))
+
+
+def _reverted(revert: Revert) -> RpcError:
+    return RpcError(EXECUTION_REVERTED, str(revert), "0x" + revert.data.hex())
 
 
 def _block_param(value: Any, latest: int) -> int:

@@ -85,7 +85,11 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
             "404": _error("Unknown dataset"),
             "413": _error("Query string too long"),
             "429": _RATE_LIMITED,
-            "503": _error("The payment service is unavailable; nothing was served or charged"),
+            "503": _error(
+                "Nothing was served. `payment_service_unavailable`: the payment service could not be"
+                " reached and nothing was charged. `payment_in_doubt`: the payment is being checked;"
+                " retry after Retry-After with the same payment header, never a new payment"
+            ),
         },
         parameters=[
             *path_parameters,

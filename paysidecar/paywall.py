@@ -39,6 +39,10 @@ PAID_CACHE_CONTROL = "private, no-store"
 # would let one payment answer any number of questions about it.
 HEAD_KEPT_HEADERS = frozenset({"content-type"})
 
+# A Settle that failed may have moved the money: the payer retries later with the
+# same payment header (redeemed once if the chain shows the payment).
+IN_DOUBT_RETRY_AFTER_S = 5
+
 # Telemetry event names (the sidecar's seed names, DESIGN §8).
 PAYMENT_CHALLENGE_ISSUED = "payment_challenge_issued"
 PAYMENT_VERIFY_FAILED = "payment_verify_failed"
@@ -187,12 +191,26 @@ def error_answer(
 
 
 def payment_service_unavailable(request_id: str) -> Answer:
+    """Authorize failed: no settle was sent, so nothing was charged."""
     return error_answer(
         503,
         "payment_service_unavailable",
         "The payment service is unavailable; no content was served and nothing was charged. Retry later.",
         request_id,
         headers={"Retry-After": "1"},
+    )
+
+
+def payment_in_doubt(request_id: str) -> Answer:
+    """Settle failed (sidecar gone, deadline, lost answer): the settle may have reached
+    the facilitator, so we cannot say nothing was charged. Same code as the
+    sidecar's own in-doubt answer."""
+    return error_answer(
+        503,
+        "payment_in_doubt",
+        "the payment is being checked; retry with the same payment header",
+        request_id,
+        headers={"Retry-After": str(IN_DOUBT_RETRY_AFTER_S)},
     )
 
 
@@ -353,11 +371,11 @@ class PaidRequest:
             settled = await self._settle()
         except grpc.RpcError as exc:
             logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
-            self._emit(PAYMENT_SETTLEMENT_FAILED, reason="payment_service_unavailable")
+            self._emit(PAYMENT_SETTLEMENT_FAILED, reason="payment_in_doubt")
             # The sidecar may or may not have settled: it releases, or keeps the
             # settled payment redeemable by the same payment header.
             await self.release(RELEASE_NOT_DELIVERED)
-            return Settlement(refusal=payment_service_unavailable(self.request_id))
+            return Settlement(refusal=payment_in_doubt(self.request_id))
         if not settled.success:
             self._emit(PAYMENT_SETTLEMENT_FAILED, reason=settled.reason, transaction=settled.transaction)
             answer = settled.answer

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from pathlib import Path
 
 import aiohttp
@@ -68,7 +69,13 @@ class Sidecar:
             chain=self.chain,
             tracker=self.writer if s.tracking_enabled else _NoTracking(),
             telemetry=self.events,
-            policy=ReconcilePolicy(s.settle_retries, s.reconcile_window_s, s.reconcile_poll_s),
+            policy=ReconcilePolicy(
+                s.settle_retries,
+                s.reconcile_window_s,
+                s.reconcile_poll_s,
+                # A payment in doubt is asked about again by the recovery job.
+                retry_after_s=math.ceil(s.recovery_interval_s),
+            ),
         )
         self.server, self.port, self.health = await build_server(
             s,

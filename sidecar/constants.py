@@ -1,5 +1,6 @@
 """Header names, reason codes and defaults shared across the sidecar."""
 
+from eth_utils import keccak
 from x402.http.constants import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
@@ -7,6 +8,7 @@ from x402.http.constants import (
     X_PAYMENT_HEADER,
     X_PAYMENT_RESPONSE_HEADER,
 )
+from x402.mechanisms.evm.exact.eip3009_utils import ERC20_TRANSFER_EVENT_TOPIC
 
 __all__ = [
     "PAYMENT_REQUIRED_HEADER",
@@ -65,6 +67,12 @@ MAX_PAYMENT_HEADER_BYTES = 16 * 1024
 # Deeper JSON in a payment header is refused (a real one nests four levels).
 MAX_PAYMENT_NESTING = 32
 
+# Event topics of the EIP-3009 token (FiatToken) that say what used a nonce.
+TRANSFER_TOPIC = ERC20_TRANSFER_EVENT_TOPIC
+AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
+# cancelAuthorization: the payer used the nonce up without a transfer.
+AUTHORIZATION_CANCELED_TOPIC = "0x" + keccak(text="AuthorizationCanceled(address,bytes32)").hex()
+
 # Headers never copied into tracking records.
 SECRET_HEADERS = frozenset(
     {
@@ -97,7 +105,13 @@ class Reason:
     ALREADY_USED = "payment_already_used"
     VERIFY_UNAVAILABLE = "facilitator_unavailable"
     SETTLEMENT_FAILED = "settlement_failed"
-    SETTLEMENT_UNKNOWN = "settlement_unknown"
+    # A settle may have moved the money and the chain does not tell yet: nothing is
+    # served, the payer retries later with the same payment header.
+    PAYMENT_IN_DOUBT = "payment_in_doubt"
+    # The chain's verdicts on a nonce our settle did not use (nothing was paid to us).
+    NONCE_USED_ELSEWHERE = "nonce_used_elsewhere"
+    AUTHORIZATION_CANCELED = "authorization_canceled"
+    EXPIRED_UNSETTLED = "expired_unsettled"
     UNKNOWN_PAYMENT = "unknown_payment"
     # Settle/Release without the claim token Authorize returned.
     NOT_CLAIM_HOLDER = "not_claim_holder"

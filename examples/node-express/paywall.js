@@ -93,14 +93,22 @@ function sendAnswer(res, requestId, { status, headers = {}, body = '' } = {}) {
   res.status(status || 402).end(Buffer.from(body));
 }
 
+function sendError(res, requestId, code, message, retryAfter) {
+  const body = JSON.stringify({ error: { code, message, request_id: requestId } });
+  const headers = { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': String(retryAfter) };
+  sendAnswer(res, requestId, { status: 503, headers, body });
+}
+
+// Authorize failed: no settle was sent, so nothing was charged.
 function serviceUnavailable(res, requestId) {
-  const error = {
-    code: 'payment_service_unavailable',
-    message: 'The payment service is unavailable; no content was served and nothing was charged. Retry later.',
-    request_id: requestId,
-  };
-  const body = JSON.stringify({ error });
-  sendAnswer(res, requestId, { status: 503, headers: { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '1' }, body });
+  const message = 'The payment service is unavailable; no content was served and nothing was charged. Retry later.';
+  sendError(res, requestId, 'payment_service_unavailable', message, 1);
+}
+
+// Settle failed (sidecar gone, deadline, lost answer): it may have moved the money,
+// so never "nothing was charged". The same header, retried, is redeemed once if paid.
+function paymentInDoubt(res, requestId) {
+  sendError(res, requestId, 'payment_in_doubt', 'the payment is being checked; retry with the same payment header', 5);
 }
 
 // A HEAD is never settled: its answer keeps no header that depends on the data
@@ -195,7 +203,7 @@ function paywall(sidecar, route) {
       // The sidecar may or may not have settled: it releases, or keeps the
       // settled payment redeemable by the same payment header.
       await release('response_not_delivered');
-      return serviceUnavailable(res, requestId);
+      return paymentInDoubt(res, requestId);
     }
     if (!settled.success) return sendAnswer(res, requestId, settled.answer);
 

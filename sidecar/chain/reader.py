@@ -1,22 +1,22 @@
-"""Reads EIP-3009 `authorizationState(from, nonce)` from the token contract over
-Ethereum JSON-RPC (web3.py, async), one endpoint per network (CHAIN_RPC_URLS)."""
+"""Reads EIP-3009 state from the token contract over Ethereum JSON-RPC (web3.py,
+async), one endpoint per network (CHAIN_RPC_URLS): `authorizationState(from, nonce)`,
+the events that used a nonce, and transaction receipts. Judging what they mean is
+the payment domain's job (payments/used_nonce.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import TransactionNotFound
+
+from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC
+from ..payments.ports import ChainLog
 
 log = logging.getLogger(__name__)
 
-# FiatToken's AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce).
-AUTHORIZATION_USED_TOPIC = "0x" + AsyncWeb3.keccak(text="AuthorizationUsed(address,bytes32)").hex().removeprefix("0x")
-# FiatToken's AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce):
-# the payer used the nonce up without a transfer.
-AUTHORIZATION_CANCELED_TOPIC = (
-    "0x" + AsyncWeb3.keccak(text="AuthorizationCanceled(address,bytes32)").hex().removeprefix("0x")
-)
 # How far back to look for the events; public nodes refuse very wide log queries.
 LOG_LOOKBACK_BLOCKS = 10_000
 
@@ -56,28 +56,12 @@ class Web3ChainReader:
             log.warning("chain read failed on %s: %s", network, type(exc).__name__)
             return None
 
-    async def authorization_transaction(self, network: str, asset: str, payer: str, nonce: str) -> str:
-        """The transaction that used the nonce, from its AuthorizationUsed event; "" if not found."""
-        try:
-            logs = await self._nonce_logs(network, asset, payer, nonce, AUTHORIZATION_USED_TOPIC)
-        except Exception as exc:  # the transaction is a courtesy for the receipt, never required
-            log.info("could not find the transaction of a used authorization on %s: %s", network, type(exc).__name__)
-            return ""
-        return logs[-1]["transactionHash"].to_0x_hex() if logs else ""
-
-    async def authorization_canceled(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
-        """Whether the payer canceled the nonce (an AuthorizationCanceled event); None when unreadable."""
-        try:
-            return bool(await self._nonce_logs(network, asset, payer, nonce, AUTHORIZATION_CANCELED_TOPIC))
-        except Exception as exc:  # transport, timeout, a node refusing the query
-            log.warning("chain log read failed on %s: %s", network, type(exc).__name__)
-            return None
-
-    async def _nonce_logs(self, network: str, asset: str, payer: str, nonce: str, topic: str) -> list:
-        """The token's recent `topic` events for (payer, nonce); raises when the chain cannot be read."""
+    async def nonce_events(self, network: str, asset: str, payer: str, nonce: str) -> tuple[ChainLog, ...] | None:
+        """The token's AuthorizationUsed and AuthorizationCanceled events for (payer,
+        nonce) in the last LOG_LOOKBACK_BLOCKS blocks; None when unreadable."""
         w3 = self._clients.get(network)
         if w3 is None:
-            raise LookupError(f"no RPC endpoint for {network}")
+            return None
 
         async def find() -> list:
             latest = await w3.eth.block_number
@@ -86,12 +70,50 @@ class Web3ChainReader:
                     "address": AsyncWeb3.to_checksum_address(asset),
                     "fromBlock": max(0, latest - LOG_LOOKBACK_BLOCKS),
                     "toBlock": "latest",
-                    "topics": [topic, "0x" + payer.lower().removeprefix("0x").rjust(64, "0"), nonce.lower()],
+                    "topics": [
+                        [AUTHORIZATION_USED_TOPIC, AUTHORIZATION_CANCELED_TOPIC],
+                        "0x" + payer.lower().removeprefix("0x").rjust(64, "0"),
+                        nonce.lower(),
+                    ],
                 }
             )
 
-        return await asyncio.wait_for(find(), self._timeout_s)
+        try:
+            return tuple(_chain_log(entry) for entry in await asyncio.wait_for(find(), self._timeout_s))
+        except Exception as exc:  # transport, timeout, a node refusing the query
+            log.warning("chain log read failed on %s: %s", network, type(exc).__name__)
+            return None
+
+    async def receipt_logs(self, network: str, transaction: str) -> tuple[ChainLog, ...] | None:
+        """The receipt's logs (none for a reverted transaction); None when the
+        transaction is not mined or the chain could not be read."""
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return None
+        try:
+            receipt = await asyncio.wait_for(w3.eth.get_transaction_receipt(transaction), self._timeout_s)
+        except TransactionNotFound:
+            return None  # pending, dropped, or never sent
+        except Exception as exc:  # transport, timeout, a malformed hash
+            log.warning("chain receipt read failed on %s: %s", network, type(exc).__name__)
+            return None
+        if receipt["status"] != 1:
+            return ()
+        return tuple(_chain_log(entry) for entry in receipt["logs"])
 
     async def close(self) -> None:
         for w3 in self._clients.values():
             await w3.provider.disconnect()
+
+
+def _chain_log(entry: Any) -> ChainLog:
+    return ChainLog(
+        address=str(entry["address"]),
+        topics=tuple(_hex(topic) for topic in entry["topics"]),
+        data=_hex(entry["data"]),
+        transaction=_hex(entry["transactionHash"]),
+    )
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex() if isinstance(value, bytes | bytearray) else str(value)

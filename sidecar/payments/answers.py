@@ -15,10 +15,15 @@ from ..constants import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
     X_PAYMENT_RESPONSE_HEADER,
+    Reason,
 )
 from .routes import PricedRoute
 
 _JSON = "application/json"
+
+# The one answer for "a settle may have moved the money and the chain does not
+# tell yet": never "nothing was charged", never a new payment.
+IN_DOUBT_MESSAGE = "the payment is being checked; retry with the same payment header"
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,14 @@ def payment_required(route: PricedRoute, url: str, error: str, version: int = 2)
 def error_answer(status: int, reason: str, message: str) -> HttpAnswer:
     body = json.dumps({"error": {"code": reason, "message": message}}).encode()
     return HttpAnswer(status, {"Content-Type": _JSON}, body)
+
+
+def payment_in_doubt(retry_after_s: int, receipt: dict[str, str] | None = None) -> HttpAnswer:
+    """503 `payment_in_doubt` with Retry-After: nothing is served now; the same
+    payment header, retried, is served once if the chain shows the payment."""
+    answer = error_answer(503, Reason.PAYMENT_IN_DOUBT, IN_DOUBT_MESSAGE)
+    headers = {**answer.headers, "Retry-After": str(retry_after_s), **(receipt or {})}
+    return HttpAnswer(answer.status, headers, answer.body)
 
 
 def receipt_headers(

@@ -71,17 +71,29 @@ class FacilitatorPool(Protocol):
     def get(self, url: str) -> Facilitator: ...
 
 
+@dataclass(frozen=True)
+class ChainLog:
+    """One event log as a node reports it; topics and data as 0x-prefixed hex."""
+
+    address: str
+    topics: tuple[str, ...]
+    data: str
+    transaction: str
+
+
 class ChainReader(Protocol):
     def configured(self, network: str) -> bool: ...
 
     async def authorization_used(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
         """True/False from the token contract; None when the chain could not be read."""
 
-    async def authorization_transaction(self, network: str, asset: str, payer: str, nonce: str) -> str:
-        """The transaction that used the nonce, when the chain can tell; else ""."""
+    async def nonce_events(self, network: str, asset: str, payer: str, nonce: str) -> tuple[ChainLog, ...] | None:
+        """The token's AuthorizationUsed and AuthorizationCanceled logs for (payer, nonce)
+        in recent blocks, oldest first; None when the chain could not be read."""
 
-    async def authorization_canceled(self, network: str, asset: str, payer: str, nonce: str) -> bool | None:
-        """Whether the payer canceled the nonce; None when the chain could not be read."""
+    async def receipt_logs(self, network: str, transaction: str) -> tuple[ChainLog, ...] | None:
+        """The logs of a mined transaction, in order (none when it reverted); None when
+        it is not mined or the chain could not be read."""
 
 
 class LedgerStore(Protocol):

@@ -1,5 +1,6 @@
 """Resolve ledger rows a crash or an unknown settle left behind — by asking the
-chain, never by guessing (DESIGN §4 rule 4)."""
+chain, never by guessing (DESIGN §4 rule 4). A row in doubt stays in doubt until
+the chain shows this payment's transfer, or shows that no transfer ever will."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from . import ledger
 from .lifecycle import Step
 from .ports import ChainReader, LedgerStore, Tracker
-from .used_nonce import paid_by_transfer
+from .used_nonce import Authorization, Verdict, check_payment
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +41,18 @@ async def recover_once(
 ) -> RecoveryReport:
     counts = {"settled_unserved": 0, "failed": 0, "released": 0, "unresolved": 0}
     for entry in await store.stale(ledger.UNRESOLVED, unresolved_after_s, batch):
-        used = (
-            await chain.authorization_used(entry.network, entry.asset, entry.payer, entry.nonce)
-            if chain.configured(entry.network)
-            else None
-        )
-        paid, transaction = (
-            await paid_by_transfer(chain, entry.network, entry.asset, entry.payer, entry.nonce) if used else (None, "")
-        )
-        if paid:
+        check = await check_payment(chain, Authorization.of(entry), transaction=entry.transaction, now=now)
+        if check.verdict is Verdict.PAID:
             # Money moved but the answer never left: the payer may redeem it once.
             to_state = ledger.SETTLED_UNSERVED
-            fields = {"reconciled_by": "chain", "served": False, "transaction": transaction or entry.transaction or None}
-        elif paid is False:
-            # The payer canceled the authorization: the nonce is used, no money moved.
-            to_state, fields = ledger.FAILED, {"reconciled_by": "chain", "settle_reason": "authorization_canceled"}
-        elif used is False and entry.valid_before < now():
-            # Unused and expired: it can never be mined now, so nothing was taken.
-            to_state, fields = ledger.FAILED, {"settle_reason": "expired_unsettled"}
+            fields = {"reconciled_by": "chain", "served": False, "transaction": check.transaction}
+        elif check.final:
+            # Canceled, spent by another transfer, or expired unused: nothing was
+            # paid to us and nothing ever will be.
+            to_state, fields = ledger.FAILED, {"reconciled_by": "chain", "settle_reason": check.failure_reason}
         else:
+            # Unused but still valid (a transaction may yet be mined), or the chain
+            # cannot tell: stays in doubt, asked again next time.
             counts["unresolved"] += 1
             continue
         moved = await store.transition(entry.payment_id, entry.claim_token, ledger.UNRESOLVED, to_state, **fields)
@@ -70,8 +64,9 @@ async def recover_once(
             settlement = {
                 "success": to_state == ledger.SETTLED_UNSERVED,
                 "status": to_state,
-                "transaction": fields.get("transaction") or entry.transaction or None,
+                "transaction": fields.get("transaction") or None,
                 "network": entry.network,
+                "error_reason": fields.get("settle_reason"),
                 "payer": entry.payer,
                 "facilitator": entry.facilitator,
                 "reconciled": True,

@@ -26,7 +26,8 @@ from .ledger import LedgerEntry
 from .lifecycle import Step
 from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
 from .routes import PricedRoute
-from .settlement import Authorization, ReconcilePolicy, SettleOutcome, settle_payment
+from .settlement import ReconcilePolicy, SettleOutcome, settle_payment
+from .used_nonce import Authorization
 from .verification import verify_with_fallback
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,10 @@ class PaymentService:
         audit: dict[str, Any],
     ) -> Verified:
         """A settled-but-undelivered payment is served once more, without a new settle."""
+        if existing.state in ledger.UNRESOLVED:
+            # Its settle is under way or in doubt: the payer must not pay again.
+            exc = PaymentError(Reason.PAYMENT_IN_DOUBT, answers.IN_DOUBT_MESSAGE, status=503)
+            raise _Audited(exc, audit, payment.version)
         if existing.state == ledger.SETTLED_UNSERVED and existing.route_key == req.route.key:
             entry = await self._ledger.claim_redeem(existing.payment_id, payload_hash, uuid.uuid4())
             if entry is not None:
@@ -258,6 +263,8 @@ class PaymentService:
         self._event("payment_verify_failed", req, reason=error.reason, network=req.route.network)
         if error.status == 402:
             answer = answers.payment_required(req.route, req.url, error.reason, audited.version)
+        elif error.reason == Reason.PAYMENT_IN_DOUBT:
+            answer = answers.payment_in_doubt(self._policy.retry_after_s)
         else:
             answer = answers.error_answer(error.status, error.reason, error.message)
         return Rejection(error.reason, error.message, answer)
@@ -298,7 +305,6 @@ class PaymentService:
         if settling is None:
             raise _closed("released, settled or being settled already")
 
-        auth = flight.payment.authorization
         body = {
             "x402Version": flight.payment.version,
             "paymentPayload": flight.payment.wire,
@@ -307,7 +313,7 @@ class PaymentService:
         outcome = await settle_payment(
             self._pool.get(entry.facilitator),
             body,
-            Authorization(entry.network, entry.asset, auth.payer, auth.nonce),
+            Authorization.of(entry),
             self._chain,
             self._policy,
         )
@@ -329,7 +335,7 @@ class PaymentService:
                 return self._success(flight, outcome.transaction, response_status, response_time_ms)
             # The ledger could not record the delivery: don't serve; recovery marks
             # the row settled_unserved and the payer redeems it with the same header.
-            return self._failure(flight, Reason.SETTLEMENT_UNKNOWN, outcome.transaction, 503, response_time_ms, outcome)
+            return self._failure(flight, Reason.PAYMENT_IN_DOUBT, outcome.transaction, 503, response_time_ms, outcome)
 
         to_state = ledger.FAILED if outcome.status == "failed" else ledger.UNKNOWN
         await self._ledger.transition(
@@ -338,9 +344,10 @@ class PaymentService:
             (ledger.SETTLING,),
             to_state,
             transaction=outcome.transaction or None,
-            settle_reason=outcome.facilitator_reason or outcome.reason,
+            settle_reason=outcome.record_reason,
         )
-        return self._failure(flight, outcome.reason, outcome.transaction, 402, response_time_ms, outcome)
+        status = 402 if to_state == ledger.FAILED else 503  # nothing was paid | in doubt
+        return self._failure(flight, outcome.reason, outcome.transaction, status, response_time_ms, outcome)
 
     async def _adopt(self, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:
         """Settle a payment verified by another replica, for the holder of its claim:
@@ -426,6 +433,16 @@ class PaymentService:
                 transaction=transaction,
                 payer=entry.payer,
             )
+        elif reason == Reason.PAYMENT_IN_DOUBT:
+            receipt = answers.receipt_headers(
+                flight.payment.version,
+                success=False,
+                network=entry.network,
+                transaction=transaction,
+                payer=entry.payer,
+                reason=reason,
+            )
+            answer = answers.payment_in_doubt(self._policy.retry_after_s, receipt)
         else:
             answer = answers.error_answer(status, reason, "the payment could not be completed; retry later")
         self._tracker.record(entry.tracking_id, Step.FINALIZE, records.finalize_fields(answer.status, elapsed_ms))

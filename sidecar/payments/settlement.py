@@ -2,8 +2,10 @@
 
 Only an explicit `success: true` settles. An ambiguous answer (timeout, dropped
 connection, 5xx, bad JSON, settlement_pending) is retried on the same facilitator
-with the same payload — the chain's nonce makes that idempotent — and if the
-outcome is still unknown the chain is asked whether the authorization was used."""
+with the same payload — the chain's nonce makes that idempotent — and then the
+chain is asked, for a bounded window, what happened to the authorization. Whatever
+the chain has not decided by then stays unknown (in doubt), never failed: a
+pending transaction may still be mined, and the recovery job keeps asking."""
 
 from __future__ import annotations
 
@@ -15,20 +17,12 @@ from typing import Any
 
 from ..constants import Reason
 from .ports import Attempt, ChainReader, Facilitator
-from .used_nonce import paid_by_transfer
+from .used_nonce import Authorization, ChainCheck, Verdict, check_payment
 from .verification import sanitize_reason
 
 SETTLED = "settled"
 FAILED = "failed"
 UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Authorization:
-    network: str
-    asset: str
-    payer: str
-    nonce: str
 
 
 @dataclass(frozen=True)
@@ -44,12 +38,22 @@ class SettleOutcome:
     def reconciled(self) -> bool:
         return self.source == "chain"
 
+    @property
+    def record_reason(self) -> str:
+        """The ledger's settle_reason: the chain's verdict when the chain decided,
+        else the facilitator's (sanitized) code, else ours."""
+        if self.reconciled:
+            return self.reason
+        return self.facilitator_reason or self.reason
+
 
 @dataclass(frozen=True)
 class ReconcilePolicy:
     retries: int
     window_s: float
     poll_s: float
+    # Retry-After of an in-doubt answer: about when the chain will have been asked again.
+    retry_after_s: int = 1
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -69,17 +73,14 @@ async def settle_payment(
     def outcome(status: str, reason: str = "", source: str = "") -> SettleOutcome:
         return SettleOutcome(status, transaction, reason, facilitator_reason, source, tuple(attempts))
 
-    async def settled_on_chain() -> SettleOutcome:
-        """The nonce is used: by this payment's transfer, or by the payer's cancel."""
+    def decided_by_chain(check: ChainCheck) -> SettleOutcome:
+        """A final verdict: this payment's transfer, or a nonce that never pays us."""
         nonlocal transaction
-        paid, found = await paid_by_transfer(chain, auth.network, auth.asset, auth.payer, auth.nonce)
-        if paid is None:
-            return outcome(UNKNOWN, Reason.SETTLEMENT_UNKNOWN)
-        if not paid:
-            transaction = ""  # what a facilitator named did not pay
-            return outcome(FAILED, Reason.SETTLEMENT_FAILED, source="chain")
-        transaction = found or transaction
-        return outcome(SETTLED, source="chain")
+        if check.verdict is Verdict.PAID:
+            transaction = check.transaction
+            return outcome(SETTLED, source="chain")
+        transaction = ""  # what a facilitator named did not pay us
+        return outcome(FAILED, check.failure_reason, source="chain")
 
     for _ in range(policy.retries + 1):
         answer = await facilitator.settle(body)
@@ -94,10 +95,14 @@ async def settle_payment(
             if facilitator_reason != "settlement_pending":
                 if not ambiguous:
                     # A clean "no" to the only request sent: one look at the chain
-                    # catches a facilitator that moved the money and said otherwise.
-                    used = await _chain_says(chain, auth)
-                    if used:
-                        return await settled_on_chain()
+                    # catches a facilitator that moved the money and said otherwise,
+                    # and a nonce the payer spent or canceled meanwhile.
+                    check = await check_payment(chain, auth, transaction=transaction)
+                    if check.final:
+                        return decided_by_chain(check)
+                    if check.verdict is Verdict.UNTRACED:
+                        # Used by something we cannot see: never served, never failed.
+                        return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
                     return outcome(FAILED, Reason.SETTLEMENT_FAILED)
                 break
         else:
@@ -106,35 +111,19 @@ async def settle_payment(
 
     if not ambiguous:
         return outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
-    return await _reconcile(chain, auth, policy, outcome, settled_on_chain)
+    check = await _reconcile(chain, auth, transaction, policy)
+    if check.final:
+        return decided_by_chain(check)
+    return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
 
 
-async def _chain_says(chain: ChainReader, auth: Authorization) -> bool | None:
+async def _reconcile(chain: ChainReader, auth: Authorization, transaction: str, policy: ReconcilePolicy) -> ChainCheck:
+    """Ask the chain for a bounded window, until its verdict is final."""
     if not chain.configured(auth.network):
-        return None
-    return await chain.authorization_used(auth.network, auth.asset, auth.payer, auth.nonce)
-
-
-async def _reconcile(
-    chain: ChainReader,
-    auth: Authorization,
-    policy: ReconcilePolicy,
-    outcome: Callable[..., SettleOutcome],
-    settled_on_chain: Callable[[], Awaitable[SettleOutcome]],
-) -> SettleOutcome:
-    """Poll the chain for a bounded window: used -> settled; unused -> failed."""
-    if not chain.configured(auth.network):
-        return outcome(UNKNOWN, Reason.SETTLEMENT_UNKNOWN)
+        return ChainCheck(Verdict.UNREADABLE)
     deadline = policy.clock() + policy.window_s
-    last: bool | None = None
     while True:
-        used = await chain.authorization_used(auth.network, auth.asset, auth.payer, auth.nonce)
-        if used:
-            return await settled_on_chain()
-        last = used if used is not None else last
-        if policy.clock() >= deadline:
-            break
+        check = await check_payment(chain, auth, transaction=transaction)
+        if check.final or policy.clock() >= deadline:
+            return check
         await policy.sleep(policy.poll_s)
-    if last is False:
-        return outcome(FAILED, Reason.SETTLEMENT_FAILED)
-    return outcome(UNKNOWN, Reason.SETTLEMENT_UNKNOWN)

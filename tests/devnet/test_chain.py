@@ -164,10 +164,12 @@ def test_a_held_transaction_waits_for_an_explicit_mine():
         FACILITATOR_ADDRESS, USDC_ADDRESS, signed_transfer().calldata, mine_after=None
     )
     assert chain.receipt(tx_hash) is None
+    assert chain.pending() == [tx_hash]
 
     receipt = chain.mine(tx_hash)
 
     assert receipt.status == 1
+    assert chain.pending() == []
     assert chain.receipt(tx_hash) == receipt
     assert chain.transactions()[0].tx_hash == tx_hash
 

@@ -13,7 +13,7 @@ from x402.mechanisms.evm.constants import (
     VERSION_ABI,
 )
 
-from devnet.chain import AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC, USDC_ADDRESS
+from devnet.chain import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC, USDC_ADDRESS
 from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
 from tests.devnet.support import signed_transfer
 
@@ -117,6 +117,8 @@ async def rpc(devnet, body):
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": {"a": 1}}, -32602),
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": []}, -32602),
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "data": "0xzz"}]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "data": "0x123"}]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction", "params": [{"to": USDC_ADDRESS}]}, -32602),
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": ["0x12"]}, -32602),
         ({"jsonrpc": "2.0", "id": 1}, -32600),
         ({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": USDC_ADDRESS, "from": "0x12"}]}, -32602),
@@ -149,3 +151,50 @@ async def test_batches_are_answered_in_order(devnet):
 
     assert [reply["id"] for reply in replies] == [1, 2]
     assert replies[0]["result"] == hex(84532)
+
+
+def send_transaction(transfer, sender: str = PAYER) -> dict:
+    call = {"from": sender, "to": USDC_ADDRESS, "data": "0x" + transfer.calldata.hex()}
+    return {"jsonrpc": "2.0", "id": 7, "method": "eth_sendTransaction", "params": [call]}
+
+
+async def test_a_payer_can_have_his_own_authorization_executed(devnet):
+    """What a hostile payer does while a settle of his payment is under way: another
+    authorization with the same nonce, sent to the chain himself."""
+    nonce = b"\x07" * 32
+    transfer = signed_transfer(to=PAYER, value=1, nonce=nonce)
+
+    tx_hash = (await rpc(devnet, send_transaction(transfer)))["result"]
+
+    receipt = devnet.chain.receipt(tx_hash)
+    assert receipt is not None and receipt.status == 1
+    assert devnet.chain.authorization_state(PAYER, nonce) is True
+    assert devnet.chain.balance_of(PAYER) == INITIAL_PAYER_BALANCE  # 1 unit to himself
+    # The nonce is spent: the payment it was meant for can no longer be executed.
+    refused = await rpc(devnet, send_transaction(signed_transfer(value=1000, nonce=nonce)))
+    assert refused["error"]["code"] == 3
+    assert "authorization is used or canceled" in refused["error"]["message"]
+    assert devnet.chain.transfers_applied == 1
+
+
+async def test_a_forged_authorization_is_refused(devnet):
+    forged = signed_transfer(signer=payer_account(1))
+    reply = await rpc(devnet, send_transaction(forged))
+    assert reply["error"]["code"] == 3 and "invalid signature" in reply["error"]["message"]
+    assert devnet.chain.transfers_applied == 0
+
+
+async def test_get_logs_matches_any_of_a_list_of_topics(devnet, w3):
+    used, canceled = signed_transfer(), b"\x09" * 32
+    devnet.chain.send_transaction(PAYER, USDC_ADDRESS, used.calldata)
+    devnet.chain.cancel_authorization(PAYER, canceled)
+    payer_topic = "0x" + PAYER.lower().removeprefix("0x").rjust(64, "0")
+
+    async def found(nonce: bytes) -> list[str]:
+        topics = [[AUTHORIZATION_USED_TOPIC, AUTHORIZATION_CANCELED_TOPIC], payer_topic, "0x" + nonce.hex()]
+        logs = await w3.eth.get_logs({"address": USDC_ADDRESS, "fromBlock": 0, "topics": topics})
+        return [log["topics"][0].to_0x_hex() for log in logs]
+
+    assert await found(used.nonce) == [AUTHORIZATION_USED_TOPIC]
+    assert await found(canceled) == [AUTHORIZATION_CANCELED_TOPIC]
+    assert await found(b"\x0a" * 32) == []

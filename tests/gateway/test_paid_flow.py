@@ -174,3 +174,25 @@ async def test_gateway_recovers_within_seconds_when_the_sidecar_comes_back(datab
                     await asyncio.sleep(0.1)
         finally:
             await sidecar.stop()
+
+
+async def test_settle_past_its_deadline_is_answered_in_doubt_never_nothing_charged(sidecar_stack):
+    """The settle may have reached the facilitator when the gateway stops waiting for
+    it: the answer says the payment is being checked (retry the same header), never
+    that nothing was charged."""
+    sidecar_stack.facilitator.arm(stage="settle", mode="delay", delay_ms=1500, times=1)
+    target = sidecar_stack.sidecar.target
+    async with running_gateway(sidecar_target=target, sidecar_settle_timeout_s=0.3) as gateway:
+        path = "/v1/records?city=Oslo&_limit=1"
+        header = await sign_for(gateway.url + path)
+        async with gateway.get(path, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": "in-doubt-1"}) as response:
+            assert response.status == 503
+            assert int(response.headers["Retry-After"]) >= 1
+            text = await response.text()
+    error = json.loads(text)["error"]
+    assert error == {
+        "code": "payment_in_doubt",
+        "message": "the payment is being checked; retry with the same payment header",
+        "request_id": "in-doubt-1",
+    }
+    assert "nothing was charged" not in text and "Oslo" not in text

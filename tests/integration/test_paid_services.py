@@ -4,6 +4,7 @@ sidecar, devnet facilitator and chain. Every test runs against both services."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -196,3 +197,28 @@ async def test_answer_lost_after_settle_is_redeemable_once_without_a_new_charge(
         assert again.status == 402
     assert stats.settle_calls == 1
     assert stack.chain.transfers_applied == 1
+
+
+
+async def test_sidecar_gone_mid_settle_is_answered_in_doubt_never_nothing_charged(service, stack):
+    """The settle reached the facilitator (which moved the money), then the sidecar
+    went away: the service cannot know what happened, so its answer says the
+    payment is being checked — never that nothing was charged."""
+    header = await signed_header(service, WEATHER)
+    stack.facilitator.arm(stage="settle", mode="hang", after_transfer=True, times=1)
+
+    async def paid_call() -> tuple[int, str, str]:
+        async with service.get(WEATHER, headers={"PAYMENT-SIGNATURE": header}) as response:
+            return response.status, response.headers.get("Retry-After", ""), await response.text()
+
+    calling = asyncio.ensure_future(paid_call())
+
+    async def charged() -> bool:
+        return stack.chain.transfers_applied == 1
+
+    await wait_until(charged)
+    await stack.sidecar.sidecar.server.stop(0)  # in-flight calls end without an answer
+    status, retry_after, text = await calling
+    assert status == 503 and int(retry_after) >= 1
+    assert json.loads(text)["error"]["code"] == "payment_in_doubt"
+    assert "nothing was charged" not in text and "temperature_c" not in text

@@ -1,6 +1,6 @@
 """Issue: charged but not served. With no chain reader an ambiguous settle is
-refused and left `unknown`; the recovery job later asks the chain (never guesses),
-and the payer redeems the payment once with the same header."""
+refused as in doubt and left `unknown`; the recovery job later asks the chain
+(never guesses), and the payer redeems the payment once with the same header."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ async def _recover_until(seeing, database_url: str, payment_id: str, state: str)
     assert await _state(database_url, payment_id) == state
 
 
+async def _recover_and_retry(make_sidecar, database_url: str, payment_id: str, state: str, header: str):
+    """A sidecar that reads the chain runs recovery until the payment is `state`;
+    then the payer sends the same header again. That Authorize answer."""
+    seeing = await make_sidecar(settle_timeout_s=0.01, settle_retries=0, reconcile_window_s=0.0)
+    try:
+        await _recover_until(seeing, database_url, payment_id, state)
+        return await seeing.payments.Authorize(authorize_request(header))
+    finally:
+        await seeing.stop()
+
+
 async def _left_unknown(make_sidecar, facilitators, database_url: str) -> tuple[str, str]:
     """A payment whose settle was in doubt, seen by a sidecar with no chain reader:
     left `unknown` (the facilitator dropped the settle and its retry, before any transfer)."""
@@ -54,14 +65,14 @@ async def test_unknown_settle_without_chain_reader_is_resolved_by_recovery(make_
     try:
         authorized = await blind.payments.Authorize(authorize_request(header))
         settled = await blind.payments.Settle(settle_request(authorized))
-        # Still unknown: a replay is refused rather than settled again.
+        # Still unknown: a replay is told to wait, rather than settled again.
         replay = await blind.payments.Authorize(authorize_request(header))
     finally:
         await blind.stop()
     assert not settled.success
-    assert settled.answer.status == 402
-    assert receipt(settled.answer.headers)["errorReason"] == "settlement_unknown"
-    assert replay.rejected.reason == "payment_already_used"
+    assert settled.answer.status == 503
+    assert receipt(settled.answer.headers)["errorReason"] == "payment_in_doubt"
+    assert (replay.rejected.status, replay.rejected.reason) == (503, "payment_in_doubt")
     payment_id = authorized.verified.payment_id
     assert await _state(database_url, payment_id) == "unknown"
     assert chain.transfers_applied == 1
@@ -125,7 +136,7 @@ async def test_a_nonce_the_payer_canceled_during_the_settle_is_not_served(make_s
         await sidecar.stop()
     assert not settled.success
     assert settled.answer.status == 402
-    assert receipt(settled.answer.headers)["errorReason"] == "settlement_failed"
+    assert receipt(settled.answer.headers)["errorReason"] == "authorization_canceled"
     assert await _state(database_url, authorized.verified.payment_id) == "failed"
     assert chain.transfers_applied == 0
 
@@ -134,11 +145,6 @@ async def test_recovery_fails_a_payment_whose_nonce_the_payer_canceled(make_side
     header, payment_id = await _left_unknown(make_sidecar, facilitators, database_url)
     chain.cancel_authorization(*await _authorization(database_url, payment_id))
 
-    seeing = await make_sidecar(settle_timeout_s=0.01, settle_retries=0, reconcile_window_s=0.0)
-    try:
-        await _recover_until(seeing, database_url, payment_id, "failed")
-        again = await seeing.payments.Authorize(authorize_request(header))
-    finally:
-        await seeing.stop()
+    again = await _recover_and_retry(make_sidecar, database_url, payment_id, "failed", header)
     assert again.WhichOneof("outcome") == "rejected"  # never redeemed: nothing was paid
     assert chain.transfers_applied == 0
