@@ -18,8 +18,7 @@ from x402.mechanisms.evm.exact.register import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo
 
-from devnet.chain import NETWORK, USDC_ADDRESS
-from devnet.wallets import MERCHANT_ADDRESS, payer_account
+from devnet.wallets import payer_account
 
 STATIONS = "http://127.0.0.1:8402/v1/datasets/stations/records"
 
@@ -55,18 +54,6 @@ def declaration(
     # A static route: the SDK reads only the method (no route pattern, so no adapter).
     request = HTTPRequestContext(adapter=None, path="", method=method)  # type: ignore[arg-type]
     return {BAZAAR.key: bazaar_resource_server_extension.enrich_declaration(declared[BAZAAR.key], request)}
-
-
-def exact_requirements(amount: int = 1000, pay_to: str = MERCHANT_ADDRESS) -> PaymentRequirements:
-    return PaymentRequirements(
-        scheme="exact",
-        network=NETWORK,
-        asset=USDC_ADDRESS,
-        amount=str(amount),
-        pay_to=pay_to,
-        max_timeout_seconds=60,
-        extra={"name": "USDC", "version": "2"},
-    )
 
 
 def payment_required(

@@ -23,8 +23,9 @@ from x402.schemas import PaymentRequiredV1, PaymentRequirementsV1
 from devnet.chain import USDC_ADDRESS, V1_NETWORK
 from devnet.discovery import MAX_ENTRY_BYTES, Catalogue, ListQuery
 from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
-from tests.devnet.bazaar import STATIONS, declaration, exact_requirements, pay, payment_required
+from tests.devnet.bazaar import STATIONS, declaration, pay, payment_required
 from tests.devnet.channels import ChannelPayer, batch_requirements
+from tests.support.payments import requirements as exact_requirements
 
 ORIGIN = "http://127.0.0.1:8402"
 
