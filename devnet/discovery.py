@@ -12,10 +12,14 @@ no declaration or one that fails validation is not catalogued.
 
 What the payer sends is untrusted: the SDK drops invalid service metadata and route
 templates, and entries are bounded in size and number (least recently updated go first).
+Validation checks the declared schema against its meta-schema each time (milliseconds,
+on the settle's answer path); a declaration byte-for-byte like one that passed before is
+not validated again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -110,6 +114,8 @@ class Catalogue:
         # Least recently updated first, so the oldest entry is the one evicted.
         self._resources: OrderedDict[tuple[str, str], DiscoveryResource] = OrderedDict()
         self._max_resources = max_resources
+        # Digests of v2 declarations that passed validation, least recently seen first.
+        self._valid_declarations: OrderedDict[bytes, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._resources)
@@ -128,9 +134,13 @@ class Catalogue:
         requirements: PaymentRequirements | PaymentRequirementsV1,
     ) -> DiscoveryResource | None:
         """Catalogue the resource `payload` declares; the entry, or None if it declares none."""
-        found = extract_discovery_info(payload, requirements)
+        digest = _declaration_digest(payload)
+        seen = digest is not None and digest in self._valid_declarations
+        found = extract_discovery_info(payload, requirements, validate=not seen)
         if found is None:
             return None
+        if digest is not None:
+            self._remember_valid(digest)
         url = urlsplit(found.resource_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             logger.warning("discovery: not catalogued, the resource is not an http(s) URL")
@@ -165,6 +175,12 @@ class Catalogue:
         logger.info("discovery: catalogued %s %s", found.method or found.tool_name, found.resource_url)
         return entry
 
+    def _remember_valid(self, digest: bytes) -> None:
+        self._valid_declarations.pop(digest, None)
+        self._valid_declarations[digest] = None
+        while len(self._valid_declarations) > self._max_resources:
+            self._valid_declarations.popitem(last=False)
+
     def page(self, query: ListQuery) -> dict[str, Any]:
         """The list response of the x402 Discovery API, in resource URL order."""
         matching = [item for _, item in sorted(self._resources.items()) if query.matches(item)]
@@ -174,6 +190,15 @@ class Catalogue:
             "items": [item.to_dict() for item in page],
             "pagination": {"limit": query.limit, "offset": query.offset, "total": len(matching)},
         }
+
+
+def _declaration_digest(payload: PaymentPayload | PaymentPayloadV1) -> bytes | None:
+    """SHA-256 of a v2 payload's declaration as the SDK validates it; None without one."""
+    extensions = payload.extensions if isinstance(payload, PaymentPayload) else None
+    declared = extensions.get(BAZAAR.key) if isinstance(extensions, dict) else None
+    if declared is None:
+        return None
+    return hashlib.sha256(json.dumps(declared, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
 def _kind(accepted: dict[str, Any]) -> tuple[str, str]:

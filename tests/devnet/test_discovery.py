@@ -85,6 +85,18 @@ async def test_a_declaration_that_fails_its_own_schema_is_not_listed(devnet):
     assert (await listed(devnet))["items"] == []
 
 
+async def test_a_declaration_altered_after_one_passed_is_validated_again(devnet):
+    await settled(devnet, payment_required(exact_requirements(), STATIONS))
+    altered = declaration()
+    altered[BAZAAR.key]["info"]["input"]["queryParams"] = {"_limit": "ten"}
+    await settled(devnet, payment_required(exact_requirements(), f"{ORIGIN}/v1/altered", extensions=altered))
+    await settled(devnet, payment_required(exact_requirements(), f"{ORIGIN}/v1/same"))
+
+    items = (await listed(devnet))["items"]
+
+    assert [item["resource"] for item in items] == [STATIONS, f"{ORIGIN}/v1/same"]
+
+
 async def test_a_payment_that_does_not_settle_is_not_listed(devnet):
     requirements = exact_requirements()
     payload = await pay(payment_required(requirements))
