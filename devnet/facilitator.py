@@ -4,8 +4,9 @@ eip155:84532, with a receiver authorizer of its own) over HTTP, settling on the
 in-memory chain.
 
 Routes: GET /supported, POST /verify, POST /settle (x402 facilitator wire format);
-POST /rpc (JSON-RPC, see rpc.py); control and inspection under /_devnet/ (faults,
-balance, stats, transactions; clock and channels, see chain_controls.py).
+GET /discovery/resources (the Bazaar catalogue of what settled payments declared, see
+discovery.py); POST /rpc (JSON-RPC, see rpc.py); control and inspection under /_devnet/
+(faults, balance, stats, transactions; clock and channels, see chain_controls.py).
 
 Run one: `python -m devnet.facilitator --host 127.0.0.1 --port 0` prints
 `devnet facilitator http://127.0.0.1:<port>` when ready.
@@ -28,6 +29,7 @@ from aiohttp import web
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, ValidationError
 from x402 import x402Facilitator
+from x402.extensions.bazaar import BAZAAR
 from x402.mechanisms.evm.batch_settlement.authorizer_signer import LocalAuthorizerSigner
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.mechanisms.evm.batch_settlement.errors import ERR_INVALID_VOUCHER_SIGNATURE
@@ -50,6 +52,7 @@ from x402.schemas import (
 
 from .chain import NETWORK, V1_NETWORK, Chain
 from .chain_controls import ChainControls
+from .discovery import Catalogue, InvalidQuery, ListQuery
 from .faults import HANG_MAX_MS, REAL_ANSWER_MODES, Fault, Faults, parse_faults
 from .rpc import ChainRpc
 from .signer import ChainSigner
@@ -79,6 +82,7 @@ class FacilitatorStats:
 CHAIN_KEY = web.AppKey("devnet_chain", Chain)
 FAULTS_KEY = web.AppKey("devnet_faults", Faults)
 STATS_KEY = web.AppKey("devnet_stats", FacilitatorStats)
+CATALOGUE_KEY = web.AppKey("devnet_catalogue", Catalogue)
 _SIGNER_KEY = web.AppKey("devnet_signer", ChainSigner)
 _FACILITATOR_KEY = web.AppKey("devnet_facilitator", x402Facilitator)
 # Set at shutdown: releases every fault that is holding a request open.
@@ -133,7 +137,7 @@ class _Exchange:
     refusal: dict[str, Any] | None = None
 
 
-def build_facilitator(signer: ChainSigner) -> x402Facilitator:
+def build_facilitator(signer: ChainSigner, catalogue: Catalogue) -> x402Facilitator:
     facilitator = x402Facilitator()
     facilitator.register([NETWORK], ExactEvmScheme(signer))
     facilitator.register_v1([V1_NETWORK], ExactEvmSchemeV1(signer))
@@ -142,6 +146,10 @@ def build_facilitator(signer: ChainSigner) -> x402Facilitator:
     # who asks before signing refunds; the devnet signs for anyone.)
     receiver_authorizer = LocalAuthorizerSigner(account(RECEIVER_AUTHORIZER_KEY))
     facilitator.register([NETWORK], BatchSettlementEvmFacilitator(signer, authorizer_signer=receiver_authorizer))
+    # Bazaar: listed in /supported's extensions; every successful settle (any scheme,
+    # v1 or v2) catalogues the resource its payment declared.
+    facilitator.register_extension(BAZAAR)
+    facilitator.on_after_settle(catalogue.on_settled)
     return facilitator
 
 
@@ -153,7 +161,8 @@ def create_app(chain: Chain, faults: Faults | None = None, name: str = "devnet")
     app[FAULTS_KEY] = faults if faults is not None else Faults()
     app[STATS_KEY] = FacilitatorStats(name=name)
     app[_SIGNER_KEY] = signer
-    app[_FACILITATOR_KEY] = build_facilitator(signer)
+    app[CATALOGUE_KEY] = Catalogue()
+    app[_FACILITATOR_KEY] = build_facilitator(signer, app[CATALOGUE_KEY])
     app[_CLOSING_KEY] = asyncio.Event()
     app.on_shutdown.append(_release_held_requests)
     app.router.add_routes(routes)
@@ -227,6 +236,15 @@ async def settle(request: web.Request) -> web.StreamResponse:
     }
     exchange = _Exchange(lambda: _settle(app, payment), "success", refusal)
     return await _respond(request, fault, exchange)
+
+
+@routes.get("/discovery/resources")
+async def discovery_resources(request: web.Request) -> web.Response:
+    try:
+        query = ListQuery.parse(request.query)
+    except InvalidQuery as error:
+        raise _BadRequest("invalid_query", str(error)) from None
+    return web.json_response(request.app[CATALOGUE_KEY].page(query))
 
 
 async def _read_payment(request: web.Request) -> _Payment:

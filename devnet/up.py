@@ -312,7 +312,10 @@ class Launcher:
             self.sidecar_url,
         ]
         if self.facilitator_url:
-            lines += ["Devnet facilitator (x402 /verify /settle, JSON-RPC at /rpc):", self.facilitator_url]
+            lines += [
+                "Devnet facilitator (x402 /verify /settle, Bazaar /discovery/resources, JSON-RPC at /rpc):",
+                self.facilitator_url,
+            ]
         else:
             # No URL on this line: the URL lines above are the ones checkers read.
             lines.append("Facilitators: as FACILITATOR_URLS names them (no devnet facilitator started)")
@@ -324,8 +327,10 @@ class Launcher:
             f"  .venv/bin/paysidecar-cli call '{self.gateway_url}/v1/records?_limit=3'",
             f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_target}",
             f"  .venv/bin/paysidecar-cli status --sidecar {sidecar_target}",
-            "Press Ctrl-C to stop.",
         ]
+        if self.facilitator_url:
+            lines.append(f"  .venv/bin/paysidecar-cli discover {self.facilitator_url}")
+        lines.append("Press Ctrl-C to stop.")
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
 

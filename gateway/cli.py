@@ -1,8 +1,10 @@
 """`paysidecar-cli` (or `python -m gateway.cli`): pay for a gateway URL with a devnet
-key, and read the sidecar's tracking records, stats, status and telemetry.
+key, list what a facilitator's Bazaar offers, and read the sidecar's tracking records,
+stats, status and telemetry.
 
     paysidecar-cli call http://127.0.0.1:8402/v1/records?_limit=3
     paysidecar-cli call URL --payer-index 1 --x402-version 1 --json
+    paysidecar-cli discover http://127.0.0.1:4021
     paysidecar-cli records --settled yes --since 1h
     paysidecar-cli stats --since 24h
     paysidecar-cli status
@@ -24,7 +26,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
@@ -45,6 +49,12 @@ from paysidecar.client import SidecarClient
 MAX_CELL = 66
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# The devnet facilitator `make run` starts (devnet/up.py gives it this port when free).
+DEVNET_FACILITATOR_URL = "http://127.0.0.1:4021"
+# The x402 Discovery API's largest page.
+DISCOVERY_PAGE = 100
+# An amount in atomic units: at most a uint256's 78 digits.
+_ATOMIC = re.compile(r"[0-9]{1,78}")
 
 
 class CliError(Exception):
@@ -227,6 +237,151 @@ def _print_body(body: Any, reply: Reply, rows: int) -> None:
         print_json(body)
 
 
+# -- discover ----------------------------------------------------------------
+
+
+def _facilitator_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    refusal = CliError(f"{text!r} is not a facilitator base URL (http or https, no query)")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises on a port that is no number in range
+    except ValueError:
+        raise refusal from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise refusal
+    return url
+
+
+def _printable(value: Any, limit: int = 200) -> str:
+    """Text from the facilitator, which relays what payers sent: no terminal control
+    sequences, one bounded line."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def _discovery_page(
+    session: aiohttp.ClientSession, base: str, params: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of GET /discovery/resources: (items, total)."""
+    url = base + "/discovery/resources"
+    try:
+        async with session.get(url, params=params) as response:
+            status, body = response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CliError(f"cannot reach {base}: {exc or type(exc).__name__}") from None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if status != 200:
+        error = document.get("error") if isinstance(document, dict) else None
+        detail = ""
+        if isinstance(error, dict):
+            detail = f": {_printable(error.get('code'))}: {_printable(error.get('message'))}"
+        raise CliError(f"{url} answered HTTP {status}{detail}")
+    items = document.get("items") if isinstance(document, dict) else None
+    pagination = document.get("pagination") if isinstance(document, dict) else None
+    total = pagination.get("total") if isinstance(pagination, dict) else None
+    if (
+        not isinstance(items, list)
+        or not all(isinstance(item, dict) and isinstance(item.get("resource"), str) for item in items)
+        or not isinstance(total, int)
+        or isinstance(total, bool)
+    ):
+        raise CliError(f"{url} did not answer with an x402 discovery list")
+    return items, total
+
+
+def _offer(accepted: dict[str, Any]) -> dict[str, Any]:
+    """One accepted payment: scheme, network, payTo, the amount in atomic units and as
+    a price in the asset's units when the asset is a known stablecoin (USDC)."""
+    from x402.mechanisms.evm.default_assets import find_default_asset  # imports web3: only here
+
+    amount = accepted.get("amount", accepted.get("maxAmountRequired"))
+    network, asset = str(accepted.get("network", "")), str(accepted.get("asset", ""))
+    known = find_default_asset(asset, network)
+    price = None
+    if isinstance(amount, str) and _ATOMIC.fullmatch(amount) and known is not None:
+        units = Decimal(int(amount)).scaleb(-known["decimals"]).normalize()
+        price = f"{units:f} {known['symbol']}"
+    return {
+        "scheme": accepted.get("scheme"),
+        "network": accepted.get("network"),
+        "amount": amount,
+        "price": price,
+        "asset": accepted.get("asset"),
+        "payTo": accepted.get("payTo"),
+    }
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _discovered(item: dict[str, Any]) -> dict[str, Any]:
+    """A listed resource as this command shows it; how to call it is in its declaration."""
+    bazaar = _object(_object(item.get("extensions")).get("bazaar"))
+    call = _object(_object(bazaar.get("info")).get("input"))
+    accepts = item.get("accepts")
+    return {
+        "resource": item["resource"],
+        "type": item.get("type"),
+        "method": call.get("method"),
+        "tool": call.get("toolName") or call.get("tool"),
+        "description": item.get("description"),
+        "x402Version": item.get("x402Version"),
+        "lastUpdated": item.get("lastUpdated"),
+        "accepts": [_offer(_object(accepted)) for accepted in accepts] if isinstance(accepts, list) else [],
+        "bazaar": bazaar or None,
+    }
+
+
+async def run_discover(args: argparse.Namespace) -> int:
+    base = _facilitator_url(args.facilitator)
+    filters = {"type": args.type, "scheme": args.scheme, "network": args.network, "payTo": args.pay_to}
+    params = {name: value for name, value in filters.items() if value}
+    items: list[dict[str, Any]] = []
+    total = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.timeout)) as session:
+        while len(items) < args.max:
+            paging = {"limit": str(DISCOVERY_PAGE), "offset": str(len(items))}
+            page, total = await _discovery_page(session, base, {**params, **paging})
+            items += page
+            if not page or len(items) >= total:
+                break
+    resources = [_discovered(item) for item in items[: args.max]]
+    if args.json:
+        print_json({"facilitator": base, "total": total, "resources": resources})
+        return 0
+    for resource in resources:
+        _print_resource(resource)
+    shown = f"{len(resources)} of {total}" if len(resources) < total else str(len(resources))
+    print(f"{shown} {'resource' if total == 1 else 'resources'} listed at {base}")
+    return 0
+
+
+def _print_resource(resource: dict[str, Any]) -> None:
+    call = resource["method"] or (f"MCP tool {resource['tool']}" if resource["tool"] else "?")
+    print(f"{_printable(call)} {_printable(resource['resource'], 2000)}  (x402 v{_printable(resource['x402Version'])})")
+    if resource["description"]:
+        print(f"    {_printable(resource['description'])}")
+    rows = [
+        [
+            _printable(offer["scheme"]),
+            _printable(offer["network"]),
+            _printable(offer["price"] or f"? of {offer['asset']}"),
+            f"{_printable(offer['amount'], 80)} atomic",
+            f"payTo {_printable(offer['payTo'])}",
+        ]
+        for offer in resource["accepts"]
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)] if rows else []
+    for row in rows:
+        print("    " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print()
+
+
 # -- sidecar commands --------------------------------------------------------
 
 
@@ -241,6 +396,17 @@ def _moment(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 15m / 2h / 7d or an ISO date-time, got {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _default_facilitator() -> str:
+    configured = [url.strip() for url in os.environ.get("FACILITATOR_URLS", "").split(",") if url.strip()]
+    return configured[0] if configured else DEVNET_FACILITATOR_URL
 
 
 def _yes_no(text: str) -> bool:
@@ -404,6 +570,23 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--x402-version", type=int, choices=(1, 2), help="protocol to pay with (default: the server's)")
     call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")
     call.set_defaults(run=run_call)
+
+    discover = commands.add_parser(
+        "discover", parents=[common], help="what a facilitator's Bazaar lists for sale, with prices"
+    )
+    discover.add_argument(
+        "facilitator",
+        nargs="?",
+        metavar="FACILITATOR_URL",
+        default=_default_facilitator(),
+        help=f"default: the first of $FACILITATOR_URLS, else the devnet facilitator ({DEVNET_FACILITATOR_URL})",
+    )
+    discover.add_argument("--type", help="http or mcp")
+    discover.add_argument("--scheme", help="only resources accepting this scheme, e.g. exact")
+    discover.add_argument("--network", help="only resources paid on this network, e.g. eip155:84532")
+    discover.add_argument("--pay-to", help="only resources paying this address")
+    discover.add_argument("--max", type=_positive, default=1000, help="list at most this many (default 1000)")
+    discover.set_defaults(run=run_discover)
 
     sidecar = argparse.ArgumentParser(add_help=False, parents=[common])
     sidecar.add_argument("--sidecar", default="127.0.0.1:50051", help="gRPC target (default 127.0.0.1:50051)")

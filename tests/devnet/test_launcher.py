@@ -120,6 +120,7 @@ async def test_the_launcher_runs_the_stack_and_stops_it_on_sigint(database_url, 
         assert f"  curl -i {gateway}/v1/records" in summary
         assert f"  .venv/bin/paysidecar-cli call '{gateway}/v1/records?_limit=3'" in summary
         assert f"  .venv/bin/paysidecar-cli status --sidecar {sidecar[len('grpc://'):]}" in summary
+        assert f"  .venv/bin/paysidecar-cli discover {facilitator}" in summary
 
         async with http.get(gateway + "/v1/datasets") as response:
             assert response.status == 200

@@ -1,13 +1,27 @@
-"""`paysidecar-cli` sidecar commands against the real sidecar, and its errors."""
+"""`paysidecar-cli` sidecar commands against the real sidecar, `discover` against the
+devnet facilitator's catalogue, and their errors."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
-from devnet.wallets import payer_account
-from gateway.cli import build_parser, main
+import aiohttp
+import pytest
+from aiohttp import web
 
+from devnet.chain import Chain
+from devnet.facilitator import CATALOGUE_KEY
+from devnet.facilitator import create_app as create_facilitator
+from devnet.wallets import MERCHANT_ADDRESS, payer_account
+from gateway.cli import CliError, build_parser, main
+
+from tests.devnet.bazaar import STATIONS, pay, payment_required
+from tests.devnet.channels import ChannelPayer, batch_requirements
+from tests.devnet.support import serving, wire
+from tests.support.payments import requirements as exact_requirements
 from tests.support.net import closed_port
 
 from .conftest import running_gateway
@@ -82,3 +96,117 @@ async def test_call_to_a_gateway_without_its_sidecar_shows_the_503(capsys):
     out = capsys.readouterr().out
     assert "status       503" in out
     assert "error: payment_service_unavailable:" in out
+
+
+# -- discover ------------------------------------------------------------------
+
+OTHER = "http://127.0.0.1:8402/v1/datasets/rainfall/records"
+
+
+@contextlib.asynccontextmanager
+async def devnet_facilitator() -> AsyncIterator[tuple[str, aiohttp.ClientSession, web.Application]]:
+    app = create_facilitator(Chain(), name="discovery")
+    async with serving(app) as url, aiohttp.ClientSession() as http:
+        yield url, http, app
+
+
+async def settle(http: aiohttp.ClientSession, url: str, payload, requirements) -> None:
+    async with http.post(url + "/settle", json=wire(payload, requirements)) as response:
+        answer = await response.json()
+    assert answer["success"] is True, answer
+
+
+async def test_discover_lists_each_resource_with_its_method_description_and_prices(capsys):
+    async with devnet_facilitator() as (url, http, _app):
+        exact = exact_requirements()
+        await settle(http, url, await pay(payment_required(exact, STATIONS + "?country=JP")), exact)
+        deposit = await ChannelPayer(1).client.create_payment_payload(payment_required(batch_requirements()))
+        await settle(http, url, deposit, batch_requirements())
+        dearer = exact_requirements(amount=2500, pay_to=payer_account(3).address)
+        await settle(http, url, await pay(payment_required(dearer, OTHER, description="Rainfall"), 2), dearer)
+
+        assert await cli("discover", url) == 0
+        out = capsys.readouterr().out
+        assert await cli("discover", url, "--json") == 0
+        listed = json.loads(capsys.readouterr().out)
+
+    blocks = out.strip().split("\n\n")
+    assert blocks[0].splitlines() == [
+        f"GET {OTHER}  (x402 v2)",
+        "    Rainfall",
+        f"    exact  eip155:84532  0.0025 USDC  2500 atomic  payTo {payer_account(3).address}",
+    ]
+    assert blocks[1].splitlines() == [
+        f"GET {STATIONS}  (x402 v2)",
+        "    Weather stations: id, city, elevation",
+        f"    batch-settlement  eip155:84532  0.001 USDC  1000 atomic  payTo {MERCHANT_ADDRESS}",
+        f"    exact             eip155:84532  0.001 USDC  1000 atomic  payTo {MERCHANT_ADDRESS}",
+    ]
+    assert blocks[2] == f"2 resources listed at {url}"
+    assert (listed["facilitator"], listed["total"]) == (url, 2)
+    stations = listed["resources"][1]
+    assert (stations["resource"], stations["method"], stations["type"]) == (STATIONS, "GET", "http")
+    assert [(o["scheme"], o["price"], o["amount"]) for o in stations["accepts"]] == [
+        ("batch-settlement", "0.001 USDC", "1000"),
+        ("exact", "0.001 USDC", "1000"),
+    ]
+    assert stations["bazaar"]["info"]["input"]["queryParams"] == {"country": "JP", "_limit": "10"}
+
+
+async def test_discover_pages_through_the_whole_catalogue(capsys):
+    requirements = exact_requirements()
+    signed = await pay(payment_required(requirements))
+    async with devnet_facilitator() as (url, _http, app):
+        urls = [f"http://127.0.0.1:8402/v1/datasets/set{n:03}/records" for n in range(205)]
+        for resource in urls:
+            paid = signed.model_copy(update={"resource": signed.resource.model_copy(update={"url": resource})})
+            app[CATALOGUE_KEY].record(paid, requirements)
+
+        assert await cli("discover", url, "--json") == 0
+        everything = json.loads(capsys.readouterr().out)
+        assert await cli("discover", url, "--max", "3") == 0
+        first = capsys.readouterr().out
+
+    assert [resource["resource"] for resource in everything["resources"]] == urls
+    assert first.strip().splitlines()[-1] == f"3 of 205 resources listed at {url}"
+
+
+async def test_discover_never_prints_a_payers_control_characters(capsys):
+    async with devnet_facilitator() as (url, http, _app):
+        exact = exact_requirements()
+        hostile = payment_required(exact, description="\x1b[2J\x1b]0;owned\x07 cheap data")
+        await settle(http, url, await pay(hostile), exact)
+
+        assert await cli("discover", url) == 0
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "?[2J?]0;owned? cheap data" in out
+
+
+@pytest.mark.parametrize(
+    ("facilitator", "message"),
+    [
+        ("127.0.0.1:4021", "is not a facilitator base URL"),
+        ("ftp://127.0.0.1/", "is not a facilitator base URL"),
+        ("http://127.0.0.1:99999", "is not a facilitator base URL"),
+        ("http://[::1", "is not a facilitator base URL"),
+        ("http://127.0.0.1:4021/?x=1", "is not a facilitator base URL"),
+        (None, "cannot reach http://127.0.0.1:"),
+    ],
+)
+def test_discover_with_a_bad_or_unreachable_facilitator_is_one_line_and_exit_1(facilitator, message, capsys):
+    facilitator = facilitator or f"http://127.0.0.1:{closed_port()}"
+
+    assert main(["discover", facilitator, "--timeout", "2"]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith("paysidecar-cli: ") and message in line
+
+
+async def test_discover_at_a_server_without_a_catalogue_says_what_it_answered():
+    async with running_gateway() as gateway:
+        with pytest.raises(CliError, match=r"/discovery/resources answered HTTP 404: not_found: "):
+            await cli("discover", gateway.url)
