@@ -6,6 +6,10 @@ A target is a `Send`: an async callable taking one prepared item and returning
 None on success or a short error label. Everything it needs (signatures, request
 bodies) is made before the clock starts, so only the exchange is measured.
 Latency is the full exchange as the client sees it, answer body read.
+
+Items come from one pool every worker draws from (`run_level`: pre-signed exact
+payments, any of which any client may send), or from one lane per worker
+(`run_lanes`: the vouchers of one payment channel per client).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import collections
 import ipaddress
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,17 +72,31 @@ class LevelResult:
 async def run_level(send: Send, items: Iterable[Any], concurrency: int, seconds: float) -> LevelResult:
     """Keep `concurrency` exchanges in flight until `seconds` pass or `items` run out.
     Exchanges in flight at the deadline finish and count (their own timeouts bound them)."""
-    pending = iter(items)
+    shared = iter(items)
+    return await _drive(send, [shared] * concurrency, seconds, stop_lane_on_error=False)
+
+
+async def run_lanes(send: Send, lanes: Sequence[Iterable[Any]], seconds: float) -> LevelResult:
+    """One worker per lane, each sending only its own items, in order, one at a time:
+    e.g. the vouchers of one payment channel, where each item is valid only after the
+    one before it was accepted. So a worker whose exchange fails stops (the rest of its
+    lane would be refused, and counting those would hide the first error), and the
+    whole level ends on count as soon as one lane runs out, so the concurrency stays
+    what it says until the end."""
+    return await _drive(send, [iter(lane) for lane in lanes], seconds, stop_lane_on_error=True)
+
+
+async def _drive(send: Send, sources: list[Iterator[Any]], seconds: float, *, stop_lane_on_error: bool) -> LevelResult:
     latencies: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
     exhausted = False
     started = time.perf_counter()
     deadline = started + seconds
 
-    async def worker() -> None:
+    async def worker(source: Iterator[Any]) -> None:
         nonlocal exhausted
-        while time.perf_counter() < deadline:
-            item = next(pending, _END)
+        while not exhausted and time.perf_counter() < deadline:
+            item = next(source, _END)
             if item is _END:
                 exhausted = True
                 return
@@ -93,11 +111,13 @@ async def run_level(send: Send, items: Iterable[Any], concurrency: int, seconds:
                 latencies.append((time.perf_counter() - begun) * 1000)
             else:
                 errors[error] += 1
+                if stop_lane_on_error:
+                    return
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(source) for source in sources))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    return LevelResult(concurrency, elapsed, latencies, errors, "count" if exhausted else "time")
+    return LevelResult(len(sources), elapsed, latencies, errors, "count" if exhausted else "time")
 
 
 _END = object()

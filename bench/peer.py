@@ -1,7 +1,7 @@
 """The peer: the gateway's records handler behind the official x402 SDK's own
 FastAPI middleware (`x402.http.middleware.fastapi`), in a process of its own.
 
-    python -m bench.peer --facilitator http://127.0.0.1:<port> [--port 0]
+    python -m bench.peer --facilitator http://127.0.0.1:<port> [--scheme exact] [--port 0]
 
 prints `peer http://127.0.0.1:<port>` once it accepts requests. It serves
 `GET /v1/datasets/{name}/records` and `GET /v1/records` with the gateway's query
@@ -10,6 +10,16 @@ gateway (`$0.001` USDC on eip155:84532 to the devnet merchant), verified and
 settled by the SDK against the given facilitator. Run as the SDK ships it:
 uvicorn with its standard extras (uvloop, httptools when installed), one worker,
 access log on like the gateway's.
+
+`--scheme` picks what its 402 offers:
+- `exact` (default): the SDK's exact EVM server scheme; every request is verified
+  and settled at the facilitator.
+- `batch-settlement`: the SDK's server `BatchSettlementEvmScheme` with its default
+  in-memory channel storage, receiver = the devnet merchant, receiver authorizer
+  = the one the facilitator lists in `/supported` (the SDK fills it in). A deposit
+  goes to the facilitator; a voucher on a channel whose on-chain state it read
+  recently is verified and charged in-process, with no facilitator call. Nothing
+  is claimed: the SDK claims only when a channel manager is run next to it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from fastapi.responses import JSONResponse
 from x402 import x402ResourceServer
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.http.middleware.fastapi import PaymentMiddlewareASGI
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
+from x402.mechanisms.evm.batch_settlement.server import BatchSettlementEvmScheme
 from x402.mechanisms.evm.exact.register import register_exact_evm_server
 
 from gateway.constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
@@ -34,25 +46,32 @@ from gateway.query import QueryError, parse_query, run_query
 from gateway.render import render
 
 READY_LINE = "peer http://{host}:{port}"
+EXACT = "exact"
+SCHEMES = (EXACT, SCHEME_BATCH_SETTLEMENT)
 
 
-def _paid(description: str) -> dict:
+def _paid(description: str, scheme: str) -> dict:
     return {
-        "accepts": {"scheme": "exact", "payTo": DEVNET_PAY_TO, "price": DEFAULT_PRICE, "network": BASE_SEPOLIA},
+        "accepts": {"scheme": scheme, "payTo": DEVNET_PAY_TO, "price": DEFAULT_PRICE, "network": BASE_SEPOLIA},
         "description": description,
         "mimeType": "application/json",
     }
 
 
-def create_app(facilitator_url: str) -> FastAPI:
+def _resource_server(facilitator_url: str, scheme: str) -> x402ResourceServer:
+    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)))
+    if scheme == SCHEME_BATCH_SETTLEMENT:
+        return server.register(BASE_SEPOLIA, BatchSettlementEvmScheme(DEVNET_PAY_TO))
+    return register_exact_evm_server(server, BASE_SEPOLIA)
+
+
+def create_app(facilitator_url: str, scheme: str = EXACT) -> FastAPI:
     datasets = load_datasets(SAMPLE_DATA_DIR)
     default = next(iter(datasets))
-    server = register_exact_evm_server(
-        x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url))), BASE_SEPOLIA
-    )
+    server = _resource_server(facilitator_url, scheme)
     routes = {
-        "GET /v1/datasets/*/records": _paid("Records of a dataset"),
-        "GET /v1/records": _paid("Records of the default dataset"),
+        "GET /v1/datasets/*/records": _paid("Records of a dataset", scheme),
+        "GET /v1/records": _paid("Records of the default dataset", scheme),
     }
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
@@ -98,6 +117,7 @@ class _Server(uvicorn.Server):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__.splitlines()[0])
     parser.add_argument("--facilitator", required=True, help="facilitator base URL")
+    parser.add_argument("--scheme", choices=SCHEMES, default=EXACT, help="what the 402 offers (default exact)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -105,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
-    config = uvicorn.Config(create_app(args.facilitator), log_config=None, access_log=True, lifespan="off")
+    config = uvicorn.Config(create_app(args.facilitator, args.scheme), log_config=None, access_log=True, lifespan="off")
     _Server(config).run(sockets=[sock])
 
 

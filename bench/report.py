@@ -19,6 +19,10 @@ END = "<!-- bench:results:end -->"
 # The targets of issue 9, as README figures state them.
 THROUGHPUT_TARGET = 1.5  # ours / peer, paid route, peak req/s
 ADDED_LATENCY_TARGET_MS = 1.5  # sidecar over the free route at p50, facilitator excluded
+# The targets for the voucher path (batch-settlement), peak req/s and p50 at the lowest level.
+VOUCHER_OVER_EXACT_PEER_TARGET = 3.0  # ours, vouchers / the SDK peer, exact
+VOUCHER_OVER_BATCH_PEER_TARGET = 1.0  # ours, vouchers / the SDK peer, batch-settlement
+VOUCHER_ADDED_P50_TARGET_MS = 3.0  # ours, vouchers − the gateway's free route
 
 # PostgreSQL work on the path of one paid request, read from sidecar/payments/service.py
 # and sidecar/store/ledger.py when this was written: three durable commits (the claim's
@@ -29,7 +33,7 @@ LEDGER_COMMITS = 3
 LEDGER_ROUND_TRIPS = 7
 
 # Process groups whose CPU is metered (bench/cpu.py), in table order.
-CPU_GROUPS = ("gateway", "sidecar", "postgres", "peer", "facilitator")
+CPU_GROUPS = ("gateway", "sidecar", "postgres", "peer", "batch peer", "facilitator")
 OURS = ("gateway", "sidecar", "postgres")
 
 FACILITATOR = "facilitator"
@@ -37,6 +41,12 @@ SIDECAR = "sidecar"
 FREE = "gateway-free"
 PAID = "gateway-paid"
 PEER = "peer-paid"
+PEER_BATCH = "peer-batch"
+VOUCHER = "gateway-voucher"
+# Every target, in the order a run measures and reports them.
+TARGETS = (FACILITATOR, SIDECAR, FREE, PAID, PEER, PEER_BATCH, VOUCHER)
+# What the exact ratios and verdicts compare.
+EXACT_TARGETS = (FACILITATOR, SIDECAR, FREE, PAID, PEER)
 
 
 @dataclass
@@ -48,6 +58,10 @@ class TargetRun:
     cpu_s: dict[int, dict[str, float]] = field(default_factory=dict)
     # concurrency -> p50 of the facilitator's share of a paid request, as the sidecar timed it
     facilitator_share_ms: dict[int, float] = field(default_factory=dict)
+    # concurrency -> the channels a batch-settlement level paid through (bench/channels.py)
+    channels: dict[int, str] = field(default_factory=dict)
+    # Why the target was not measured (e.g. its 402 does not offer the scheme), if it wasn't.
+    skipped: str | None = None
 
     def cpu_ms_per_request(self, concurrency: int, *groups: str) -> float:
         level, spent = self.at(concurrency), self.cpu_s.get(concurrency, {})
@@ -102,6 +116,8 @@ def table(runs: Sequence[TargetRun]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
+        if run.skipped is not None:
+            lines.append(f"| {run.label} | | | | | | | skipped: {run.skipped} |")
         for level in run.levels:
             count_mark = " †" if level.stopped_by == "count" else ""
             percentiles = " | ".join(_ms(level.percentile(q)) for q in (50, 90, 99))
@@ -147,14 +163,93 @@ def ratios(runs: dict[str, TargetRun], info: RunInfo) -> list[str]:
     return lines
 
 
-def _p50(run: TargetRun, concurrency: int) -> float:
-    level = run.at(concurrency)
+def _p50(run: TargetRun | None, concurrency: int) -> float:
+    level = run.at(concurrency) if run else None
     return level.percentile(50) if level else math.nan
 
 
-def _peak_rate(run: TargetRun) -> float:
-    peak = run.peak()
+def _peak_rate(run: TargetRun | None) -> float:
+    peak = run.peak() if run else None
     return peak.throughput if peak else math.nan
+
+
+def _rate(run: TargetRun | None, concurrency: int) -> float:
+    level = run.at(concurrency) if run else None
+    return level.throughput if level else math.nan
+
+
+def _times(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}×"
+
+
+def _per_s(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.0f}"
+
+
+def batch_settlement(runs: dict[str, TargetRun], info: RunInfo) -> list[str]:
+    """The voucher-paid targets next to the SDK peer's exact route and the free route."""
+    batch, ours = runs.get(PEER_BATCH), runs.get(VOUCHER)
+    exact, free = runs.get(PEER), runs.get(FREE)
+    lines = [
+        "| concurrency | SDK batch peer req/s | SDK batch / SDK exact req/s | SDK batch − free p50 ms"
+        " | ours, vouchers req/s | ours / SDK exact | ours / SDK batch | ours − free p50 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in info.levels:
+        cells = [
+            _per_s(_rate(batch, c)),
+            _times(_ratio(_rate(batch, c), _rate(exact, c))),
+            _ms(_p50(batch, c) - _p50(free, c)),
+            _per_s(_rate(ours, c)),
+            _times(_ratio(_rate(ours, c), _rate(exact, c))),
+            _times(_ratio(_rate(ours, c), _rate(batch, c))),
+            _ms(_p50(ours, c) - _p50(free, c)),
+        ]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    low, top = min(info.levels), max(info.levels)
+    lines.append("")
+    if batch is not None:
+        lines += [
+            f"- SDK batch peer peak {_per_s(_peak_rate(batch))} req/s ="
+            f" **{_times(_ratio(_peak_rate(batch), _peak_rate(exact)))}** the SDK exact peer's peak"
+            f" ({_per_s(_peak_rate(exact))} req/s); at concurrency {low} its p50 is"
+            f" {_ms(_p50(batch, low) - _p50(free, low))} ms over the gateway's free route.",
+            f"- CPU per paid request at concurrency {top}: the SDK batch peer"
+            f" **{_ms(batch.cpu_ms_per_request(top, 'batch peer'))} ms**, the facilitator meanwhile"
+            f" {_ms(batch.cpu_ms_per_request(top, 'facilitator'))} ms; the SDK exact peer"
+            f" **{_ms(exact.cpu_ms_per_request(top, 'peer')) if exact else '-'} ms** plus the facilitator's"
+            f" {_ms(exact.cpu_ms_per_request(top, 'facilitator')) if exact else '-'} ms.",
+        ]
+    if ours is None or ours.skipped is not None:
+        why = ours.skipped if ours is not None else "not selected (--targets)"
+        lines.append(f"- Ours, voucher path: not measured: {why}.")
+    else:
+        lines += _voucher_verdicts(ours, exact, batch, free, low, top)
+    for run in (batch, ours):
+        if run is not None and run.channels:
+            opened = "; ".join(f"c={c}: {text}" for c, text in sorted(run.channels.items()))
+            lines.append(f"- Channels opened for {run.label} (channels × vouchers each): {opened}.")
+    return lines
+
+
+def _voucher_verdicts(ours: TargetRun, exact: TargetRun | None, batch: TargetRun | None, free: TargetRun | None,
+                      low: int, top: int) -> list[str]:  # fmt: skip
+    over_exact = _ratio(_peak_rate(ours), _peak_rate(exact))
+    over_batch = _ratio(_peak_rate(ours), _peak_rate(batch))
+    added = _p50(ours, low) - _p50(free, low)
+    return [
+        f"- Voucher path peak throughput, ours / SDK exact peer: {_per_s(_peak_rate(ours))}"
+        f" / {_per_s(_peak_rate(exact))} req/s = **{_times(over_exact)}** (target"
+        f" ≥ {VOUCHER_OVER_EXACT_PEER_TARGET:g}×: {_verdict(over_exact >= VOUCHER_OVER_EXACT_PEER_TARGET)});"
+        f" ours / SDK batch peer: {_per_s(_peak_rate(ours))} / {_per_s(_peak_rate(batch))} req/s"
+        f" = **{_times(over_batch)}** (target ≥ {VOUCHER_OVER_BATCH_PEER_TARGET:g}×:"
+        f" {_verdict(over_batch >= VOUCHER_OVER_BATCH_PEER_TARGET)}).",
+        f"- Voucher path − free route, p50 at concurrency {low}: {_ms(_p50(ours, low))} − {_ms(_p50(free, low))}"
+        f" = **{_ms(added)} ms** (target ≤ {VOUCHER_ADDED_P50_TARGET_MS:g} ms:"
+        f" {_verdict(added <= VOUCHER_ADDED_P50_TARGET_MS)}).",
+        f"- CPU per voucher request at concurrency {top}: ours (gateway + sidecar + PostgreSQL)"
+        f" **{_ms(ours.cpu_ms_per_request(top, *OURS))} ms**.",
+    ]
 
 
 def _verdict(ok: bool) -> str:
@@ -230,8 +325,9 @@ def results_markdown(
         "",
         *table(runs),
         "",
-        "† the level ran out of pre-signed payments before its time was up (it stopped on count);"
-        " its figures stand, over a shorter window. Latency percentiles are over successful exchanges.",
+        "† the level ran out of pre-signed payments (with channels: one client's vouchers) before its time was"
+        " up (it stopped on count); its figures stand, over a shorter window. Latency percentiles are over"
+        " successful exchanges.",
         "",
         "### CPU per successful request (ms)",
         "",
@@ -241,10 +337,21 @@ def results_markdown(
         "",
         *cpu_table(runs),
         "",
-        "### Ratios",
-        "",
-        *ratios(by_key, info),
-        "",
+    ]
+    if all(key in by_key for key in EXACT_TARGETS):
+        lines += ["### Ratios", "", *ratios(by_key, info), ""]
+    if PEER_BATCH in by_key or VOUCHER in by_key:
+        lines += [
+            "### Batch settlement (vouchers)",
+            "",
+            "One payment channel per concurrent client, opened and funded through the target before each level"
+            " (not measured); each request pays with the channel's next voucher, pre-signed. Free = the gateway's"
+            " free route.",
+            "",
+            *batch_settlement(by_key, info),
+            "",
+        ]
+    lines += [
         "### Profile of the paid path",
         "",
         profile_note,

@@ -1,20 +1,23 @@
 """The cost of getting paid: every target side by side, in one run, against one
 devnet facilitator (`make bench`).
 
-    python bench/run_all.py [--seconds 10] [--levels 1,8,32,64] [--no-profile] [--no-readme]
+    python bench/run_all.py [--seconds 10] [--levels 1,8,32,64] [--targets all] [--no-profile] [--no-readme]
 
 Starts PostgreSQL ($DATABASE_URL, a scratch database next to it when allowed, else
 an embedded pgserver), the devnet facilitator, the sidecar, the gateway (rate limits
-off) and the SDK peer (bench/peer.py), each a process of its own on loopback. Then,
+off) and the SDK peers (bench/peer.py, one offering exact, one batch-settlement),
+each a process of its own on loopback — only those the chosen targets need. Then,
 for each target — the facilitator alone (verify+settle), the sidecar alone (gRPC
-Authorize+Settle), the gateway's free route, the gateway's paid route, the peer's
-paid route — a short warm-up and one level per concurrency, each bounded by time
-and by the payments signed for it beforehand, with the CPU time of every process
-metered. Last, a second sidecar and gateway run under py-spy while the paid route
-is driven, and their busiest code is listed.
+Authorize+Settle), the gateway's free route, the gateway's paid route, the exact
+peer's paid route, the batch peer's route paid with vouchers, the gateway's route
+paid with vouchers — a short warm-up and one level per concurrency, each bounded by
+time and by the payments signed for it beforehand, with the CPU time of every
+process metered. Last, a second sidecar and gateway run under py-spy while the
+paid route is driven, and their busiest code is listed.
 
-Prints the results as Markdown and writes them into bench/README.md between its
-results markers. Logs and raw profiles stay in a temporary directory it names.
+Prints the results as Markdown and, when every target ran, writes them into
+bench/README.md between its results markers. Logs and raw profiles stay in a
+temporary directory it names.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -40,14 +44,23 @@ from bench.baselines import (  # noqa: E402
     postgres_p50,
     postgres_server_pid,
 )
+from bench.channels import ChannelError, open_lanes  # noqa: E402
 from bench.cpu import CpuMeter, with_children  # noqa: E402
-from bench.loadgen import LevelResult, run_level  # noqa: E402
+from bench.loadgen import LevelResult, run_lanes, run_level  # noqa: E402
 from bench.profiling import markdown, py_spy, record_argv, summarise  # noqa: E402
 from bench.signing import Signer  # noqa: E402
-from bench.targets import FacilitatorTarget, HttpTarget, SidecarTarget, Target  # noqa: E402
+from bench.targets import (  # noqa: E402
+    ChannelTarget,
+    FacilitatorTarget,
+    HttpTarget,
+    SidecarTarget,
+    Target,
+    TargetSkipped,
+)
 from bench.tracking_write import database  # noqa: E402
 from gateway.constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO  # noqa: E402
 from paysidecar.aiohttp_middleware import RouteSpec  # noqa: E402
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT  # noqa: E402
 
 # The peer runs the SDK's FastAPI middleware under uvicorn: the `bench` extras.
 PEER_MODULES = ("fastapi", "uvicorn", "httpx")
@@ -65,6 +78,9 @@ PAID_ROUTE = RouteSpec(
     description=f"Records of the {DATASET} dataset",
     mime_type="application/json",
 )
+# Targets that need PostgreSQL, the sidecar and the gateway (the facilitator alone
+# pays what the sidecar's own challenge asks).
+STACK_TARGETS = {report.FACILITATOR, report.SIDECAR, report.FREE, report.PAID, report.VOUCHER}
 WARMUP_CONCURRENCY = 8
 WARMUP_PAYMENTS = 300
 # Payments signed per level: the rate seen so far × seconds × this, plus a margin.
@@ -91,30 +107,54 @@ def request_ids(key: str, phase: str) -> str:
 
 async def measure(target: Target, signer: Signer, meter: CpuMeter, run: report.TargetRun,
                   args: argparse.Namespace) -> None:  # fmt: skip
-    required = await target.challenge()
+    try:
+        required = await target.challenge()
+    except TargetSkipped as skipped:
+        run.skipped = str(skipped)
+        _progress(f"  {run.label:<38} skipped: {skipped}")
+        return
     if required is not None:
         validity = min(option.max_timeout_seconds for option in required.accepts)
         if args.seconds + VALIDITY_MARGIN_S > validity:
             raise SystemExit(f"--seconds {args.seconds:g} is too long: {run.label}'s payments are valid {validity} s")
 
-    async def items(count: int, phase: str) -> list:
-        payments = await signer.sign(required, count) if required is not None else [None] * count
-        prefix = request_ids(run.key, phase)
-        return [target.prepare(payment, f"{prefix}{n}") for n, payment in enumerate(payments)]
+    async def phase(concurrency: int, count: int, name: str, seconds: float, *, record: bool) -> LevelResult:
+        """Make what the phase needs (payments signed, channels opened), then drive it with
+        the CPU of every process metered (recorded in `run` for a level, not a warm-up)."""
+        prefix = request_ids(run.key, name)
+        async with target.connect(concurrency) as send:
+            if isinstance(target, ChannelTarget):
+                vouchers = max(1, math.ceil(count / concurrency))
+                try:
+                    channels = await open_lanes(target, send, signer, required, concurrency, vouchers, prefix)
+                except ChannelError as error:
+                    raise SystemExit(f"{run.label}: {error}") from None
+                if record:
+                    run.channels[concurrency] = channels.describe()
 
-    warm_items = await items(WARMUP_PAYMENTS if required is not None else args.max_requests, "warm")
-    async with target.connect(WARMUP_CONCURRENCY) as send:
-        warm = await run_level(send, warm_items, WARMUP_CONCURRENCY, args.warmup)
+                def drive():
+                    return run_lanes(send, channels.lanes, seconds)
+            else:
+                payments = await signer.sign(required, count) if required is not None else [None] * count
+                items = [target.prepare(payment, f"{prefix}{n}") for n, payment in enumerate(payments)]
+
+                def drive():
+                    return run_level(send, items, concurrency, seconds)
+
+            before = meter.snapshot()
+            level = await drive()
+            if record:
+                run.cpu_s[concurrency] = meter.spent(before, meter.snapshot())
+        return level
+
+    warm = await phase(WARMUP_CONCURRENCY, WARMUP_PAYMENTS if required is not None else args.max_requests,
+                       "warm", args.warmup, record=False)  # fmt: skip
     if warm.ok == 0:
         raise SystemExit(f"{run.label}: nothing succeeded in the warm-up: {dict(warm.errors)}")
     rate = warm.throughput
     for concurrency in args.levels:
         count = min(args.max_requests, int(rate * args.seconds * HEADROOM) + 4 * concurrency)
-        level_items = await items(count, f"c{concurrency}")
-        async with target.connect(concurrency) as send:
-            before = meter.snapshot()
-            level = await run_level(send, level_items, concurrency, args.seconds)
-            run.cpu_s[concurrency] = meter.spent(before, meter.snapshot())
+        level = await phase(concurrency, count, f"c{concurrency}", args.seconds, record=True)
         run.levels.append(level)
         rate = max(rate, level.throughput)
         _progress(_line(run.label, level))
@@ -177,6 +217,8 @@ async def run(args: argparse.Namespace) -> str:
         levels=args.levels,
         handler_ms=await handler_p50_ms(DATASET, QUERY),
     )
+    selected = [key for key in report.TARGETS if key in args.targets]
+    with_stack = bool(STACK_TARGETS.intersection(selected))
     started: list[services.Service] = []
 
     async def keep(service: services.Service) -> services.Service:
@@ -187,42 +229,69 @@ async def run(args: argparse.Namespace) -> str:
         for service in reversed(started):
             await services.stop(service)
 
-    async with database(os.environ.get("DATABASE_URL")) as db_url, contextlib.AsyncExitStack() as cleanup:
-        cleanup.push_async_callback(stop_all)
-        info.postgres = await postgres_p50(db_url)
-        facilitator = await keep(await stack.start_facilitator(run_dir))
-        sidecar = await keep(await stack.start_sidecar("sidecar", db_url, facilitator.url, run_dir))
-        info.grpc_ms = await grpc_p50_ms(f"127.0.0.1:{sidecar.port}")
-        gateway = await keep(await stack.start_gateway("gateway", sidecar.port, run_dir))
-        peer = await keep(await stack.start_peer(facilitator.url, run_dir))
-        _progress(f"bench: facilitator {facilitator.url}, sidecar {sidecar.url}, gateway {gateway.url},"
-                  f" peer {peer.url}")
+    def pids(service: services.Service | None) -> list[int]:
+        return [service.pid] if service is not None else []
 
-        sidecar_target = SidecarTarget("sidecar", f"127.0.0.1:{sidecar.port}", gateway.url + PAID_PATH, PAID_ROUTE)
-        targets: list[tuple[str, str, Target]] = [
-            (report.FACILITATOR, "facilitator alone (verify+settle)",
-             FacilitatorTarget("facilitator", facilitator.url, sidecar_target.challenge)),
-            (report.SIDECAR, "sidecar alone (gRPC Authorize+Settle)", sidecar_target),
-            (report.FREE, "gateway free route", HttpTarget("gateway-free", gateway.url + FREE_PATH, paid=False)),
-            (report.PAID, "gateway paid route (ours)", HttpTarget("gateway-paid", gateway.url + PAID_PATH, paid=True)),
-            (report.PEER, "SDK FastAPI peer, paid", HttpTarget("peer-paid", peer.url + PAID_PATH, paid=True)),
-        ]  # fmt: skip
-        postmaster = await postgres_server_pid(db_url)
+    stack_db = database(os.environ.get("DATABASE_URL")) if with_stack else contextlib.nullcontext(None)
+    async with stack_db as db_url, contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(stop_all)
+        facilitator = await keep(await stack.start_facilitator(run_dir))
+        sidecar = gateway = peer = batch_peer = None
+        postmaster = None
+        if with_stack:
+            info.postgres = await postgres_p50(db_url)
+            postmaster = await postgres_server_pid(db_url)
+            sidecar = await keep(await stack.start_sidecar("sidecar", db_url, facilitator.url, run_dir))
+            info.grpc_ms = await grpc_p50_ms(f"127.0.0.1:{sidecar.port}")
+            gateway = await keep(await stack.start_gateway("gateway", sidecar.port, run_dir))
+        if report.PEER in selected:
+            peer = await keep(await stack.start_peer(facilitator.url, run_dir))
+        if report.PEER_BATCH in selected:
+            batch_peer = await keep(
+                await stack.start_peer(facilitator.url, run_dir, name="peer-batch", scheme=SCHEME_BATCH_SETTLEMENT)
+            )
+        _progress("bench: " + ", ".join(f"{service.name} {service.url}" for service in started))
+
+        def target(key: str) -> tuple[str, Target]:
+            # Built on demand: each needs only the services its own key started.
+            if key == report.FACILITATOR:
+                return "facilitator alone (verify+settle)", FacilitatorTarget(
+                    "facilitator", facilitator.url, sidecar_target().challenge
+                )
+            if key == report.SIDECAR:
+                return "sidecar alone (gRPC Authorize+Settle)", sidecar_target()
+            if key == report.FREE:
+                return "gateway free route", HttpTarget("gateway-free", gateway.url + FREE_PATH, paid=False)
+            if key == report.PAID:
+                return "gateway paid route (ours)", HttpTarget("gateway-paid", gateway.url + PAID_PATH, paid=True)
+            if key == report.PEER:
+                return "SDK FastAPI peer, paid", HttpTarget("peer-paid", peer.url + PAID_PATH, paid=True)
+            if key == report.PEER_BATCH:
+                return "SDK FastAPI peer, vouchers", ChannelTarget("peer-batch", batch_peer.url + PAID_PATH)
+            # Ours, paid with vouchers: measured once the gateway's 402 offers batch-settlement.
+            return "gateway voucher path (ours)", ChannelTarget("gateway-voucher", gateway.url + PAID_PATH)
+
+        def sidecar_target() -> SidecarTarget:
+            return SidecarTarget("sidecar", f"127.0.0.1:{sidecar.port}", gateway.url + PAID_PATH, PAID_ROUTE)
+
         meter = CpuMeter({
-            "gateway": lambda: [gateway.pid],
-            "sidecar": lambda: [sidecar.pid],
+            "gateway": lambda: pids(gateway),
+            "sidecar": lambda: pids(sidecar),
             "postgres": lambda: with_children(postmaster) if postmaster else [],
-            "peer": lambda: [peer.pid],
+            "peer": lambda: pids(peer),
+            "batch peer": lambda: pids(batch_peer),
             "facilitator": lambda: [facilitator.pid],
         })  # fmt: skip
         runs = []
         async with Signer() as signer:
-            for key, label, target in targets:
+            for key in selected:
+                label, measured = target(key)
                 run = report.TargetRun(key, label)
                 runs.append(run)
-                await measure(target, signer, meter, run, args)
-            if args.no_profile:
-                profiles, note = [], "Not profiled in this run (--no-profile)."
+                await measure(measured, signer, meter, run, args)
+            if args.no_profile or report.PAID not in selected:
+                why = "--no-profile" if args.no_profile else "the paid route was not among --targets"
+                profiles, note = [], f"Not profiled in this run ({why})."
             else:
                 profiles, note = await profile_paid_path(db_url, facilitator.url, signer, run_dir, args)
         for run in runs:
@@ -231,6 +300,16 @@ async def run(args: argparse.Namespace) -> str:
                     share = await facilitator_share_p50(db_url, request_ids(run.key, f"c{concurrency}"))
                     run.facilitator_share_ms[concurrency] = share
     return report.results_markdown(runs, info, profiles, note)
+
+
+def _targets(text: str) -> set[str]:
+    if text == "all":
+        return set(report.TARGETS)
+    keys = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = keys.difference(report.TARGETS)
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"targets are 'all' or some of {', '.join(report.TARGETS)}")
+    return keys
 
 
 def _levels(text: str) -> Sequence[int]:
@@ -244,20 +323,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level (default 10)")
     parser.add_argument("--levels", type=_levels, default=[1, 8, 32, 64], help="concurrency levels (1,8,32,64)")
+    parser.add_argument(
+        "--targets", type=_targets, default=set(report.TARGETS),
+        help=f"'all' (default) or a comma list of: {', '.join(report.TARGETS)}",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target (default 2)")
     parser.add_argument("--max-requests", type=int, default=50_000, help="cap on requests per level")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-concurrency", type=int, default=32)
     parser.add_argument("--profile-payments", type=int, default=4_000, help="payments signed for the profile")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
-    parser.add_argument("--no-readme", action="store_true", help="print only; leave bench/README.md alone")
+    parser.add_argument(
+        "--no-readme", action="store_true", help="print only; leave bench/README.md alone (always so with --targets)"
+    )  # fmt: skip
     args = parser.parse_args()
     missing = [name for name in PEER_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         raise SystemExit(f"bench: {', '.join(missing)} missing; install the extras: pip install -e '.[bench]'")
     results = asyncio.run(run(args))
     print(results)
-    if not args.no_readme:
+    if args.targets != set(report.TARGETS):
+        _progress("bench: not every target ran; bench/README.md left as it was")
+    elif not args.no_readme:
         readme = Path(__file__).with_name("README.md")
         report.replace_section(readme, results)
         _progress(f"bench: results written to {readme}")

@@ -1,5 +1,5 @@
 """The services a benchmark starts, each a process of its own on loopback: the
-devnet facilitator, the sidecar, the gateway (rate limits off) and the SDK peer.
+devnet facilitator, the sidecar, the gateway (rate limits off) and the SDK peers.
 
 `wrap` turns a service's command line into another one that runs it (e.g. under
 a profiler); such a service is stopped through its whole process group.
@@ -62,6 +62,9 @@ async def start_gateway(
     return await _start(name, services.python_module("gateway.main"), gateway_env, GATEWAY_READY, run_dir, wrap)
 
 
-async def start_peer(facilitator_url: str, run_dir: Path, name: str = "peer") -> services.Service:
-    argv = services.python_module("bench.peer", "--facilitator", facilitator_url)
+async def start_peer(
+    facilitator_url: str, run_dir: Path, name: str = "peer", scheme: str = "exact"
+) -> services.Service:
+    """The SDK peer offering `scheme` (bench/peer.py: exact or batch-settlement)."""
+    argv = services.python_module("bench.peer", "--facilitator", facilitator_url, "--scheme", scheme)
     return await _start(name, argv, services.child_env(), PEER_READY, run_dir, None)

@@ -6,6 +6,10 @@ to find the request's tracking record later), and how one exchange goes
 
 - HttpTarget: a URL, free (expects 200) or paid (PAYMENT-SIGNATURE; expects 200
   with PAYMENT-RESPONSE) — the gateway's routes and the SDK peer's.
+- ChannelTarget: a paid URL paid with batch-settlement vouchers, one payment
+  channel per concurrent client (bench/channels.py) — the SDK batch peer's route
+  and, once the gateway offers the scheme, ours. Skipped when the URL's 402 does
+  not offer batch-settlement.
 - SidecarTarget: the sidecar alone over gRPC, Authorize then Settle, as the
   gateway calls it, without the gateway.
 - FacilitatorTarget: the facilitator alone, POST /verify then /settle with the
@@ -25,7 +29,8 @@ from typing import Any, Protocol
 
 import aiohttp
 import grpc
-from x402.http.utils import decode_payment_required_header
+from x402.http.utils import decode_payment_required_header, decode_payment_response_header
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.schemas import PaymentRequired
 
 from paysidecar.aiohttp_middleware import RouteSpec
@@ -39,6 +44,10 @@ USER_AGENT = "paysidecar-bench/1"
 
 class TargetError(Exception):
     """A target did not answer as a benchmark needs (e.g. no 402 challenge)."""
+
+
+class TargetSkipped(Exception):
+    """A target that does not offer what it would be measured with; the message says why."""
 
 
 class Target(Protocol):
@@ -95,6 +104,8 @@ class HttpTarget:
             async def send(headers: dict[str, str]) -> str | None:
                 async with session.get(self.url, headers=headers) as response:
                     await response.read()
+                    if response.status == 402:
+                        return f"http_402 {_refusal(response.headers)}"
                     if response.status != 200:
                         return f"http_{response.status}"
                     if self.paid and "PAYMENT-RESPONSE" not in response.headers:
@@ -102,6 +113,37 @@ class HttpTarget:
                     return None
 
             yield send
+
+
+def _refusal(headers: Any) -> str:
+    """Why a 402 refused a payment: the failed settlement's reason, else the challenge's error."""
+    try:
+        if "PAYMENT-RESPONSE" in headers:
+            return decode_payment_response_header(headers["PAYMENT-RESPONSE"]).error_reason or "settle_failed"
+        if "PAYMENT-REQUIRED" in headers:
+            return decode_payment_required_header(headers["PAYMENT-REQUIRED"]).error or "payment_required"
+    except ValueError:
+        return "undecodable"
+    return "no_header"
+
+
+@dataclass
+class ChannelTarget(HttpTarget):
+    """A paid URL paid through batch-settlement channels: the deposit opening each
+    channel and the vouchers after it are all ordinary paid requests (PAYMENT-SIGNATURE;
+    200 with PAYMENT-RESPONSE)."""
+
+    paid: bool = True
+
+    async def challenge(self) -> PaymentRequired:
+        """The 402 narrowed to its first batch-settlement option."""
+        required = await super().challenge()
+        assert required is not None
+        options = [option for option in required.accepts if option.scheme == SCHEME_BATCH_SETTLEMENT]
+        if not options:
+            offered = ", ".join(sorted({option.scheme for option in required.accepts})) or "nothing"
+            raise TargetSkipped(f"its 402 offers no {SCHEME_BATCH_SETTLEMENT} (accepts: {offered})")
+        return required.model_copy(update={"accepts": options[:1]})
 
 
 @dataclass
