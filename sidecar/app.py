@@ -62,17 +62,18 @@ class Sidecar:
         self.events = EventRing(s.telemetry_capacity, s.env)
         self.ledger = PgLedger(self.db)
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
+        tracker = self.writer if s.tracking_enabled else _NoTracking()
         self.service = PaymentService(
             pool=self.pool,
             ledger_store=ledger_store,
             chain=self.chain,
-            tracker=self.writer if s.tracking_enabled else _NoTracking(),
+            tracker=tracker,
             telemetry=self.events,
             policy=ReconcilePolicy(s.settle_retries, s.reconcile_window_s, s.reconcile_poll_s),
         )
         self.server, self.port, self.health = await build_server(
             s,
-            PaymentServicer(self.service, s),
+            PaymentServicer(self.service, s, tracker),
             TrackingServicer(self.db, s),
             StatusServicer(s, self.pool, self.writer, self.events, self.service),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
@@ -131,6 +132,12 @@ class _NoTracking:
     """Tracking switched off (benchmarks): steps are dropped."""
 
     def record(self, record_id, step, fields) -> None:
+        return None
+
+    async def durable(self) -> None:
+        return None
+
+    def durable_soon(self) -> None:
         return None
 
 
