@@ -82,7 +82,11 @@ class Sidecar:
         await self.recover()
         self._tasks = [
             asyncio.create_task(self._every(s.recovery_interval_s, self.recover)),
-            asyncio.create_task(run_retention(self.db, s.retention_days, s.prune_interval_s, self._stop)),
+            asyncio.create_task(
+                run_retention(
+                    self.db, s.retention_days, s.prune_interval_s, self._stop, min_retention_days=s.min_retention_days
+                )
+            ),
         ]
         return self.port
 
