@@ -9,7 +9,10 @@ otherwise an embedded pgserver in a temporary directory.
 
 Records are driven like concurrent requests: `--in-flight` records are open at
 any time and each tick advances every open record by one step, so steps of many
-records interleave. The field values (shaped like the sidecar's) are built
+records interleave. After each tick the answers of those steps wait, in a task
+of their own, until the steps are durable (in the journal on local disk), as
+the payment servicer's answers do; the producer goes on meanwhile, as other
+requests would. The field values (shaped like the sidecar's) are built
 before the clock starts, from 1,000 templates, and so are the record ids: the
 figure is the writer's rate, not the cost of making up requests. With
 `--step-gap-ms 0` ticks follow each other as fast as the process allows; a gap
@@ -141,18 +144,49 @@ TEMPLATES = 1_000
 OpenRecord = tuple[uuid.UUID, int, int]  # (id, n, index of the next step)
 
 
-def step_all(writer: TrackingWriter, templates: list[list[dict]], open_records: list[OpenRecord]) -> list[OpenRecord]:
-    """One tick: every open record takes its next step; those with steps left stay open."""
+class Answers:
+    """The answers of each tick, each waiting until its steps are durable."""
+
+    def __init__(self, writer: TrackingWriter) -> None:
+        self.writer = writer
+        self.waits: list[float] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self) -> None:
+        task = asyncio.ensure_future(self._wait(time.perf_counter()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wait(self, started: float) -> None:
+        await self.writer.durable()
+        self.waits.append(time.perf_counter() - started)
+
+    async def sent(self) -> None:
+        await asyncio.gather(*self._tasks)
+
+    def summary(self) -> str:
+        waits = sorted(self.waits)
+        if not waits:
+            return "no answers"
+        p50, p99 = waits[len(waits) // 2], waits[min(len(waits) - 1, int(len(waits) * 0.99))]
+        return f"answers waited for the journal: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
+
+
+def step_all(answers: Answers, templates: list[list[dict]], open_records: list[OpenRecord]) -> list[OpenRecord]:
+    """One tick: every open record takes its next step, then the answers go out;
+    the records with steps left stay open."""
     still_open = []
+    record = answers.writer.record
     for record_id, n, index in open_records:
-        writer.record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
+        record(record_id, LIFECYCLE[index], templates[n % len(templates)][index])
         if index + 1 < len(LIFECYCLE):
             still_open.append((record_id, n, index + 1))
+    answers.send()
     return still_open
 
 
 async def drive(
-    writer: TrackingWriter,
+    answers: Answers,
     templates: list[list[dict]],
     ids: list[uuid.UUID],
     in_flight: int,
@@ -169,9 +203,9 @@ async def drive(
         while len(open_records) < in_flight and next_n < records:
             open_records.append((ids[next_n], next_n, 0))
             next_n += 1
-        open_records = step_all(writer, templates, open_records)
+        open_records = step_all(answers, templates, open_records)
         await asyncio.sleep(gap_s)  # also lets the writer run between ticks, as a server would
-        while writer.queue_depth > max_queue:
+        while answers.writer.queue_depth > max_queue:
             await asyncio.sleep(0.005)
 
 
@@ -179,7 +213,7 @@ TICK_S = 0.01
 
 
 async def offer(
-    writer: TrackingWriter, templates: list[list[dict]], ids: list[uuid.UUID], rate: float
+    answers: Answers, templates: list[list[dict]], ids: list[uuid.UUID], rate: float
 ) -> tuple[float, int]:
     """Open loop: start `rate` records a second on a fixed schedule, each taking one
     step per 10 ms tick (a 50 ms call), whatever the writer does. Returns how late
@@ -194,8 +228,8 @@ async def offer(
         while next_n < due:
             open_records.append((ids[next_n], next_n, 0))
             next_n += 1
-        open_records = step_all(writer, templates, open_records)
-        deepest = max(deepest, writer.queue_depth)
+        open_records = step_all(answers, templates, open_records)
+        deepest = max(deepest, answers.writer.queue_depth)
         tick += 1
         late = time.perf_counter() - (started + tick * TICK_S)
         await asyncio.sleep(max(0.0, -late))
@@ -212,11 +246,13 @@ async def run(args: argparse.Namespace) -> None:
             await writer.start()
             templates = [[step_fields(step, n, run_id) for step in LIFECYCLE] for n in range(TEMPLATES)]
             ids = [uuid.uuid4() for _ in range(args.records)]
+            answers = Answers(writer)
             started, cpu_started = time.perf_counter(), time.process_time()
             if args.rate:
-                late, deepest = await offer(writer, templates, ids, args.rate)
+                late, deepest = await offer(answers, templates, ids, args.rate)
             else:
-                await drive(writer, templates, ids, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
+                await drive(answers, templates, ids, args.in_flight, args.step_gap_ms / 1000, args.max_queue)
+            await answers.sent()
             produced = time.perf_counter() - started
             await writer.flush()
             elapsed = time.perf_counter() - started
@@ -239,6 +275,7 @@ async def run(args: argparse.Namespace) -> None:
     if args.rate:
         print(f"offered {args.rate:,.0f} records/s: producer late by {late * 1000:.0f} ms at the end, "
               f"deepest queue {deepest:,} steps, drained {(elapsed - produced) * 1000:.0f} ms after the last step")
+    print(answers.summary())
     print(f"complete_records={complete}/{args.records} spooled={writer.spool_records} "
           f"missing={writer.missing_rows} rejected={writer.rejected_rows}")
     if complete != args.records:

@@ -109,6 +109,15 @@ class SidecarClient:
     # -- payments ---------------------------------------------------------
 
     async def authorize(self, request: payment_pb2.AuthorizeRequest) -> payment_pb2.AuthorizeResponse:
+        """Authorize one call. Unless the request carries a `call_key`, it gets a
+        fresh one (the request passed in is left as it is), which the one retry
+        re-sends: the sidecar then continues the call's tracking record instead
+        of opening a second one for the same request id."""
+        if not request.call_key:
+            keyed = payment_pb2.AuthorizeRequest()
+            keyed.CopyFrom(request)
+            keyed.call_key = uuid.uuid4().hex
+            request = keyed
         return await self._call(
             self._payments.Authorize, request, request_id=request.request_id, timeout_s=self._timeout_s
         )

@@ -63,11 +63,12 @@ class Sidecar:
         self.events = EventRing(s.telemetry_capacity, s.env)
         self.ledger = PgLedger(self.db)
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
+        tracker = self.writer if s.tracking_enabled else _NoTracking()
         self.service = PaymentService(
             pool=self.pool,
             ledger_store=ledger_store,
             chain=self.chain,
-            tracker=self.writer if s.tracking_enabled else _NoTracking(),
+            tracker=tracker,
             telemetry=self.events,
             policy=ReconcilePolicy(
                 s.settle_retries,
@@ -79,7 +80,7 @@ class Sidecar:
         )
         self.server, self.port, self.health = await build_server(
             s,
-            PaymentServicer(self.service, s),
+            PaymentServicer(self.service, s, tracker),
             TrackingServicer(self.db, s),
             StatusServicer(s, self.pool, self.writer, self.events, self.service),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
@@ -88,7 +89,11 @@ class Sidecar:
         await self.recover()
         self._tasks = [
             asyncio.create_task(self._every(s.recovery_interval_s, self.recover)),
-            asyncio.create_task(run_retention(self.db, s.retention_days, s.prune_interval_s, self._stop)),
+            asyncio.create_task(
+                run_retention(
+                    self.db, s.retention_days, s.prune_interval_s, self._stop, min_retention_days=s.min_retention_days
+                )
+            ),
         ]
         return self.port
 
@@ -138,6 +143,12 @@ class _NoTracking:
     """Tracking switched off (benchmarks): steps are dropped."""
 
     def record(self, record_id, step, fields) -> None:
+        return None
+
+    async def durable(self) -> None:
+        return None
+
+    def durable_soon(self) -> None:
         return None
 
 

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     tracking_hold_s: float = Field(0.25, ge=0)
     spool_dir: str = ".paysidecar/spool"
     retention_days: int = Field(90, ge=1)
+    # Prune refuses a cutoff younger than this (and one in the future).
+    min_retention_days: int = Field(7, ge=1)
     prune_interval_s: float = Field(3600.0, gt=0)
 
     telemetry_capacity: int = Field(1000, ge=1)
@@ -143,6 +145,14 @@ class Settings(BaseSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"facilitator URL must be http(s): {url!r}")
         return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _retention_at_least_minimum(self) -> Settings:
+        if self.retention_days < self.min_retention_days:
+            raise ValueError(
+                f"retention_days ({self.retention_days}) is below min_retention_days ({self.min_retention_days})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:

@@ -120,3 +120,4 @@ class Reason:
     UNKNOWN_ROUTE = "unknown_route"
     INVALID_ROUTE = "invalid_route"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
+    INVALID_PRUNE_CUTOFF = "invalid_prune_cutoff"

@@ -33,7 +33,7 @@ class Route(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
-    __slots__ = ("request_id", "method", "url", "route", "payment_signature", "x_payment", "client_ip", "user_agent", "headers", "query")
+    __slots__ = ("request_id", "method", "url", "route", "payment_signature", "x_payment", "client_ip", "user_agent", "headers", "query", "call_key")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class AuthorizeRequest(_message.Message):
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    CALL_KEY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     method: str
     url: str
@@ -61,7 +62,8 @@ class AuthorizeRequest(_message.Message):
     user_agent: str
     headers: _containers.ScalarMap[str, str]
     query: str
-    def __init__(self, request_id: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., route: _Optional[_Union[Route, _Mapping]] = ..., payment_signature: _Optional[str] = ..., x_payment: _Optional[str] = ..., client_ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., query: _Optional[str] = ...) -> None: ...
+    call_key: str
+    def __init__(self, request_id: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., route: _Optional[_Union[Route, _Mapping]] = ..., payment_signature: _Optional[str] = ..., x_payment: _Optional[str] = ..., client_ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., query: _Optional[str] = ..., call_key: _Optional[str] = ...) -> None: ...
 
 class HttpAnswer(_message.Message):
     __slots__ = ("status", "headers", "body")

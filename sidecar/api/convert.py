@@ -56,8 +56,14 @@ def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
         raise ValueError("url, method and route may not contain NUL characters")
 
 
+# A call key is only hashed into the record id; longer ones are a caller's bug.
+MAX_CALL_KEY = 128
+
+
 def authorize_input(request: payment_pb2.AuthorizeRequest, settings: Settings, trace_id: str) -> AuthorizeInput:
     _refuse_nul(request)
+    if len(request.call_key) > MAX_CALL_KEY:
+        raise ValueError(f"call_key is at most {MAX_CALL_KEY} characters")
     route: PricedRoute = cached_price_route(route_terms(request.route, settings))
     return AuthorizeInput(
         request_id=request.request_id,
@@ -71,6 +77,7 @@ def authorize_input(request: payment_pb2.AuthorizeRequest, settings: Settings, t
         headers=dict(request.headers),
         query=request.query,
         trace_id=trace_id,
+        call_key=request.call_key,
     )
 
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 import grpc
 
 from ..constants import Reason
-from ..payments.errors import ClaimRefused, LedgerUnavailable, RouteError, UnknownPayment
+from ..payments.errors import ClaimRefused, LedgerUnavailable, PruneRefused, RouteError, UnknownPayment
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ Resp = TypeVar("Resp")
 
 
 def _status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str] | None:
-    if isinstance(exc, RouteError):
+    if isinstance(exc, RouteError | PruneRefused):
         return grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.message
     if isinstance(exc, UnknownPayment):
         return grpc.StatusCode.NOT_FOUND, Reason.UNKNOWN_PAYMENT, str(exc)

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from paysidecar.v1 import tracking_pb2, tracking_pb2_grpc
 
 from ..config import Settings
+from ..payments.retention import prune_cutoff
 from ..store import tracking_queries as queries
 from .errors import mapped
 
@@ -133,9 +134,12 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     async def Prune(
         self, request: tracking_pb2.PruneRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.PruneResponse:
-        if request.HasField("older_than"):
-            older_than = request.older_than.ToDatetime(tzinfo=dt.timezone.utc)
-        else:
-            older_than = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self._settings.retention_days)
+        requested = request.older_than.ToDatetime(tzinfo=dt.timezone.utc) if request.HasField("older_than") else None
+        older_than = prune_cutoff(
+            requested,
+            dt.datetime.now(dt.timezone.utc),
+            retention_days=self._settings.retention_days,
+            min_retention_days=self._settings.min_retention_days,
+        )
         deleted = await queries.prune(self._pool, older_than)
         return tracking_pb2.PruneResponse(deleted=deleted)

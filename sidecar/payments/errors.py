@@ -23,6 +23,15 @@ class RouteError(Exception):
         self.message = message
 
 
+class PruneRefused(Exception):
+    """A Prune cutoff that would delete records still to be kept; nothing was deleted."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 class UnknownPayment(Exception):
     """Settle/Release named a payment this sidecar has no claim for."""
 

@@ -114,7 +114,14 @@ class LedgerStore(Protocol):
 
 
 class Tracker(Protocol):
-    def record(self, record_id: uuid.UUID, step: Any, fields: dict[str, Any]) -> None: ...
+    def record(self, record_id: uuid.UUID, step: Any, fields: dict[str, Any]) -> None:
+        """Queue one lifecycle step of a record; never blocks, never raises."""
+
+    async def durable(self) -> None:
+        """Return once every step recorded so far would outlive a crash."""
+
+    def durable_soon(self) -> None:
+        """Start making the steps recorded so far durable, without waiting."""
 
 
 class Telemetry(Protocol):

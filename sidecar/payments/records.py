@@ -3,6 +3,8 @@ only: raw payloads and signatures never reach a record (money rule 6)."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +14,21 @@ from .ledger import LedgerEntry
 from .ports import Attempt
 from .routes import PricedRoute
 from .settlement import SettleOutcome
+
+
+# Names the ids of records that a caller's call key derives (uuid5).
+_CALL_KEY_NAMESPACE = uuid.UUID("5d0c2f8e-3b9a-4f55-9c1e-7a2d40b1c6e3")
+
+
+def tracking_id(call_key: str, *call: str) -> uuid.UUID:
+    """The id of a call's tracking record. With the caller's key of the call,
+    the same for every retry of it (same key, same request: `call`), so a retry
+    continues the record; another call sharing only the key, or only the request
+    id (which HTTP clients may choose), gets an id of its own, and without the
+    key nobody can name an existing record. No key: a fresh random id."""
+    if not call_key:
+        return uuid.uuid4()
+    return uuid.uuid5(_CALL_KEY_NAMESPACE, json.dumps([call_key, *call]))
 
 
 def start_fields(request_id: str, method: str, url: str, route_key: str, trace_id: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class AuthorizeInput:
     headers: dict[str, str] = field(default_factory=dict)
     query: str = ""
     trace_id: str = ""
+    call_key: str = ""  # the caller's key of this call, the same on its retries
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,10 @@ class PaymentService:
     # ------------------------------------------------------------------ Authorize
 
     async def authorize(self, req: AuthorizeInput) -> tuple[uuid.UUID, Challenge | Rejection | Verified]:
-        tracking_id = uuid.uuid4()
-        started = time.perf_counter()
         route = req.route
+        call = (req.request_id, req.method, req.url, route.key, req.payment_signature, req.x_payment, req.client_ip)
+        tracking_id = records.tracking_id(req.call_key, *call)
+        started = time.perf_counter()
         track = self._tracker.record
         track(tracking_id, Step.START, records.start_fields(req.request_id, req.method, req.url, route.key, req.trace_id))
         track(

@@ -62,18 +62,27 @@ class Spool:
         self.records = sum(self._lines.values())
         self.bytes = sum(self._bytes.values())
         if self.records:
-            logger.info("tracking spool holds %d writes in %d segments", self.records, len(self._lines))
+            logger.info("%s holds %d lines in %d segments", self.directory, self.records, len(self._lines))
 
     def segments(self) -> list[Path]:
         """Segment files on disk, oldest first."""
         found = self.directory.glob(f"{_PREFIX}*{_SUFFIX}")
         return sorted((path for path in found if _number(path) is not None), key=_number)
 
+    @property
+    def active_segment(self) -> Path | None:
+        """The segment appends go to, None until the next append opens one."""
+        return self._active_path
+
     def append(self, lines: list[str]) -> None:
         """Append lines (no newlines inside) and fsync before returning."""
         if not lines:
             return
-        data = ("\n".join(lines) + "\n").encode("utf-8")
+        self.append_raw(("\n".join(lines) + "\n").encode("utf-8"), len(lines))
+
+    def append_raw(self, data: bytes, lines: int) -> Path:
+        """Append `lines` whole lines already encoded (each ends with a newline),
+        fsync before returning; the segment they went to."""
         if self._active is None or self._active_size >= self._segment_bytes:
             self._open_segment()
         assert self._active is not None and self._active_path is not None
@@ -81,10 +90,11 @@ class Spool:
         self._active.flush()
         os.fsync(self._active.fileno())
         self._active_size += len(data)
-        self._lines[self._active_path] += len(lines)
+        self._lines[self._active_path] += lines
         self._bytes[self._active_path] += len(data)
-        self.records += len(lines)
+        self.records += lines
         self.bytes += len(data)
+        return self._active_path
 
     def seal(self) -> None:
         """Close the segment being appended to; the next append starts a new one."""

@@ -23,6 +23,19 @@ rewrites every index. flush() and close() hold nothing back.
 
 Rows a chunk starts go in by COPY (sidecar/store/tracking_copy.py); a chunk
 whose COPY meets a row that is there already is written again with upserts.
+
+Every step also goes to a journal on local disk (sidecar/store/journal.py),
+which `durable()` syncs before an answer leaves. A step reaches the database or
+the spool only once it is in the journal (write-ahead): a cycle takes the
+writes whose steps are all journaled and starts a journal write for the others,
+which wait for the next cycle, so the database and the disk work at the same
+time; flush() and close() wait for the journal instead. At start, after the
+spool, the writer writes again what the journal kept: steps that had not
+landed, and some that had. Writing a step again is harmless: each row write
+sets columns to the values its steps give them (metadata keys merge; a START
+keeps the row's timestamp), and the journal is replayed in the order the steps
+were recorded, with every later step of the record (write-ahead): the row ends
+as it was, or as it should have been. No row is doubled: a START upserts.
 """
 
 from __future__ import annotations
@@ -40,10 +53,11 @@ import asyncpg
 from ..payments.lifecycle import Step
 from ..telemetry.batch_links import BatchLinks, batch_span
 from .db import UNAVAILABLE_ERRORS, create_pool
+from .journal import Journal
 from .schema import TABLE
 from .spool import Spool
 from .tracking_copy import copy_data, source
-from .tracking_rows import RowWrite, from_line, to_line
+from .tracking_rows import RowWrite, from_line, journal_steps, to_line
 from .tracking_sql import arguments, statement
 
 __all__ = ["Step", "TrackingWriter"]
@@ -56,6 +70,8 @@ Groups = dict[tuple[bool, frozenset[str]], list[tuple[uuid.UUID, dict[str, Any]]
 
 # Errors that no retry fixes: the rows are tried one by one and the bad one is dropped.
 _REJECTED_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+JOURNAL_DIRECTORY = "journal"  # inside the spool directory
 
 
 class TrackingWriter:
@@ -81,6 +97,8 @@ class TrackingWriter:
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._spool = Spool(Path(spool_dir))
+        self._journal = Journal(Path(spool_dir) / JOURNAL_DIRECTORY)
+        self._journal_whole = True  # False once closing dropped steps: the journal keeps them
         self._on_missing = on_missing
         self._parallelism = parallelism
         self._slots = asyncio.Semaphore(parallelism)
@@ -135,17 +153,26 @@ class TrackingWriter:
     def database_up(self) -> bool:
         return self._database_up
 
+    @property
+    def journal_failures(self) -> int:
+        """Journal writes that failed (their steps could be lost in a crash)."""
+        return self._journal.failed_writes
+
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay what the spool holds (when the database answers), then start writing."""
+        """Replay what the spool holds (when the database answers) and what the
+        journal kept, then start writing."""
         await asyncio.to_thread(self._spool.open)
+        await asyncio.to_thread(self._journal.open)
         if self._pool is None:
             await self._open_pool()
         if self._spool.records and self._pool is not None:
             self._database_up = await self._replay()
             if not self._database_up:
                 self._next_check = time.monotonic() + self._recheck_s
+        if self._journal.leftovers:
+            await self._replay_journal()
         self._task = asyncio.create_task(self._run(), name="tracking-writer")
 
     def record(self, record_id: uuid.UUID, step: Step, fields: dict[str, Any]) -> None:
@@ -158,9 +185,11 @@ class TrackingWriter:
                 step = Step(step)
             write = self._pending.get(record_id)
             if write is None:
-                write = self._pending[record_id] = RowWrite()
+                write = self._pending[record_id] = RowWrite(first_seq=self._journal.seq + 1)
                 self._links.capture(record_id)
             write.add(record_id, step, fields)
+            stamp = write.fields.get("timestamp") if step is Step.START else None
+            write.last_seq = self._journal.add(record_id, step, fields, stamp)
             self._enqueued += 1
             self._pending_steps += 1
             self._fresh_steps += 1
@@ -171,6 +200,15 @@ class TrackingWriter:
                 self._wake.set()
         except Exception:
             logger.exception("tracking %s: step %r could not be queued", record_id, step)
+
+    async def durable(self) -> None:
+        """Return once every step recorded so far would outlive a crash of this
+        process (it is in the journal, on local disk). Never raises."""
+        await self._journal.sync()
+
+    def durable_soon(self) -> None:
+        """Start writing the steps recorded so far to the journal, without waiting."""
+        self._journal.sync_soon()
 
     async def flush(self) -> None:
         """Return once every step recorded so far is in the database or the spool."""
@@ -191,6 +229,7 @@ class TrackingWriter:
         if self._task is not None:
             await self._task
             self._task = None
+        await self._journal.close(keep=not self._journal_whole)
         await asyncio.to_thread(self._spool.close)
         if self._dsn is not None and self._pool is not None:
             await self._pool.close()
@@ -233,9 +272,14 @@ class TrackingWriter:
             pass
 
     async def _cycle(self) -> None:
+        everything = self._closing or self._flush_wanted
         writes = self._take_due()
         target = self._enqueued - self._pending_steps  # every step but the held ones
         self._flush_wanted = False
+        if everything:
+            await self._journal.sync()
+        else:
+            self._journal.sync_soon()  # the steps held back for the journal, for the next cycle
         if not writes:
             return
         links = self._links.take(writes)
@@ -248,7 +292,11 @@ class TrackingWriter:
         if not durable:
             self._put_back(writes)
             if self._closing:
-                logger.error("tracking writer closing: %d steps could be neither written nor spooled", self.queue_depth)
+                logger.error(
+                    "tracking writer closing: %d steps could be neither written nor spooled; the journal keeps them",
+                    self.queue_depth,
+                )
+                self._journal_whole = False
                 self._pending, self._pending_steps = {}, 0
                 target = self._enqueued
             else:
@@ -257,16 +305,22 @@ class TrackingWriter:
         async with self._progress:
             self._durable = max(self._durable, target)
             self._progress.notify_all()
+        if self._journal_whole and self._journal.trim_due():
+            # Every step not pending any more is in the database or the spool.
+            pending = (write.first_seq for write in self._pending.values())
+            await self._journal.trim(min(pending, default=self._journal.seq + 1))
 
     def _take_due(self) -> dict[uuid.UUID, RowWrite]:
-        """Take the pending writes of this cycle, leaving the held-back ones pending."""
+        """Take the pending writes of this cycle, leaving pending those held back
+        (a call under way) and those with a step not in the journal yet."""
         writes, self._pending = self._pending, {}
         self._pending_steps = self._fresh_steps = 0
         if self._closing or self._flush_wanted:
             return writes
         held_since = time.monotonic() - self._hold_s
+        journaled = self._journal.synced
         for record_id, write in writes.items():
-            if write.unfinished() and write.started_at > held_since:
+            if write.last_seq > journaled or (write.unfinished() and write.started_at > held_since):
                 self._pending[record_id] = write
                 self._pending_steps += len(write.steps)
         if self._pending:
@@ -349,6 +403,31 @@ class TrackingWriter:
                 lines.close()
             await asyncio.to_thread(self._spool.remove, segment)
         return True
+
+    async def _replay_journal(self) -> None:
+        """Write again what an earlier process journaled: after its spool (older
+        writes), before anything this process records. A segment is deleted
+        once all of it was written; if neither the database nor the spool takes
+        it, it stays for the next start."""
+        chunk_steps = self._batch_size * self._parallelism
+        for segment in list(self._journal.leftovers):
+            writes: dict[uuid.UUID, RowWrite] = {}
+            steps = 0
+            lines = self._journal.read(segment)
+            try:
+                while (chunk := await asyncio.to_thread(next, lines, None)) is not None:
+                    for line in chunk:
+                        steps += _fold_journal_line(writes, line, segment)
+                    if steps >= chunk_steps:
+                        if not await self._deliver(writes):
+                            return
+                        writes, steps = {}, 0
+            finally:
+                lines.close()
+            if writes and not await self._deliver(writes):
+                return
+            await self._journal.discard(segment)
+            logger.info("tracking journal %s written again", segment.name)
 
     async def _write(self, writes: dict[uuid.UUID, RowWrite]) -> Rows:
         """Write all rows; return those that must wait because the database is away."""
@@ -474,6 +553,22 @@ class _Chunk:
 
     def copy_data(self, start: bool, columns: frozenset[str]) -> bytes:
         return self._copies[(start, columns)]
+
+
+def _fold_journal_line(writes: dict[uuid.UUID, RowWrite], line: str, segment: Path) -> int:
+    """Fold the steps of a journal line into the writes, per record in order;
+    how many steps it held."""
+    try:
+        steps = journal_steps(line)
+    except ValueError as exc:
+        logger.error("tracking journal %s: unreadable line skipped: %s", segment.name, exc)
+        return 0
+    for record_id, step, fields in steps:
+        write = writes.get(record_id)
+        if write is None:
+            write = writes[record_id] = RowWrite()
+        write.add(record_id, step, fields)
+    return len(steps)
 
 
 def _coalesce(lines: list[str], segment: Path) -> dict[uuid.UUID, RowWrite]:

@@ -13,6 +13,7 @@ over: they must not change them after recording.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -120,6 +121,9 @@ class RowWrite:
     started_at: float = 0.0  # time.monotonic() of the START step, when `start`
     fields: dict[str, Any] = field(default_factory=dict)  # column -> value; jsonb as Python objects
     metadata: list[dict[str, Any]] = field(default_factory=list)  # merged left to right, like jsonb ||
+    # Journal numbers of its first and last steps (sidecar/store/journal.py); 0 when not journaled.
+    first_seq: int = 0
+    last_seq: int = 0
 
     def add(self, record_id: uuid.UUID, step: Step, fields: dict[str, Any]) -> None:
         """Fold one step in; unusable fields are dropped with a warning."""
@@ -189,6 +193,7 @@ class RowWrite:
             self.start, self.started_at = True, later.started_at
         self.fields.update(later.fields)
         self.metadata.extend(later.metadata)
+        self.last_seq = max(self.last_seq, later.last_seq)
 
     def encoded(self, record_id: uuid.UUID) -> dict[str, Any]:
         """Column -> value as sent to PostgreSQL: jsonb as JSON text, metadata
@@ -243,6 +248,58 @@ def to_line(record_id: uuid.UUID, write: RowWrite) -> str:
         if fields[name] is not None:
             fields[name] = fields[name].isoformat()
     return _encode_json({"id": str(record_id), "steps": write.steps, "start": write.start, "fields": fields})
+
+
+def journal_line(entries: list[tuple[Any, ...]]) -> bytes:
+    """One journal line (newline included) for the steps of one group write:
+    a JSON array of [record id, step, fields] and, for a START, the timestamp
+    it stamped. The fields go as the caller gave them (checked again when the
+    line is replayed, as when they were recorded); a value JSON cannot carry
+    is left out with a warning, as the database write leaves it out."""
+    try:
+        return orjson.dumps(entries, option=_JOURNAL_OPTIONS)
+    except (TypeError, ValueError, RecursionError):
+        return orjson.dumps([_encodable(entry) for entry in entries], option=_JOURNAL_OPTIONS)
+
+
+_JOURNAL_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
+def _encodable(entry: tuple[Any, ...]) -> tuple[Any, ...]:
+    try:
+        orjson.dumps(entry, option=_JOURNAL_OPTIONS)
+        return entry
+    except (TypeError, ValueError, RecursionError):
+        pass
+    record_id, step, fields, *stamp = entry
+    kept: dict[str, Any] = {}
+    for name, value in fields.items():
+        try:
+            orjson.dumps({name: value}, option=_JOURNAL_OPTIONS)
+        except (TypeError, ValueError, RecursionError) as exc:
+            logger.warning("tracking %s: %s not journaled, not serialisable as JSON (%s)", record_id, name, exc)
+            continue
+        kept[name] = value
+    return (record_id, step, kept, *stamp)
+
+
+def journal_steps(line: str) -> list[tuple[uuid.UUID, Step, dict[str, Any]]]:
+    """The steps a journal line carries, in order, with the START's timestamp
+    back among its fields; ValueError when the line is not a journal line."""
+    try:
+        steps = []
+        for record_id, step, fields, *stamp in orjson.loads(line):
+            fields = dict(fields)
+            for name in _TIMESTAMP_COLUMNS.intersection(fields):
+                if isinstance(fields[name], str):
+                    with contextlib.suppress(ValueError):  # else dropped with a warning when replayed
+                        fields[name] = datetime.fromisoformat(fields[name])
+            if stamp:
+                fields["timestamp"] = datetime.fromisoformat(stamp[0])
+            steps.append((uuid.UUID(record_id), Step(step), fields))
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a tracking journal line: {exc}") from exc
+    return steps
 
 
 def from_line(line: str) -> tuple[uuid.UUID, RowWrite]:

@@ -19,6 +19,7 @@ from .tracking_rows import METADATA
 
 
 _POSITION = {column.name: i for i, column in enumerate(COLUMNS)}
+TIMESTAMP = "timestamp"  # when the call began: set by its first START only
 
 
 def _array_type(column: str) -> str:
@@ -56,13 +57,17 @@ def statement(start: bool, columns: frozenset[str]) -> tuple[str, tuple[str, ...
 
 
 def _upsert_sql(columns: tuple[str, ...]) -> str:
-    # A row that exists already (a spool replayed twice) gets the same columns
-    # set, so applying the write again is harmless.
+    # A row that exists already (a spool or journal written again) gets the
+    # same columns set, so applying the write again is harmless. Its timestamp
+    # stays: a retried Authorize of the call (a START again) keeps the time the
+    # call began.
     every = ("id", *columns)
     names = ", ".join(f'"{c}"' for c in every)
     values = ", ".join(_from_unnest(c) for c in every)
     sets = ", ".join(
-        _merge_metadata("EXCLUDED.metadata") if c == METADATA else f'"{c}" = EXCLUDED."{c}"' for c in columns
+        _merge_metadata("EXCLUDED.metadata") if c == METADATA else f'"{c}" = EXCLUDED."{c}"'
+        for c in columns
+        if c != TIMESTAMP
     )
     conflict = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
     return f"INSERT INTO {TABLE} AS t ({names}) SELECT {values} FROM {_unnest(every)} ON CONFLICT (id) {conflict}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import shutil
 import tempfile
 import uuid
@@ -158,9 +159,13 @@ async def test_database_outage_refuses_payments_and_loses_no_record(stoppable, f
     # A payment whose claim the outage interrupted before any settle is locked
     # until the stale-claim recovery (10 min): its retries are refused with 402.
     locked = {nonce_of(a.header) for a in answers if a.status == 402} - set(served)
-    # No record lost: each request id has its record.
-    recorded = {row["request_id"] for row in await fetch(database_url, "SELECT request_id FROM resource_call_records")}
+    # No record lost and none doubled: each request id has its one record (the
+    # client's retry of an Authorize refused UNAVAILABLE continues the first's).
+    recorded = collections.Counter(
+        row["request_id"] for row in await fetch(database_url, "SELECT request_id FROM resource_call_records")
+    )
     assert [a.request_id for a in answers if a.request_id not in recorded] == []
+    assert [request_id for request_id, count in recorded.items() if count > 1] == []
     # A database going away is an outage, answered UNAVAILABLE, never an unexpected error.
     assert [r.getMessage() for r in caplog.records if r.name == "sidecar.api.errors"] == []
     print(
@@ -168,6 +173,37 @@ async def test_database_outage_refuses_payments_and_loses_no_record(stoppable, f
         f"refused_503={sum(1 for a in answers if a.status == 503)} redeemed_after={len(redeemable)} "
         f"locked_402={len(locked)} records_lost=0"
     )
+
+
+async def test_a_paid_call_refused_by_a_database_outage_leaves_one_record(stoppable, facilitator, tmp_path, caplog):
+    """The gateway's client re-sends an Authorize refused UNAVAILABLE once; the
+    retry continues the call's record. Two calls that share an X-Request-ID
+    (clients choose it) keep a record each."""
+    server, database_url = stoppable
+    sidecar = await start_sidecar(sidecar_settings(database_url, tmp_path / "spool", [facilitator.url]))
+    writer = sidecar.sidecar.writer
+    calls = ["one-call", "shared-request-id", "shared-request-id"]
+    try:
+        async with running_gateway(sidecar.target) as (base, session):
+            headers = [await sign_for(base + "/v1/records", payer_index=n) for n in range(len(calls))]
+            await server.go_down()
+            try:
+                with caplog.at_level(logging.WARNING, logger="paysidecar.client"):
+                    for request_id, header in zip(calls, headers, strict=True):
+                        paid = {"PAYMENT-SIGNATURE": header, "X-Request-ID": request_id}
+                        async with session.get(base + "/v1/records?_limit=1", headers=paid) as answer:
+                            assert answer.status == 503
+            finally:
+                await server.come_back()
+            await eventually(lambda: writer.spool_records == 0 and writer.database_up, "the spool to be replayed")
+            await writer.flush()
+    finally:
+        await sidecar.stop()
+    retried = [r for r in caplog.records if r.name == "paysidecar.client" and "retrying once" in r.getMessage()]
+    assert len(retried) == len(calls)  # every call's Authorize was sent twice
+    records = await fetch(database_url, "SELECT request_id, response_status, verification_error FROM resource_call_records")
+    assert collections.Counter(row["request_id"] for row in records) == collections.Counter(calls)
+    assert {(row["response_status"], row["verification_error"]) for row in records} == {(503, "ledger_unavailable")}
 
 
 # The ledger write that starts a settle fails as if the connection broke (SQLSTATE 08006).

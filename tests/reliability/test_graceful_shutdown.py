@@ -53,8 +53,8 @@ async def test_sigterm_drains_settles_releases_claims_and_flushes_tracking(
     assert records["settling"]["settlement"]["success"] is True
     assert records["settling"]["response_status"] == 200
     assert records["unpaid"]["response_status"] == 402
-    # Flushed to the database, not left in the spool.
-    assert not [p for p in (tmp_path / "spool").glob("*") if p.stat().st_size]
+    # Flushed to the database, not left in the spool or its journal.
+    assert not [p for p in (tmp_path / "spool").rglob("*") if p.is_file() and p.stat().st_size]
 
     # Gone for good: nothing more is answered.
     async with grpc.aio.insecure_channel(sidecar.target) as channel:

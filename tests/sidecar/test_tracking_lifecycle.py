@@ -8,6 +8,7 @@ import json
 import uuid
 
 import asyncpg
+import grpc
 import pytest
 
 from tests.support.calls import URL, authorize_request, release_request, settle_request
@@ -120,3 +121,52 @@ async def test_released_record(make_sidecar, database_url, reason, status):
     assert row["settlement"]["released"] is True and row["settlement"]["reason"] == reason
     assert row["settlement"]["success"] is False
     assert row["response_status"] == status
+
+
+def _keyed(request, call_key: str, **changes):
+    keyed = type(request)()
+    keyed.CopyFrom(request)
+    keyed.call_key = call_key
+    for name, value in changes.items():
+        setattr(keyed, name, value)
+    return keyed
+
+
+async def test_a_retried_authorize_continues_its_own_record_only(make_sidecar, database_url):
+    """A retry (same call key, same request) continues the call's record. A call
+    that shares only the request id (clients choose it) or re-sends another
+    call's key with a request of its own gets its own record; the first one's is
+    left as it was."""
+    sidecar = await make_sidecar()
+    try:
+        call = _keyed(authorize_request(), "key-of-the-first-call")
+        first = await sidecar.payments.Authorize(call)
+        retry = await sidecar.payments.Authorize(call)
+        same_request_id = await sidecar.payments.Authorize(_keyed(call, "key-of-another-call"))
+        same_key = await sidecar.payments.Authorize(_keyed(call, call.call_key, url=URL + "?other=1"))
+        unkeyed = await sidecar.payments.Authorize(_keyed(call, ""))
+        await sidecar.sidecar.writer.flush()
+        rows = {str(row["id"]): row for row in await _rows(database_url, call.request_id)}
+    finally:
+        await sidecar.stop()
+    assert retry.tracking_id == first.tracking_id
+    others = {same_request_id.tracking_id, same_key.tracking_id, unkeyed.tracking_id}
+    assert len(others) == 3 and first.tracking_id not in others
+    assert set(rows) == {first.tracking_id, *others}
+    assert rows[first.tracking_id]["url"] == URL and rows[same_key.tracking_id]["url"] == URL + "?other=1"
+    assert {row["response_status"] for row in rows.values()} == {402}
+
+
+async def test_a_call_key_longer_than_128_characters_is_refused(sidecar):
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await sidecar.payments.Authorize(_keyed(authorize_request(), "k" * 129))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "call_key" in refused.value.details()
+
+
+async def _rows(database_url: str, request_id: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch("SELECT * FROM resource_call_records WHERE request_id = $1", request_id)
+    finally:
+        await conn.close()

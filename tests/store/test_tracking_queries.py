@@ -209,7 +209,7 @@ async def test_retention_job_prunes_until_stopped(pool):
     old, recent = aged(rows, datetime.now(UTC))
     await insert(pool, rows)
     stop = asyncio.Event()
-    job = asyncio.create_task(run_retention(pool, retention_days=90, interval_s=3600, stop=stop))
+    job = asyncio.create_task(run_retention(pool, retention_days=90, interval_s=3600, stop=stop, min_retention_days=7))
     async with asyncio.timeout(10):
         while await pool.fetchval("SELECT count(*) FROM resource_call_records") != len(recent):
             await asyncio.sleep(0.02)

@@ -214,19 +214,22 @@ async def test_text_and_json_with_copy_separators_land_unchanged(pool, tmp_path)
 
 async def test_a_start_for_a_row_already_there_updates_it(pool, tmp_path):
     """COPY cannot insert a row that exists: the chunk is upserted instead, and
-    the other rows of the chunk land too."""
+    the other rows of the chunk land too. The row keeps the time its call began
+    (a retried Authorize starts the call's record again)."""
     writer = TrackingWriter(pool, spool_dir=tmp_path)
     await writer.start()
     again, others = uuid.uuid4(), [uuid.uuid4() for _ in range(5)]
     writer.record(again, Step.START, {"path": "/first", "metadata": {"a": 1}})
     await writer.flush()
+    began = await pool.fetchval('SELECT "timestamp" FROM resource_call_records WHERE id = $1', again)
     writer.record(again, Step.START, {"path": "/second", "metadata": {"b": 2}})
     for record_id in others:
         writer.record(record_id, Step.START, {"path": "/other"})
     await writer.close()
-    found = await pool.fetch("SELECT id, path, metadata FROM resource_call_records")
+    found = await pool.fetch('SELECT id, path, metadata, "timestamp" FROM resource_call_records')
     rows = {r["id"]: (r["path"], r["metadata"]) for r in found}
     assert rows == {again: ("/second", {"a": 1, "b": 2}), **{record_id: ("/other", None) for record_id in others}}
+    assert {r["timestamp"] for r in found if r["id"] == again} == {began}
     assert writer.rejected_rows == 0
 
 
