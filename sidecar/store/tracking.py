@@ -57,7 +57,7 @@ from .journal import Journal
 from .schema import TABLE
 from .spool import Spool
 from .tracking_copy import copy_data, source
-from .tracking_rows import RowWrite, from_line, journal_steps, to_line
+from .tracking_rows import KEY_TIME, RowWrite, StartTimes, from_line, journal_steps, to_line
 from .tracking_sql import arguments, statement
 
 __all__ = ["Step", "TrackingWriter"]
@@ -122,6 +122,7 @@ class TrackingWriter:
         self._missing_rows = 0
         self._rejected_rows = 0
         self._links = BatchLinks()  # the request spans each batch write links to
+        self._started = StartTimes()  # so updates name the row's partition
 
     # -- status ---------------------------------------------------------------
 
@@ -188,7 +189,8 @@ class TrackingWriter:
                 write = self._pending[record_id] = RowWrite(first_seq=self._journal.seq + 1)
                 self._links.capture(record_id)
             write.add(record_id, step, fields)
-            stamp = write.fields.get("timestamp") if step is Step.START else None
+            self._started.note(record_id, step, write)
+            stamp = write.fields.get(KEY_TIME) if step is Step.START else None
             write.last_seq = self._journal.add(record_id, step, fields, stamp)
             self._enqueued += 1
             self._pending_steps += 1
@@ -544,7 +546,7 @@ class _Chunk:
         self.steps: dict[uuid.UUID, list[int]] = {}
         for record_id, write in rows:
             values = write.encoded(record_id)
-            if write.start or values:  # else steps that set nothing
+            if write.start or values.keys() - {KEY_TIME}:  # else steps that set nothing
                 self.groups.setdefault((write.start, frozenset(values)), []).append((record_id, values))
             self.steps[record_id] = write.steps
         self._copies = {

@@ -1,5 +1,6 @@
 """Reading and pruning tracking records: list with filters and a keyset cursor,
-one record, stats for a time range, and batched deletion of old rows."""
+one record, stats for a time range, and retention (whole partitions dropped,
+the rest deleted in batches)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from .partitions import drop_before
 from .schema import TABLE
 
 MAX_LIMIT = 100
@@ -72,8 +74,12 @@ WHERE {where} AND settlement ->> 'success' = 'true' AND payment ->> 'network' IS
 GROUP BY 1, 2
 """
 
+# Oldest first through the timestamp index; the outer condition on "timestamp"
+# keeps the DELETE to the partitions before the cutoff.
 PRUNE = f"""
-DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE "timestamp" < $1 LIMIT $2)
+DELETE FROM {TABLE}
+WHERE "timestamp" < $1
+  AND (id, "timestamp") IN (SELECT id, "timestamp" FROM {TABLE} WHERE "timestamp" < $1 ORDER BY "timestamp" LIMIT $2)
 """
 
 
@@ -256,11 +262,14 @@ async def get_stats(pool: asyncpg.Pool, start: datetime | None = None, end: date
 
 
 async def prune(pool: asyncpg.Pool, older_than: datetime, batch_size: int = 5000) -> int:
-    """Delete records older than `older_than`, batch_size rows per transaction
-    (short locks, bounded WAL bursts); return how many were deleted."""
-    deleted = 0
+    """Delete records older than `older_than`: the partitions wholly before it are
+    dropped, the rows before it in the partition it falls in (and in the default
+    partition) deleted batch_size rows per transaction (short locks, bounded WAL
+    bursts). Returns how many records went."""
+    cutoff = _aware(older_than)
+    deleted = await drop_before(pool, cutoff)
     while True:
-        status = await pool.execute(PRUNE, _aware(older_than), batch_size)
+        status = await pool.execute(PRUNE, cutoff, batch_size)
         count = int(status.split()[-1])
         deleted += count
         if count < batch_size:
