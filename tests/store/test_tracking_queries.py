@@ -284,3 +284,16 @@ async def test_average_and_95th_percentile_are_postgresqls_own(pool):
     assert (stats.avg_response_time_ms, stats.p95_response_time_ms) == (
         pytest.approx(expected["avg"], rel=1e-12), expected["p95"]
     )
+
+
+async def test_volume_counts_only_plain_integer_amounts_of_1_to_78_digits(pool):
+    largest = "9" * 78
+    amounts = ["1000", largest, "9" * 79, "", "1e3", "-5", " 7", "12.5", "0x10", "٣"]
+    rows = make_rows(len(amounts), seed=3)
+    for row, amount in zip(rows, amounts, strict=True):
+        row["payment"] = {"scheme": "exact", "network": "eip155:8453", "asset": ASSETS[0], "amount": amount}
+        row["settlement"] = {"success": True}
+    await insert(pool, rows)
+    stats = await get_stats(pool)
+    assert stats.volume_by_network == {"eip155:8453": str(1000 + int(largest))}
+    assert stats.successful_settlements == len(amounts)
