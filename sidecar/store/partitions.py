@@ -23,10 +23,10 @@ Period = Literal["day", "month"]
 
 # Partitions for now and the next `ahead_days` days, one per period.
 CREATE_AHEAD = "SELECT resource_call_records_create_partitions($1, now(), now() + make_interval(days => $2))"
+DROP_BEFORE = "SELECT resource_call_records_drop_partitions($1)"
 # Dropping a partition locks the parent exclusively for a moment; waiting longer than
 # this behind a long query would hold up every reader and writer queued behind the
-# drop, so it gives up and the next run tries again.
-DROP_BEFORE = "SELECT resource_call_records_drop_partitions($1)"
+# drop, so it gives up (LockNotAvailableError) and the next run tries again.
 DROP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '3s'"
 LIST = """
 SELECT partition::text AS name, is_default, lower_bound, upper_bound

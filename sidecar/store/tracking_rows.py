@@ -237,15 +237,22 @@ class StartTimes:
         return len(self._times)
 
     def note(self, record_id: uuid.UUID, step: Step, write: RowWrite) -> None:
-        """Called with the record's pending write after each step is folded in."""
+        """Called with the record's pending write after each step is folded in.
+        Most steps join a write that inserts the row (the call is held back until
+        it ends): those cost two comparisons."""
         if step is Step.START:
-            write.fields[KEY_TIME] = self._times.setdefault(record_id, write.fields[KEY_TIME])
+            fields = write.fields
+            fields[KEY_TIME] = self._times.setdefault(record_id, fields[KEY_TIME])
             if len(self._times) > self._capacity:
                 del self._times[next(iter(self._times))]
-            return
-        started = self._times.pop(record_id, None) if step is Step.FINALIZE else self._times.get(record_id)
-        if started is not None and not write.start:
-            write.fields.setdefault(KEY_TIME, started)
+        elif step is Step.FINALIZE:
+            started = self._times.pop(record_id, None)
+            if started is not None and not write.start:
+                write.fields.setdefault(KEY_TIME, started)
+        elif not write.start:
+            started = self._times.get(record_id)
+            if started is not None:
+                write.fields.setdefault(KEY_TIME, started)
 
 
 def _without_nul(value: Any) -> Any:

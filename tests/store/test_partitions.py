@@ -13,6 +13,8 @@ import pytest
 from sidecar.store.migrate import apply_migrations
 from sidecar.store.partitions import create_ahead, drop_before, keep_ahead, list_partitions
 from sidecar.store.tracking_queries import get_record, get_stats, list_records, prune
+from tests.support.net import wait_until
+from tests.support.stack import sidecar_settings, start_sidecar
 
 INSERT = """
 INSERT INTO resource_call_records (id, "timestamp", path, payment_verified, payment, settlement, request)
@@ -171,3 +173,35 @@ async def test_partition_functions_ignore_a_callers_temporary_table(database_url
         assert await conn.fetchval("SELECT count(*) FROM pg_temp.resource_call_records_default") == 1
     finally:
         await conn.close()
+
+
+async def test_dropping_behind_a_long_reader_gives_up_instead_of_queueing_everyone(pool, monkeypatch):
+    from sidecar.store import partitions
+
+    monkeypatch.setattr(partitions, "DROP_LOCK_TIMEOUT", "SET LOCAL lock_timeout = '200ms'")
+    now = datetime.now(UTC)
+    await pool.execute(MAKE, "day", now - timedelta(days=3), now)
+    async with pool.acquire() as reader, reader.transaction():
+        await reader.fetch("SELECT id FROM resource_call_records LIMIT 1")  # holds its lock until the end
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            await drop_before(pool, midnight(now))
+    assert await drop_before(pool, midnight(now)) == 0  # the next run drops them
+    assert min(p.lower for p in await list_partitions(pool) if not p.is_default) == midnight(now)
+
+
+async def test_the_sidecar_makes_partitions_at_start_and_keeps_them_ahead(database_url, pool, tmp_path):
+    settings = sidecar_settings(
+        database_url, tmp_path, ["http://127.0.0.1:9"], tracking_partition_ahead_days=10,
+        tracking_partition_interval_s=0.05,
+    )
+
+    async def ten_days_ahead() -> bool:
+        return (await list_partitions(pool))[-2].upper >= datetime.now(UTC) + timedelta(days=10)
+
+    sidecar = await start_sidecar(settings)
+    try:
+        assert await ten_days_ahead()  # made at start
+        await pool.execute(f"DROP TABLE {(await list_partitions(pool))[-2].name}")
+        await wait_until(ten_days_ahead)  # made again by the job
+    finally:
+        await sidecar.stop()
