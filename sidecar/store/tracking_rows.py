@@ -192,7 +192,10 @@ class RowWrite:
         self.steps.extend(later.steps)
         if later.start and not self.start:
             self.start, self.started_at = True, later.started_at
+        began = self.fields.get(KEY_TIME)
         self.fields.update(later.fields)
+        if began is not None:  # a START again (a retried Authorize) keeps the time the call began
+            self.fields[KEY_TIME] = began
         self.metadata.extend(later.metadata)
         self.last_seq = max(self.last_seq, later.last_seq)
 
@@ -235,6 +238,12 @@ class StartTimes:
 
     def __len__(self) -> int:
         return len(self._times)
+
+    def began(self, record_id: uuid.UUID, moment: datetime) -> None:
+        """The record's row turned out to have begun at `moment` (a retried
+        Authorize whose first attempt started it elsewhere)."""
+        if record_id in self._times:
+            self._times[record_id] = moment
 
     def note(self, record_id: uuid.UUID, step: Step, write: RowWrite) -> None:
         """Called with the record's pending write after each step is folded in.

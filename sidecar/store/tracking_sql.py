@@ -11,6 +11,7 @@ one round trip per column set.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -88,6 +89,17 @@ def _update_sql(columns: tuple[str, ...]) -> str:
     )
     match = f't.id = u.id AND t."{KEY_TIME}" = u."{KEY_TIME}"' if KEY_TIME in columns else "t.id = u.id"
     return f"UPDATE {TABLE} AS t SET {sets} FROM {_unnest(('id', *columns))} WHERE {match} RETURNING t.id"
+
+
+# The rows that the STARTs of a chunk continue: a retried Authorize starts its
+# call's record again, maybe on another replica (whose clock may differ a little)
+# or after a restart, a moment after the first attempt did. Parameters: the ids,
+# and the range of their times widened by CONTINUE_WITHIN on both sides.
+CONTINUED = f"""
+SELECT id, "{KEY_TIME}" FROM {TABLE}
+WHERE id = ANY($1::uuid[]) AND "{KEY_TIME}" >= $2 AND "{KEY_TIME}" <= $3
+"""
+CONTINUE_WITHIN = timedelta(days=1)
 
 
 def arguments(rows: list[tuple[uuid.UUID, dict[str, Any]]], columns: tuple[str, ...]) -> list[list[Any]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
 from sidecar.store.tracking import Step, TrackingWriter
 from sidecar.store.tracking_rows import RowWrite, StartTimes
 from sidecar.store.tracking_sql import arguments, statement
@@ -105,3 +107,55 @@ async def test_steps_of_a_record_started_by_another_writer_land(pool, tmp_path):
         started, True, {"success": True}, 200
     )
     assert missing == [] and second.missing_rows == 0
+
+
+async def _only_row(pool, record_id: uuid.UUID) -> asyncpg.Record:
+    rows = await pool.fetch("SELECT * FROM resource_call_records WHERE id = $1", record_id)
+    assert len(rows) == 1, "one row per record"
+    return rows[0]
+
+
+async def test_a_start_again_on_another_replica_continues_the_row(pool, tmp_path):
+    """A retried Authorize starts its call's record again, here on another
+    replica a moment later: the row keeps the time the call began (the partition
+    it lives in) and takes the retry's steps; no second row."""
+    first = TrackingWriter(pool, spool_dir=tmp_path / "a", hold_s=0)
+    again = TrackingWriter(pool, spool_dir=tmp_path / "b", hold_s=0)
+    await first.start()
+    await again.start()
+    record_id, began = uuid.uuid4(), datetime.now(UTC) - timedelta(seconds=30)
+    first.record(record_id, Step.START, {"path": "/first", "request": {}, "timestamp": began})
+    first.record(record_id, Step.FINALIZE, {"response_status": 503})
+    await first.close()
+    again.record(record_id, Step.START, {"path": "/again", "request": {}})
+    await again.flush()
+    again.record(record_id, Step.FINALIZE, {"response_status": 200})
+    await again.close()
+
+    row = await _only_row(pool, record_id)
+    assert (row["timestamp"], row["path"], row["response_status"]) == (began, "/again", 200)
+    assert again.missing_rows == 0
+
+
+async def test_a_later_step_keyed_by_a_time_not_the_rows_still_lands(pool, tmp_path):
+    writer = TrackingWriter(pool, spool_dir=tmp_path, hold_s=0)
+    await writer.start()
+    record_id = uuid.uuid4()
+    writer.record(record_id, Step.START, {"request": {}})
+    await writer.flush()
+    moved = datetime.now(UTC) - timedelta(minutes=5)  # the row began elsewhere, earlier
+    await pool.execute('UPDATE resource_call_records SET "timestamp" = $2 WHERE id = $1', record_id, moved)
+    writer.record(record_id, Step.FINALIZE, {"response_status": 200})
+    await writer.close()
+    row = await _only_row(pool, record_id)
+    assert (row["timestamp"], row["response_status"]) == (moved, 200) and writer.missing_rows == 0
+
+
+def test_spooled_starts_of_one_record_keep_the_first_time():
+    record_id = uuid.uuid4()
+    first, retried = RowWrite(), RowWrite()
+    first.add(record_id, Step.START, {"path": "/first"})
+    retried.add(record_id, Step.START, {"path": "/again", "timestamp": datetime.now(UTC) + timedelta(seconds=5)})
+    began = first.fields["timestamp"]
+    first.absorb(retried)
+    assert (first.fields["timestamp"], first.fields["path"]) == (began, "/again")
