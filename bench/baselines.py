@@ -78,11 +78,12 @@ async def postgres_server_pid(url: str) -> int | None:
     conn = await asyncpg.connect(url)
     try:
         backend = await conn.fetchval("SELECT pg_backend_pid()")
+        # A server in a container reports pids of its own namespace: trust the pid
+        # only if this machine's process of that id is a PostgreSQL backend. Read
+        # while connected: the backend exits with its connection.
+        return parent(backend) if name(backend) == "postgres" else None
     finally:
         await conn.close()
-    # A server in a container reports pids of its own namespace: trust the pid
-    # only if this machine's process of that id is a PostgreSQL backend.
-    return parent(backend) if name(backend) == "postgres" else None
 
 
 async def grpc_p50_ms(target: str) -> float:

@@ -23,6 +23,7 @@ from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
 from .server import build_server
 from .store.db import create_pool
+from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
 from .store.retention import run_retention
 from .store.ledger import PgLedger
@@ -46,6 +47,7 @@ class Sidecar:
         if not s.database_url:
             raise RuntimeError("DATABASE_URL is not set")
         self.db: asyncpg.Pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        await self.keep_partitions()
         self.writer = TrackingWriter(
             self.db,
             batch_size=s.tracking_batch_size,
@@ -94,8 +96,13 @@ class Sidecar:
                     self.db, s.retention_days, s.prune_interval_s, self._stop, min_retention_days=s.min_retention_days
                 )
             ),
+            asyncio.create_task(self._every(s.tracking_partition_interval_s, self.keep_partitions)),
         ]
         return self.port
+
+    async def keep_partitions(self) -> None:
+        s = self.settings
+        await keep_ahead(self.db, s.tracking_partition_period, s.tracking_partition_ahead_days)
 
     async def recover(self) -> None:
         s = self.settings

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     # Prune refuses a cutoff younger than this (and one in the future).
     min_retention_days: int = Field(7, ge=1)
     prune_interval_s: float = Field(3600.0, gt=0)
+    # The tracking table's partitions: one per UTC day (about 8.6 M rows at 100 paid
+    # requests a second) or month, made this far ahead at start and every interval.
+    tracking_partition_period: Literal["day", "month"] = "day"
+    tracking_partition_ahead_days: int = Field(3, ge=1, le=366)
+    tracking_partition_interval_s: float = Field(3600.0, gt=0)
 
     telemetry_capacity: int = Field(1000, ge=1)
     shutdown_grace_s: float = Field(10.0, ge=0)

@@ -3,8 +3,8 @@
 The migrations create the table; this module states what the code relies on.
 The tracking writer takes its column list and types from here, and a test
 compares it with the live schema both ways (a column or index missing on
-either side fails). Types and index definitions are spelled as PostgreSQL
-prints them (`format_type`, `pg_indexes.indexdef`).
+either side fails) and checks the partitioning. Types and index definitions
+are spelled as PostgreSQL prints them (`format_type`, `pg_indexes.indexdef`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TABLE = "resource_call_records"
+# Partitioned by time (migrations/0005_partition_tracking.sql, sidecar/store/partitions.py),
+# as pg_get_partkeydef() prints it; every partition has every index below.
+PARTITION_KEY = 'RANGE ("timestamp")'
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ COLUMNS: tuple[Column, ...] = (
 COLUMNS_BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}
 
 INDEXES: tuple[Index, ...] = (
-    Index("resource_call_records_pkey", "(id)", unique=True),
+    # A partitioned table's unique keys include its partition key.
+    Index("resource_call_records_pkey", '(id, "timestamp")', unique=True),
     Index("resource_call_records_timestamp_idx", '("timestamp" DESC)'),
     Index("resource_call_records_path_idx", "(path)"),
     Index("resource_call_records_request_id_idx", "(request_id)"),

@@ -24,6 +24,14 @@ rewrites every index. flush() and close() hold nothing back.
 Rows a chunk starts go in by COPY (sidecar/store/tracking_copy.py); a chunk
 whose COPY meets a row that is there already is written again with upserts.
 
+The table is partitioned by the time a record began ("timestamp", sidecar/store/
+partitions.py) and a row is its id and that time. A chunk's STARTs first look
+for rows of their ids from a day either side: a START for a record that has its
+row (a retried Authorize, on this replica or another; a spool or journal written
+again) takes that row's time and is upserted into it. A later step's UPDATE
+carries the START time this writer kept (StartTimes), so PostgreSQL looks in
+one partition; without it, or when it is not the row's, by id in all of them.
+
 Every step also goes to a journal on local disk (sidecar/store/journal.py),
 which `durable()` syncs before an answer leaves. A step reaches the database or
 the spool only once it is in the journal (write-ahead): a cycle takes the
@@ -57,8 +65,8 @@ from .journal import Journal
 from .schema import TABLE
 from .spool import Spool
 from .tracking_copy import copy_data, source
-from .tracking_rows import RowWrite, from_line, journal_steps, to_line
-from .tracking_sql import arguments, statement
+from .tracking_rows import KEY_TIME, RowWrite, StartTimes, from_line, journal_steps, to_line
+from .tracking_sql import CONTINUE_WITHIN, CONTINUED, arguments, statement
 
 __all__ = ["Step", "TrackingWriter"]
 
@@ -122,6 +130,7 @@ class TrackingWriter:
         self._missing_rows = 0
         self._rejected_rows = 0
         self._links = BatchLinks()  # the request spans each batch write links to
+        self._started = StartTimes()  # so updates name the row's partition
 
     # -- status ---------------------------------------------------------------
 
@@ -188,7 +197,8 @@ class TrackingWriter:
                 write = self._pending[record_id] = RowWrite(first_seq=self._journal.seq + 1)
                 self._links.capture(record_id)
             write.add(record_id, step, fields)
-            stamp = write.fields.get("timestamp") if step is Step.START else None
+            self._started.note(record_id, step, write)
+            stamp = write.fields.get(KEY_TIME) if step is Step.START else None
             write.last_seq = self._journal.add(record_id, step, fields, stamp)
             self._enqueued += 1
             self._pending_steps += 1
@@ -493,10 +503,13 @@ class TrackingWriter:
             return await self._apply(chunk, fresh=False)
 
     async def _apply(self, chunk: _Chunk, *, fresh: bool) -> list[tuple[uuid.UUID, list[int]]]:
-        """Write the groups in one transaction, started rows by COPY when `fresh`."""
+        """Write the groups in one transaction, started rows by COPY when `fresh`
+        and none of them continues a row already there."""
         missing: list[tuple[uuid.UUID, list[int]]] = []
         assert self._pool is not None
         async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+            if await self._continue_rows(conn, chunk):
+                fresh = False  # COPY cannot take a row that is there: upserts instead
             for (start, columns), group in chunk.groups.items():
                 sql, order = statement(start, columns)
                 if start and fresh:
@@ -504,10 +517,39 @@ class TrackingWriter:
                     await conn.copy_to_table(TABLE, source=data, columns=("id", *order), timeout=self._timeout)
                     continue
                 found = await conn.fetch(sql, *arguments(group, order), timeout=self._timeout)
-                if not start:
-                    there = {row[0] for row in found}
-                    missing.extend((rid, chunk.steps[rid]) for rid, _ in group if rid not in there)
+                if start:
+                    continue
+                there = {row[0] for row in found}
+                left = [(rid, values) for rid, values in group if rid not in there]
+                if left and KEY_TIME in columns:
+                    # Keyed by a START time that is not the row's (its call began on
+                    # another replica): by id alone then, looking in every partition.
+                    sql, order = statement(False, columns - {KEY_TIME})
+                    there |= {row[0] for row in await conn.fetch(sql, *arguments(left, order), timeout=self._timeout)}
+                missing.extend((rid, chunk.steps[rid]) for rid, _ in group if rid not in there)
         return missing
+
+    async def _continue_rows(self, conn: asyncpg.Connection, chunk: _Chunk) -> bool:
+        """Give each START of the chunk whose record has its row already (a retried
+        Authorize, a spool or journal written again) that row's time, so the row
+        is continued rather than doubled; True when there was any."""
+        started = [(rid, values) for (start, _), group in chunk.groups.items() if start for rid, values in group]
+        if not started:
+            return False
+        times = [values[KEY_TIME] for _, values in started]
+        rows = await conn.fetch(
+            CONTINUED,
+            [rid for rid, _ in started],
+            min(times) - CONTINUE_WITHIN,
+            max(times) + CONTINUE_WITHIN,
+            timeout=self._timeout,
+        )
+        began = {row[0]: row[1] for row in rows}
+        for rid, values in started:
+            if rid in began:
+                values[KEY_TIME] = began[rid]
+                self._started.began(rid, began[rid])
+        return bool(began)
 
     async def _went_down(self, exc: BaseException) -> None:
         if self._database_up:
@@ -544,7 +586,7 @@ class _Chunk:
         self.steps: dict[uuid.UUID, list[int]] = {}
         for record_id, write in rows:
             values = write.encoded(record_id)
-            if write.start or values:  # else steps that set nothing
+            if write.start or values.keys() - {KEY_TIME}:  # else steps that set nothing
                 self.groups.setdefault((write.start, frozenset(values)), []).append((record_id, values))
             self.steps[record_id] = write.steps
         self._copies = {

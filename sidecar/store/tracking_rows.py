@@ -30,6 +30,7 @@ from .schema import COLUMNS
 logger = logging.getLogger(__name__)
 
 METADATA = "metadata"  # merged (jsonb ||) by every write; every other column is replaced
+KEY_TIME = "timestamp"  # the partition key: set at START, never changed by a later step
 
 _INT32 = range(-(2**31), 2**31)
 
@@ -156,7 +157,7 @@ class RowWrite:
             self.start = True
             self.started_at = time.monotonic()
             # Stamped now, not when the row reaches the database (maybe after a spool replay).
-            mine.setdefault("timestamp", datetime.now(UTC))
+            mine.setdefault(KEY_TIME, datetime.now(UTC))
             mine.setdefault("request", {})
 
     def _add_checked(self, record_id: uuid.UUID, step: Step, name: str, value: Any) -> None:
@@ -191,7 +192,10 @@ class RowWrite:
         self.steps.extend(later.steps)
         if later.start and not self.start:
             self.start, self.started_at = True, later.started_at
+        began = self.fields.get(KEY_TIME)
         self.fields.update(later.fields)
+        if began is not None:  # a START again (a retried Authorize) keeps the time the call began
+            self.fields[KEY_TIME] = began
         self.metadata.extend(later.metadata)
         self.last_seq = max(self.last_seq, later.last_seq)
 
@@ -217,6 +221,47 @@ class RowWrite:
             if text is not None:
                 values[METADATA] = text
         return values
+
+
+class StartTimes:
+    """The START time of recent records, so that a later step's write, which
+    updates the row, names its partition too (sidecar/store/tracking_sql.py),
+    and a START recorded again for a record keeps its first time (the row is
+    its id and that time). A record's time is forgotten at its FINALIZE, and the
+    oldest first past `capacity` (records finished by another replica, or never
+    finished). A step of a record whose time is not known (started by another
+    replica, or before a restart) still finds its row, looking in every partition."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._times: dict[uuid.UUID, datetime] = {}  # in START order
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def began(self, record_id: uuid.UUID, moment: datetime) -> None:
+        """The record's row turned out to have begun at `moment` (a retried
+        Authorize whose first attempt started it elsewhere)."""
+        if record_id in self._times:
+            self._times[record_id] = moment
+
+    def note(self, record_id: uuid.UUID, step: Step, write: RowWrite) -> None:
+        """Called with the record's pending write after each step is folded in.
+        Most steps join a write that inserts the row (the call is held back until
+        it ends): those cost two comparisons."""
+        if step is Step.START:
+            fields = write.fields
+            fields[KEY_TIME] = self._times.setdefault(record_id, fields[KEY_TIME])
+            if len(self._times) > self._capacity:
+                del self._times[next(iter(self._times))]
+        elif step is Step.FINALIZE:
+            started = self._times.pop(record_id, None)
+            if started is not None and not write.start:
+                write.fields.setdefault(KEY_TIME, started)
+        elif not write.start:
+            started = self._times.get(record_id)
+            if started is not None:
+                write.fields.setdefault(KEY_TIME, started)
 
 
 def _without_nul(value: Any) -> Any:

@@ -11,15 +11,15 @@ one round trip per column set.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 from .schema import COLUMNS, COLUMNS_BY_NAME, TABLE
-from .tracking_rows import METADATA
+from .tracking_rows import KEY_TIME, METADATA
 
 
 _POSITION = {column.name: i for i, column in enumerate(COLUMNS)}
-TIMESTAMP = "timestamp"  # when the call began: set by its first START only
 
 
 def _array_type(column: str) -> str:
@@ -60,25 +60,46 @@ def _upsert_sql(columns: tuple[str, ...]) -> str:
     # A row that exists already (a spool or journal written again) gets the
     # same columns set, so applying the write again is harmless. Its timestamp
     # stays: a retried Authorize of the call (a START again) keeps the time the
-    # call began.
+    # call began. A row is its id and that time (the primary key: the time is
+    # the partition key), which a write that starts the record always carries.
     every = ("id", *columns)
     names = ", ".join(f'"{c}"' for c in every)
     values = ", ".join(_from_unnest(c) for c in every)
     sets = ", ".join(
         _merge_metadata("EXCLUDED.metadata") if c == METADATA else f'"{c}" = EXCLUDED."{c}"'
         for c in columns
-        if c != TIMESTAMP
+        if c != KEY_TIME
     )
     conflict = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
-    return f"INSERT INTO {TABLE} AS t ({names}) SELECT {values} FROM {_unnest(every)} ON CONFLICT (id) {conflict}"
+    return (
+        f"INSERT INTO {TABLE} AS t ({names}) SELECT {values} FROM {_unnest(every)} "
+        f'ON CONFLICT (id, "{KEY_TIME}") {conflict}'
+    )
 
 
 def _update_sql(columns: tuple[str, ...]) -> str:
+    # A later step never changes "timestamp": when a write carries it, it is the
+    # record's START time (StartTimes, tracking_rows.py), and matching on it too
+    # lets PostgreSQL look in that one partition instead of in every one.
     # RETURNING tells which rows existed.
     sets = ", ".join(
-        _merge_metadata(_from_unnest(c)) if c == METADATA else f'"{c}" = {_from_unnest(c)}' for c in columns
+        _merge_metadata(_from_unnest(c)) if c == METADATA else f'"{c}" = {_from_unnest(c)}'
+        for c in columns
+        if c != KEY_TIME
     )
-    return f'UPDATE {TABLE} AS t SET {sets} FROM {_unnest(("id", *columns))} WHERE t.id = u.id RETURNING t.id'
+    match = f't.id = u.id AND t."{KEY_TIME}" = u."{KEY_TIME}"' if KEY_TIME in columns else "t.id = u.id"
+    return f"UPDATE {TABLE} AS t SET {sets} FROM {_unnest(('id', *columns))} WHERE {match} RETURNING t.id"
+
+
+# The rows that the STARTs of a chunk continue: a retried Authorize starts its
+# call's record again, maybe on another replica (whose clock may differ a little)
+# or after a restart, a moment after the first attempt did. Parameters: the ids,
+# and the range of their times widened by CONTINUE_WITHIN on both sides.
+CONTINUED = f"""
+SELECT id, "{KEY_TIME}" FROM {TABLE}
+WHERE id = ANY($1::uuid[]) AND "{KEY_TIME}" >= $2 AND "{KEY_TIME}" <= $3
+"""
+CONTINUE_WITHIN = timedelta(days=1)
 
 
 def arguments(rows: list[tuple[uuid.UUID, dict[str, Any]]], columns: tuple[str, ...]) -> list[list[Any]]:

@@ -216,3 +216,84 @@ async def test_retention_job_prunes_until_stopped(pool):
     stop.set()
     await asyncio.wait_for(job, 5)
     assert set(await pool.fetchval("SELECT array_agg(id) FROM resource_call_records")) == recent
+
+
+@pytest.fixture
+async def recent_rows(pool):
+    """Rows over the last three weeks, denser lately, and two a few hours ahead
+    (a clock running fast): pages by time look in a day, then a week, then further."""
+    now = datetime.now(UTC)
+    rows = make_rows(150, seed=7)
+    for i, row in enumerate(rows):
+        row["timestamp"] = now - timedelta(minutes=(i * 8) ** 1.45 // 1) + (timedelta(hours=5) if i < 2 else timedelta())
+    await pool.execute(
+        "SELECT resource_call_records_create_partitions('day', $1, $2)", now - timedelta(days=25), now
+    )
+    await insert(pool, rows)
+    return rows
+
+
+async def test_pages_by_time_cross_days_and_weeks_exactly_once(pool, recent_rows):
+    now = datetime.now(UTC)
+    assert recent_rows[-1]["timestamp"] < now - timedelta(days=14)
+
+    def ordered(rows, ascending=False):
+        return [r["id"] for r in sorted(rows, key=lambda r: (r["timestamp"], r["id"]), reverse=not ascending)]
+
+    assert await all_pages(pool) == ordered(recent_rows)
+    assert await all_pages(pool, ascending=True) == ordered(recent_rows, ascending=True)
+    start, end = now - timedelta(days=10), now - timedelta(hours=2)
+    window = [r for r in recent_rows if start <= r["timestamp"] < end]
+    assert await all_pages(pool, start=start, end=end) == ordered(window)
+    assert await all_pages(pool, start=start, ascending=True) == ordered(
+        [r for r in recent_rows if r["timestamp"] >= start], ascending=True
+    )
+    rare = [r for r in recent_rows if r["payment"] and r["payment"]["payer"] == PAYERS[1] and r["payment_verified"]]
+    assert await all_pages(pool, payer=PAYERS[1], verified=True) == ordered(rare)
+
+
+async def test_total_is_exact_up_to_the_bound_then_estimated(pool, rows, monkeypatch):
+    from sidecar.store import tracking_queries
+
+    await pool.execute("ANALYZE resource_call_records")
+    monkeypatch.setattr(tracking_queries, "EXACT_TOTAL_UP_TO", 20)
+    start, end = BASE + timedelta(seconds=3), BASE + timedelta(seconds=7)  # four seconds, four rows each
+    assert (await list_records(pool, limit=5, start=start, end=end)).total == 16
+    everything = await list_records(pool, limit=5)
+    assert everything.total > 20 and everything.total == pytest.approx(len(rows), rel=0.5)  # the planner's estimate
+
+
+async def test_stats_of_a_range_read_in_parts_match_the_rows(pool, recent_rows):
+    now = datetime.now(UTC)
+    start, end = now - timedelta(days=9), now + timedelta(hours=6)  # long enough to be read in parts
+    window = [r for r in recent_rows if start <= r["timestamp"] < end]
+    assert vars(await get_stats(pool, start, end)) == expected_stats(window)
+
+
+async def test_average_and_95th_percentile_are_postgresqls_own(pool):
+    rng = random.Random(95)
+    rows = make_rows(400, seed=95)
+    for row in rows:
+        row["response_time_ms"] = rng.choice([None, rng.randrange(0, 40), rng.randrange(0, 100_000)])
+    await insert(pool, rows)
+    expected = await pool.fetchrow(
+        "SELECT avg(response_time_ms)::float8 AS avg, percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms)"
+        " AS p95 FROM resource_call_records"
+    )
+    stats = await get_stats(pool)
+    assert (stats.avg_response_time_ms, stats.p95_response_time_ms) == (
+        pytest.approx(expected["avg"], rel=1e-12), expected["p95"]
+    )
+
+
+async def test_volume_counts_only_plain_integer_amounts_of_1_to_78_digits(pool):
+    largest = "9" * 78
+    amounts = ["1000", largest, "9" * 79, "", "1e3", "-5", " 7", "12.5", "0x10", "٣"]
+    rows = make_rows(len(amounts), seed=3)
+    for row, amount in zip(rows, amounts, strict=True):
+        row["payment"] = {"scheme": "exact", "network": "eip155:8453", "asset": ASSETS[0], "amount": amount}
+        row["settlement"] = {"success": True}
+    await insert(pool, rows)
+    stats = await get_stats(pool)
+    assert stats.volume_by_network == {"eip155:8453": str(1000 + int(largest))}
+    assert stats.successful_settlements == len(amounts)
