@@ -48,7 +48,7 @@ from paysidecar.paywall import (
     head_headers,
     release_reason,
 )
-from paysidecar.trace_attributes import request_scope
+from paysidecar_common.trace_attributes import request_scope
 
 logger = logging.getLogger(__name__)
 

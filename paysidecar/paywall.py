@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from paysidecar.client import SidecarClient
-from paysidecar.trace_attributes import tag_request
+from paysidecar_common.trace_attributes import tag_request
 from paysidecar.v1 import payment_pb2
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 from opentelemetry import metrics
 
-from paysidecar.trace_attributes import X402_OUTCOME, request_scope, tag_request
+from paysidecar_common.trace_attributes import X402_OUTCOME, request_scope, tag_request
 from paysidecar.v1 import payment_pb2
 
 REQUEST_ID_METADATA = "x-request-id"

@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from paysidecar.tracing import Tracing, TracingSettings, configure
+from paysidecar_common.tracing import Tracing, TracingSettings, configure
 
 from ..facilitators.health import CLOSED, HALF_OPEN, OPEN
 from ..facilitators.pool import Pool

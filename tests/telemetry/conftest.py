@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.app import create_app
 from gateway.config import Settings as GatewaySettings
-from paysidecar.tracing import TracingSettings, configure
+from paysidecar_common.tracing import TracingSettings, configure
 from sidecar.app import Sidecar
 from sidecar.telemetry.tracing import SidecarTracing
 from tests.support.net import closed_port

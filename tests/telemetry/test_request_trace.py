@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from x402.http.utils import decode_payment_required_header
 
-from paysidecar.trace_attributes import REQUEST_ID, X402_OUTCOME, X402_PAYER, X402_REASON, X402_ROUTE
+from paysidecar_common.trace_attributes import REQUEST_ID, X402_OUTCOME, X402_PAYER, X402_REASON, X402_ROUTE
 from sidecar.telemetry.attempts import FACILITATOR_NAME, FACILITATOR_OUTCOME, FACILITATOR_REASON
 from sidecar.telemetry.ledger_spans import LEDGER_CHANGED
 from tests.support.payments import sign_v2
