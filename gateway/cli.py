@@ -42,8 +42,8 @@ from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
 from x402.schemas import PaymentRequired
 from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
 
-from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER
 from paysidecar.client import SidecarClient
+from paysidecar_common.request_ids import REQUEST_ID_HEADER
 
 # Wide enough for a transaction hash (0x + 64 hex digits).
 MAX_CELL = 66

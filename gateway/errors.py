@@ -9,9 +9,8 @@ from collections.abc import Mapping
 
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import Handler, json_error, request_id
-
 from .constants import ROUTE_NOT_FOUND
+from .http_helpers import Handler, json_error, request_id
 from .keys import EVENTS
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, json_error, request_id
+from paysidecar_common.request_ids import REQUEST_ID_HEADER
 
 from .errors import error_code
+from .http_helpers import json_error, request_id
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from paysidecar.aiohttp_middleware import Middleware
 from paysidecar.client import SidecarClient
 
 from .config import Settings
 from .datasets import Dataset
+from .http_helpers import Middleware
 from .query import QueryPlan
 from .telemetry import EventLog
 

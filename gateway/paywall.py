@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from paysidecar.aiohttp_middleware import Handler, RouteSpec, x402_middleware
+from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
 
+from .http_helpers import Handler, request_id
 from .keys import EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
 from .render import CONTENT_TYPES
 
@@ -43,7 +44,7 @@ async def sidecar_context(app: web.Application) -> AsyncIterator[None]:
         settle_timeout_s=settings.sidecar_settle_timeout_s,
     )
     app[SIDECAR] = client
-    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].record)
+    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].record, request_ids=request_id)
     yield
     await client.close()
 

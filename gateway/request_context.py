@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, Handler, request_id
+from paysidecar_common.request_ids import REQUEST_ID_HEADER
 
 from .constants import REQUEST_RECEIVED
+from .http_helpers import Handler, request_id
 from .keys import EVENTS
 
 

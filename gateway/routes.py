@@ -9,12 +9,12 @@ from typing import Any
 import grpc
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import request_id
 from paysidecar.v1 import status_pb2
 
 from .constants import DATASET_RECORDS_ROUTE, DEFAULT_RECORDS_ROUTE, HEALTH_ROUTE
 from .datasets import Dataset
 from .errors import ApiError
+from .http_helpers import request_id
 from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS, SIDECAR
 from .records import dataset_named, records_response
 

@@ -30,21 +30,18 @@ from paysidecar.paywall import (
     RELEASE_HANDLER_STREAMED,
     RELEASE_HEAD,
     RELEASE_NOT_DELIVERED,
-    REQUEST_ID_HEADER,
-    Answer,
     EventSink,
     PaidRequest,
     Paywall,
     RouteSpec,
     RouteTable,
     authorize_request,
-    choose_request_id,
-    error_answer,
     head_headers,
     release_reason,
     status_reason,
 )
-from paysidecar.paywall import payment_service_unavailable as _service_unavailable
+from paysidecar_common.http_answers import HttpAnswer
+from paysidecar_common.request_ids import REQUEST_ID_HEADER, choose_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +50,7 @@ REQUEST_ID_KEY = web.RequestKey("paysidecar_request_id", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 RouteResolver = Callable[[web.Request], RouteSpec | None]
+RequestIds = Callable[[web.Request], str]
 
 
 def request_id(request: web.Request) -> str:
@@ -66,24 +64,8 @@ def request_id(request: web.Request) -> str:
     return chosen
 
 
-def _response(answer: Answer) -> web.Response:
+def _response(answer: HttpAnswer) -> web.Response:
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
-
-
-def json_error(
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    """The error shape every answer of ours uses: {error: {code, message, request_id}}."""
-    return _response(error_answer(status, code, message, request_id, headers=headers))
-
-
-def payment_service_unavailable(request_id: str) -> web.Response:
-    return _response(_service_unavailable(request_id))
 
 
 def route_table(table: Mapping[tuple[str, str], Mapping[str, Any]]) -> RouteResolver:
@@ -105,15 +87,18 @@ def _client_gone(request: web.Request) -> bool:
 
 
 class _AiohttpPaywall:
-    def __init__(self, client: SidecarClient, resolve: RouteResolver, on_event: EventSink | None) -> None:
+    def __init__(
+        self, client: SidecarClient, resolve: RouteResolver, on_event: EventSink | None, request_ids: RequestIds
+    ) -> None:
         self._paywall = Paywall(client, on_event)
         self._resolve = resolve
+        self._request_ids = request_ids
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = self._resolve(request)
         if route is None:
             return await handler(request)
-        rid = request_id(request)
+        rid = self._request_ids(request)
         authorizing = authorize_request(
             request_id=rid,
             route=route,
@@ -124,7 +109,7 @@ class _AiohttpPaywall:
             query=request.query_string,
         )
         gate = await self._paywall.authorize(route, authorizing)
-        if isinstance(gate, Answer):
+        if isinstance(gate, HttpAnswer):
             return _response(gate)
         return await _serve(gate, request, handler)
 
@@ -183,15 +168,17 @@ def x402_middleware(
     routes: RouteResolver | Mapping[tuple[str, str], Mapping[str, Any]],
     *,
     on_event: EventSink | None = None,
+    request_ids: RequestIds = request_id,
 ) -> Middleware:
     """An aiohttp middleware that paywalls the routes `routes` names.
 
     `routes` is either a callable returning the RouteSpec for a request (None =
     free) or a table {(method, path pattern): RouteSpec fields}. `on_event` hears
-    the payment telemetry events.
+    the payment telemetry events. `request_ids` gives a request's id, for an app
+    that names its requests itself (default: `request_id`).
     """
     resolve = routes if callable(routes) else route_table(routes)
-    paywall = _AiohttpPaywall(client, resolve, on_event)
+    paywall = _AiohttpPaywall(client, resolve, on_event, request_ids)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -204,8 +191,6 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "REQUEST_ID_KEY",
     "RouteSpec",
-    "json_error",
-    "payment_service_unavailable",
     "request_id",
     "route_table",
     "x402_middleware",

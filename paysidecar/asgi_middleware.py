@@ -36,18 +36,17 @@ from paysidecar.paywall import (
     RELEASE_HANDLER_ERROR,
     RELEASE_HEAD,
     RELEASE_NOT_DELIVERED,
-    REQUEST_ID_HEADER,
-    Answer,
     EventSink,
     PaidRequest,
     Paywall,
     RouteSpec,
     RouteTable,
     authorize_request,
-    choose_request_id,
     head_headers,
     release_reason,
 )
+from paysidecar_common.http_answers import HttpAnswer
+from paysidecar_common.request_ids import REQUEST_ID_HEADER, choose_request_id
 from paysidecar_common.trace_attributes import request_scope
 
 logger = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ class X402Middleware:
             query=scope.get("query_string", b"").decode(_HEADER_ENCODING),
         )
         gate = await self._paywall_now().authorize(route, authorizing)
-        if isinstance(gate, Answer):
+        if isinstance(gate, HttpAnswer):
             await _send_answer(send, gate)
             return
         await _PaidExchange(gate, scope, receive, send).serve(self.app)
@@ -162,7 +161,7 @@ def _with_headers(raw: list[tuple[bytes, bytes]], headers: Mapping[str, str]) ->
     return [(name, value) for name, value in raw if name.lower() not in replaced] + _encode_headers(headers)
 
 
-async def _send_answer(send: Send, answer: Answer) -> None:
+async def _send_answer(send: Send, answer: HttpAnswer) -> None:
     headers = _with_headers(_encode_headers(answer.headers), {"Content-Length": str(len(answer.body))})
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})

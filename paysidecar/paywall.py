@@ -12,11 +12,9 @@ module decides.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +22,11 @@ from typing import Any
 import grpc
 
 from paysidecar.client import SidecarClient
-from paysidecar_common.trace_attributes import tag_request
 from paysidecar.v1 import payment_pb2
+from paysidecar_common.http_answers import HttpAnswer, error_answer
+from paysidecar_common.trace_attributes import tag_request
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 PAID_CACHE_CONTROL = "private, no-store"
 
@@ -134,11 +130,6 @@ class RouteTable:
         return None
 
 
-def choose_request_id(offered: str | None) -> str:
-    """The client's X-Request-ID when it is well-formed, else a new UUID."""
-    return offered if offered and _REQUEST_ID.fullmatch(offered) else str(uuid.uuid4())
-
-
 def authorize_request(
     *,
     request_id: str,
@@ -169,28 +160,7 @@ def authorize_request(
     )
 
 
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer we send instead of the handler's."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-def error_answer(
-    status: int, code: str, message: str, request_id: str, *, headers: Mapping[str, str] | None = None
-) -> Answer:
-    """The error shape every answer of ours uses: {error: {code, message, request_id}}."""
-    body = {"error": {"code": code, "message": message, "request_id": request_id}}
-    return Answer(
-        status,
-        {"Content-Type": "application/json; charset=utf-8", **(headers or {})},
-        json.dumps(body).encode(),
-    )
-
-
-def payment_service_unavailable(request_id: str) -> Answer:
+def payment_service_unavailable(request_id: str) -> HttpAnswer:
     """Authorize failed: no settle was sent, so nothing was charged."""
     return error_answer(
         503,
@@ -201,7 +171,7 @@ def payment_service_unavailable(request_id: str) -> Answer:
     )
 
 
-def payment_in_doubt(request_id: str) -> Answer:
+def payment_in_doubt(request_id: str) -> HttpAnswer:
     """Settle failed (sidecar gone, deadline, lost answer): the settle may have reached
     the facilitator, so we cannot say nothing was charged. Same code as the
     sidecar's own in-doubt answer."""
@@ -214,13 +184,13 @@ def payment_in_doubt(request_id: str) -> Answer:
     )
 
 
-def sidecar_answer(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+def sidecar_answer(status: int, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
     """An answer the sidecar built (402, rejection, failed settle), sent verbatim."""
     answer_headers = dict(headers)
     if not any(name.lower() == "content-type" for name in answer_headers):
         answer_headers["Content-Type"] = "application/json"
     # A missing status must still refuse the content: 402 is the safe reading.
-    return Answer(status or 402, answer_headers, body)
+    return HttpAnswer(status or 402, answer_headers, body)
 
 
 def status_reason(status: int) -> str:
@@ -269,7 +239,7 @@ class Paywall:
         if self._on_event is not None:
             self._on_event(name, request_id, route.key, {k: v for k, v in attributes.items() if v})
 
-    async def authorize(self, route: RouteSpec, request: payment_pb2.AuthorizeRequest) -> Answer | PaidRequest:
+    async def authorize(self, route: RouteSpec, request: payment_pb2.AuthorizeRequest) -> HttpAnswer | PaidRequest:
         """Either the answer to send now (402, rejection, 503), or a verified and
         claimed payment: run the handler, then settle or release it."""
         rid = request.request_id
@@ -309,7 +279,7 @@ class Settlement:
     (PAYMENT-RESPONSE, Cache-Control); else send `refusal` instead of the content."""
 
     headers: Mapping[str, str] = field(default_factory=dict)
-    refusal: Answer | None = None
+    refusal: HttpAnswer | None = None
 
 
 class PaidRequest:
