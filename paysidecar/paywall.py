@@ -23,7 +23,7 @@ import grpc
 
 from paysidecar.client import SidecarClient
 from paysidecar.v1 import payment_pb2
-from paysidecar_common.http_answers import HttpAnswer, error_answer
+from paysidecar_common.http_answers import PAYMENT_IN_DOUBT, HttpAnswer, error_answer, payment_in_doubt
 from paysidecar_common.trace_attributes import tag_request
 
 logger = logging.getLogger(__name__)
@@ -168,19 +168,6 @@ def payment_service_unavailable(request_id: str) -> HttpAnswer:
         "The payment service is unavailable; no content was served and nothing was charged. Retry later.",
         request_id,
         headers={"Retry-After": "1"},
-    )
-
-
-def payment_in_doubt(request_id: str) -> HttpAnswer:
-    """Settle failed (sidecar gone, deadline, lost answer): the settle may have reached
-    the facilitator, so we cannot say nothing was charged. Same code as the
-    sidecar's own in-doubt answer."""
-    return error_answer(
-        503,
-        "payment_in_doubt",
-        "the payment is being checked; retry with the same payment header",
-        request_id,
-        headers={"Retry-After": str(IN_DOUBT_RETRY_AFTER_S)},
     )
 
 
@@ -341,11 +328,12 @@ class PaidRequest:
             settled = await self._settle()
         except grpc.RpcError as exc:
             logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
-            self._emit(PAYMENT_SETTLEMENT_FAILED, reason="payment_in_doubt")
+            self._emit(PAYMENT_SETTLEMENT_FAILED, reason=PAYMENT_IN_DOUBT)
             # The sidecar may or may not have settled: it releases, or keeps the
             # settled payment redeemable by the same payment header.
             await self.release(RELEASE_NOT_DELIVERED)
-            return Settlement(refusal=payment_in_doubt(self.request_id))
+            # The settle may have reached the facilitator: never "nothing was charged".
+            return Settlement(refusal=payment_in_doubt(self.request_id, IN_DOUBT_RETRY_AFTER_S))
         if not settled.success:
             self._emit(PAYMENT_SETTLEMENT_FAILED, reason=settled.reason, transaction=settled.transaction)
             answer = settled.answer

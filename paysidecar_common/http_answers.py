@@ -25,3 +25,19 @@ def error_answer(
     """`code` is for machines (a reason code), `message` for people; `headers` are added."""
     body = {"error": {"code": code, "message": message, "request_id": request_id}}
     return HttpAnswer(status, {"Content-Type": JSON_CONTENT_TYPE, **(headers or {})}, json.dumps(body).encode())
+
+
+# The one answer for "a settle may have moved the money and nobody can tell yet":
+# never "nothing was charged", never a new payment. The sidecar gives it while the
+# chain does not tell; the client package when its Settle call itself failed.
+PAYMENT_IN_DOUBT = "payment_in_doubt"
+IN_DOUBT_MESSAGE = "the payment is being checked; retry with the same payment header"
+
+
+def payment_in_doubt(
+    request_id: str, retry_after_s: int, *, headers: Mapping[str, str] | None = None
+) -> HttpAnswer:
+    """503 with Retry-After: the same payment header, retried, is served once if the
+    chain shows the payment."""
+    retry = {"Retry-After": str(retry_after_s), **(headers or {})}
+    return error_answer(503, PAYMENT_IN_DOUBT, IN_DOUBT_MESSAGE, request_id, headers=retry)
