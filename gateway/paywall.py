@@ -44,7 +44,7 @@ async def sidecar_context(app: web.Application) -> AsyncIterator[None]:
         settle_timeout_s=settings.sidecar_settle_timeout_s,
     )
     app[SIDECAR] = client
-    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].record, request_ids=request_id)
+    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].event, request_ids=request_id)
     yield
     await client.close()
 

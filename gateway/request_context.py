@@ -26,7 +26,7 @@ def route_key(request: web.Request) -> str:
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
-    request.app[EVENTS].record(REQUEST_RECEIVED, rid, route_key(request), {"method": request.method})
+    request.app[EVENTS].event(REQUEST_RECEIVED, request_id=rid, route=route_key(request), method=request.method)
     return await handler(request)
 
 

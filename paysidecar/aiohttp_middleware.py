@@ -174,8 +174,9 @@ def x402_middleware(
 
     `routes` is either a callable returning the RouteSpec for a request (None =
     free) or a table {(method, path pattern): RouteSpec fields}. `on_event` hears
-    the payment telemetry events. `request_ids` gives a request's id, for an app
-    that names its requests itself (default: `request_id`).
+    of a call to the sidecar that failed (`sidecar_call_failed`; the sidecar
+    records the payment events itself). `request_ids` gives a request's id, for an
+    app that names its requests itself (default: `request_id`).
     """
     resolve = routes if callable(routes) else route_table(routes)
     paywall = _AiohttpPaywall(client, resolve, on_event, request_ids)

@@ -64,7 +64,8 @@ _HEADER_ENCODING = "latin-1"
 class X402Middleware:
     """Paywalls the routes named in `routes`: {(method, path): RouteSpec fields},
     `path` literal or with `{param}` segments ("/items/{id}"); HEAD falls back to GET.
-    `on_event` hears the payment telemetry events."""
+    `on_event` hears of a call to the sidecar that failed (`sidecar_call_failed`;
+    the sidecar records the payment events itself)."""
 
     def __init__(
         self,

@@ -113,6 +113,16 @@ async def test_paid_route_without_payment_service_is_503_and_no_content(gateway,
         assert_error(json.loads(text), "payment_service_unavailable", "paid-1")
 
 
+async def test_unreachable_sidecar_is_a_gateway_event(gateway):
+    async with gateway.get("/v1/records?_limit=1", headers={"X-Request-ID": "down-1"}) as response:
+        assert response.status == 503
+    [event] = [e for e in await events(gateway, "sidecar_call_failed") if e["request_id"] == "down-1"]
+    assert event["source"] == "gateway"
+    assert event["route"].startswith("GET /v1/datasets/") and event["route"].endswith("/records")
+    assert event["attributes"]["call"] == "authorize"
+    assert event["attributes"]["code"] == "UNAVAILABLE"
+
+
 async def test_paid_route_with_a_payment_header_still_refuses_without_the_service(gateway):
     headers = {"PAYMENT-SIGNATURE": "eyJ4NDAyVmVyc2lvbiI6Mn0="}
     async with gateway.get("/v1/datasets/stations/records", headers=headers) as response:
