@@ -9,7 +9,7 @@ from .datasets import DatasetError, load_datasets
 from .errors import error_middleware
 from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS
 from .openapi import build_openapi
-from .paywall import paywall_middleware, sidecar_context
+from .payments import paywall_middleware, sidecar_context
 from .ratelimit import TokenBuckets, rate_limit_middleware
 from .records import records_query_middleware
 from .request_context import echo_request_id, request_context_middleware

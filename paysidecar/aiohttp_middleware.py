@@ -5,7 +5,7 @@ Settle only for a 2xx GET that the client is still waiting for → content with
 PAYMENT-RESPONSE; anything else → Release with a reason (a HEAD is answered
 without any header that depends on the data). Content never leaves
 without a successful settle, and a sidecar that cannot be reached gives a 503.
-The sidecar calls and the decisions live in paysidecar.paywall; this module is
+The sidecar calls and the decisions live in paysidecar.payment_flow; this module is
 the aiohttp side of them.
 
 Put this middleware last (innermost): it prepares and sends a paid response
@@ -24,7 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from paysidecar.client import SidecarClient
-from paysidecar.paywall import (
+from paysidecar.payment_flow import (
     RELEASE_CLIENT_GONE,
     RELEASE_HANDLER_ERROR,
     RELEASE_HANDLER_STREAMED,
@@ -32,7 +32,7 @@ from paysidecar.paywall import (
     RELEASE_NOT_DELIVERED,
     EventSink,
     PaidRequest,
-    Paywall,
+    PaymentFlow,
     RouteSpec,
     RouteTable,
     authorize_request,
@@ -90,7 +90,7 @@ class _AiohttpPaywall:
     def __init__(
         self, client: SidecarClient, resolve: RouteResolver, on_event: EventSink | None, request_ids: RequestIds
     ) -> None:
-        self._paywall = Paywall(client, on_event)
+        self._flow = PaymentFlow(client, on_event)
         self._resolve = resolve
         self._request_ids = request_ids
 
@@ -108,7 +108,7 @@ class _AiohttpPaywall:
             client_ip=request.remote or "",
             query=request.query_string,
         )
-        gate = await self._paywall.authorize(route, authorizing)
+        gate = await self._flow.authorize(route, authorizing)
         if isinstance(gate, HttpAnswer):
             return _response(gate)
         return await _serve(gate, request, handler)

@@ -31,14 +31,14 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from paysidecar.client import SidecarClient
-from paysidecar.paywall import (
+from paysidecar.payment_flow import (
     RELEASE_CLIENT_GONE,
     RELEASE_HANDLER_ERROR,
     RELEASE_HEAD,
     RELEASE_NOT_DELIVERED,
     EventSink,
     PaidRequest,
-    Paywall,
+    PaymentFlow,
     RouteSpec,
     RouteTable,
     authorize_request,
@@ -80,7 +80,7 @@ class X402Middleware:
         self._on_event = on_event
         self._factory = None if isinstance(client, SidecarClient) else client
         self._client = client if isinstance(client, SidecarClient) else None
-        self._paywall: Paywall | None = None
+        self._flow: PaymentFlow | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -100,7 +100,7 @@ class X402Middleware:
     async def aclose(self) -> None:
         """Closes the client this middleware made (a client passed in is left open)."""
         if self._factory is not None and self._client is not None:
-            client, self._client, self._paywall = self._client, None, None
+            client, self._client, self._flow = self._client, None, None
             await client.close()
 
     def _close_at_shutdown(self, send: Send) -> Send:
@@ -111,13 +111,13 @@ class X402Middleware:
 
         return send_closing
 
-    def _paywall_now(self) -> Paywall:
-        if self._paywall is None:
+    def _flow_now(self) -> PaymentFlow:
+        if self._flow is None:
             if self._client is None:
                 assert self._factory is not None
                 self._client = self._factory()
-            self._paywall = Paywall(self._client, self._on_event)
-        return self._paywall
+            self._flow = PaymentFlow(self._client, self._on_event)
+        return self._flow
 
     async def _paid_route(
         self, scope: Scope, receive: Receive, send: Send, route: RouteSpec, rid: str, headers: list[tuple[str, str]]
@@ -132,7 +132,7 @@ class X402Middleware:
             client_ip=client_ip,
             query=scope.get("query_string", b"").decode(_HEADER_ENCODING),
         )
-        gate = await self._paywall_now().authorize(route, authorizing)
+        gate = await self._flow_now().authorize(route, authorizing)
         if isinstance(gate, HttpAnswer):
             await _send_answer(send, gate)
             return

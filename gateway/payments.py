@@ -1,5 +1,6 @@
-"""The gateway's use of the payment sidecar: one SidecarClient for the app's lifetime
-and the x402 middleware that prices the records routes per dataset."""
+"""The gateway's payments: one SidecarClient for the app's lifetime, the price of
+each records request, and the paywall (the client package's x402 middleware, used
+as any service would) in the gateway's middleware chain."""
 
 from __future__ import annotations
 

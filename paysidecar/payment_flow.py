@@ -1,5 +1,6 @@
-"""The framework-neutral half of an x402 paywall backed by the payment sidecar
-(DESIGN §4 rule 3, §7), shared by the aiohttp and ASGI middlewares.
+"""The payment flow of a paid request, Authorize → handler → Settle | Release,
+without any web framework (DESIGN §4 rule 3, §7): what the paywalls (the aiohttp
+and ASGI middlewares) share.
 
 Here: which routes are paid (`RouteTable`), the AuthorizeRequest built from a
 request's method, URL and headers, the Authorize → Settle | Release calls with
@@ -206,7 +207,7 @@ def _rpc_code(exc: grpc.RpcError) -> str:
     return exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
 
 
-class Paywall:
+class PaymentFlow:
     """The sidecar calls of a paid request. The sidecar records the payment events;
     here the request's x402 facts go on its spans, and `on_event` hears of a call
     to the sidecar that failed."""
@@ -269,14 +270,14 @@ class PaidRequest:
 
     def __init__(
         self,
-        paywall: Paywall,
+        flow: PaymentFlow,
         client: SidecarClient,
         route: RouteSpec,
         request_id: str,
         tracking_id: str,
         verified: payment_pb2.Verified,
     ) -> None:
-        self._paywall = paywall
+        self._flow = flow
         self._client = client
         self.route = route
         self.request_id = request_id
@@ -308,7 +309,7 @@ class PaidRequest:
             )
         except grpc.RpcError as exc:
             logger.error("release (%s) failed for request %s: %s", reason, self.request_id, rpc_summary(exc))
-            self._paywall.call_failed("release", exc, self.request_id, self.route)
+            self._flow.call_failed("release", exc, self.request_id, self.route)
             return
         logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
 
@@ -317,7 +318,7 @@ class PaidRequest:
             settled = await self._settle()
         except grpc.RpcError as exc:
             logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
-            self._paywall.call_failed("settle", exc, self.request_id, self.route)
+            self._flow.call_failed("settle", exc, self.request_id, self.route)
             self._tag_outcome("settlement_failed", PAYMENT_IN_DOUBT)
             # The sidecar may or may not have settled: it releases, or keeps the
             # settled payment redeemable by the same payment header.
