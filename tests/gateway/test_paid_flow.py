@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 
+from jsonschema import validate
 from x402.http.utils import decode_payment_required_header
 
 from devnet.wallets import MERCHANT_ADDRESS, payer_account
@@ -40,6 +41,10 @@ async def test_unpaid_request_gets_the_sidecars_402_bound_to_the_full_url(paid_s
     assert required.resource.url == gateway.url + path
     (accepted,) = required.accepts
     assert (accepted.amount, accepted.pay_to, accepted.network) == (str(PRICE), MERCHANT_ADDRESS, "eip155:84532")
+    async with gateway.get("/openapi.json") as answer:
+        components = (await answer.json())["components"]
+    # The 402 body is what /openapi.json says it is.
+    validate(body, {"$ref": "#/components/schemas/PaymentRequired", "components": components})
 
     async with gateway.get("/v1/telemetry?limit=50", headers=ADMIN) as answer:
         found = (await answer.json())["events"]
