@@ -616,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("url")
     call.add_argument(
-        "--payer-index", type=int, help="without a key, the devnet payer wallet, for a gateway on this machine (default 0)"
+        "--payer-index",
+        type=int,
+        help="without a key, the devnet payer wallet, for a gateway on this machine (default 0)",
     )
     call.add_argument("--x402-version", type=int, choices=(1, 2), help="protocol to pay with (default: the server's)")
     call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")

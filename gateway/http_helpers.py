@@ -8,25 +8,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from multidict import CIMultiDict
 
+from paysidecar.aiohttp_middleware import request_id
 from paysidecar_common.http_answers import error_answer
-from paysidecar_common.request_ids import REQUEST_ID_HEADER, choose_request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-_REQUEST_ID = web.RequestKey("request_id", str)
-
-
-def request_id(request: web.BaseRequest) -> str:
-    """The request's id: the client's X-Request-ID when it is well-formed, else a new
-    UUID. Fixed on first use, so every part of the gateway (the paywall too) reports
-    the same id."""
-    known = request.get(_REQUEST_ID)
-    if known is not None:
-        return known
-    chosen = choose_request_id(request.headers.get(REQUEST_ID_HEADER))
-    request[_REQUEST_ID] = chosen
-    return chosen
+# The request's id is the one the paywall sends to the sidecar: the client's
+# X-Request-ID when it is well-formed, else a new UUID, fixed on first use. The
+# paywall's public request_id() is that id for any aiohttp app, the gateway too.
+__all__ = ["Handler", "Middleware", "json_error", "request_id"]
 
 
 def json_error(

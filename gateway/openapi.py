@@ -145,7 +145,9 @@ def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
     page = _object(total=_INTEGER, limit=_INTEGER, offset=_INTEGER, next={"type": ["string", "null"]})
     return {
         "Error": _object(
-            error=_object(code=_STRING, message=_STRING, request_id=_STRING, required=("code", "message", "request_id")),
+            error=_object(
+                code=_STRING, message=_STRING, request_id=_STRING, required=("code", "message", "request_id")
+            ),
             required=("error",),
         ),
         "Column": _object(name=_STRING, type=_enum("int", "float", "bool", "date", "datetime", "string")),

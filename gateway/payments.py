@@ -11,7 +11,7 @@ from aiohttp import web
 from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
 
-from .http_helpers import Handler, request_id
+from .http_helpers import Handler
 from .keys import EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
 from .render import CONTENT_TYPES
 
@@ -45,7 +45,7 @@ async def sidecar_context(app: web.Application) -> AsyncIterator[None]:
         settle_timeout_s=settings.sidecar_settle_timeout_s,
     )
     app[SIDECAR] = client
-    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].event, request_ids=request_id)
+    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].event)
     yield
     await client.close()
 

@@ -50,7 +50,6 @@ REQUEST_ID_KEY = web.RequestKey("paysidecar_request_id", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 RouteResolver = Callable[[web.Request], RouteSpec | None]
-RequestIds = Callable[[web.Request], str]
 
 
 def request_id(request: web.Request) -> str:
@@ -87,18 +86,15 @@ def _client_gone(request: web.Request) -> bool:
 
 
 class _AiohttpPaywall:
-    def __init__(
-        self, client: SidecarClient, resolve: RouteResolver, on_event: EventSink | None, request_ids: RequestIds
-    ) -> None:
+    def __init__(self, client: SidecarClient, resolve: RouteResolver, on_event: EventSink | None) -> None:
         self._flow = PaymentFlow(client, on_event)
         self._resolve = resolve
-        self._request_ids = request_ids
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = self._resolve(request)
         if route is None:
             return await handler(request)
-        rid = self._request_ids(request)
+        rid = request_id(request)
         authorizing = authorize_request(
             request_id=rid,
             route=route,
@@ -168,18 +164,16 @@ def x402_middleware(
     routes: RouteResolver | Mapping[tuple[str, str], Mapping[str, Any]],
     *,
     on_event: EventSink | None = None,
-    request_ids: RequestIds = request_id,
 ) -> Middleware:
     """An aiohttp middleware that paywalls the routes `routes` names.
 
     `routes` is either a callable returning the RouteSpec for a request (None =
     free) or a table {(method, path pattern): RouteSpec fields}. `on_event` hears
     of a call to the sidecar that failed (`sidecar_call_failed`; the sidecar
-    records the payment events itself). `request_ids` gives a request's id, for an
-    app that names its requests itself (default: `request_id`).
+    records the payment events itself). The request's id is `request_id(request)`.
     """
     resolve = routes if callable(routes) else route_table(routes)
-    paywall = _AiohttpPaywall(client, resolve, on_event, request_ids)
+    paywall = _AiohttpPaywall(client, resolve, on_event)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

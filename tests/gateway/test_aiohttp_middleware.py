@@ -16,7 +16,7 @@ from paysidecar.aiohttp_middleware import request_id, x402_middleware
 from paysidecar.client import SidecarClient
 from tests.support.net import ledger_state, send_then_vanish, wait_until
 from tests.support.calls import receipt
-from tests.support.payments import sign_for
+from tests.support.payments import pay_once_the_sidecar_stopped, sign_for
 
 SECRET = "paid-content-7f3a"
 PRICED = {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"}
@@ -200,11 +200,8 @@ async def test_replayed_payment_is_refused_with_a_verify_failed_event(paywalled,
 async def test_sidecar_gone_mid_way_means_503_never_content(sidecar_stack):
     async with paywalled_app(sidecar_stack.sidecar.target) as app:
         url = app.url + "/ok"
-        header = await sign_for(url)
-        await sidecar_stack.sidecar.stop()
-        async with app.session.get(url, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": "down"}) as response:
-            assert response.status == 503
-            body = await response.json()
+        status, body = await pay_once_the_sidecar_stopped(app.session, url, sidecar_stack.sidecar.stop, "down")
+    assert status == 503
     assert body["error"]["code"] == "payment_service_unavailable"
     assert body["error"]["request_id"] == "down"
     assert SECRET not in str(body)

@@ -14,7 +14,7 @@ import pytest
 from paysidecar.asgi_middleware import REQUEST_ID_SCOPE_KEY, X402Middleware
 from paysidecar.client import SidecarClient
 from tests.support.calls import receipt
-from tests.support.payments import sign_for
+from tests.support.payments import pay_once_the_sidecar_stopped, sign_for
 
 from .conftest import serve_asgi
 from .weather_asgi import PRICED, SECRET, weather_app
@@ -107,11 +107,8 @@ async def test_replay_raises_a_verify_failed_event_with_the_reason(paywalled, st
 
 async def test_sidecar_gone_is_a_503_and_the_event_the_middleware_tells(paywalled, stack):
     url = paywalled.url + "/created"
-    header = await sign_for(url)
-    await stack.sidecar.stop()
-    async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": "down"}) as response:
-        assert response.status == 503
-        body = await response.json()
+    status, body = await pay_once_the_sidecar_stopped(paywalled.session, url, stack.sidecar.stop, "down")
+    assert status == 503
     assert body["error"]["code"] == "payment_service_unavailable" and body["error"]["request_id"] == "down"
     assert SECRET not in str(body)
     assert paywalled.events == [
