@@ -31,7 +31,7 @@ reliability: $(STAMP)
 	$(BIN)/python bench/reliability.py
 
 lint: $(STAMP)
-	$(BIN)/python -m compileall -q sidecar gateway devnet paysidecar bench tests
+	$(BIN)/python -m compileall -q sidecar gateway devnet paysidecar paysidecar_common bench tests
 
 clean:
 	rm -rf $(VENV) .devnet .paysidecar .pytest_cache

@@ -69,7 +69,7 @@ DATASET = "observations"
 QUERY = "city=Berlin&_limit=20"
 PAID_PATH = f"/v1/datasets/{DATASET}/records?{QUERY}"
 FREE_PATH = f"/v1/datasets/{DATASET}"
-# The route the gateway sends for PAID_PATH (gateway/paywall.py), for the sidecar alone.
+# The route the gateway sends for PAID_PATH (gateway/payments.py), for the sidecar alone.
 PAID_ROUTE = RouteSpec(
     key=f"GET /v1/datasets/{DATASET}/records",
     price=DEFAULT_PRICE,

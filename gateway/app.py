@@ -9,12 +9,12 @@ from .datasets import DatasetError, load_datasets
 from .errors import error_middleware
 from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS
 from .openapi import build_openapi
-from .paywall import paywall_middleware, sidecar_context
+from .payments import paywall_middleware, sidecar_context
 from .ratelimit import TokenBuckets, rate_limit_middleware
 from .records import records_query_middleware
 from .request_context import echo_request_id, request_context_middleware
 from .routes import routes
-from .telemetry import EventLog
+from .telemetry import gateway_events
 from .tracing import echo_trace_id, trace_context_middleware
 
 # GET-only API: a request body is never read, so any large one is refused.
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[DATASETS] = datasets
     app[DEFAULT_DATASET] = default
-    app[EVENTS] = EventLog(settings.telemetry_capacity, env=settings.env, network=settings.network)
+    app[EVENTS] = gateway_events(settings.telemetry_capacity, env=settings.env, network=settings.network)
     app[OPENAPI] = build_openapi(datasets, settings)
     app.cleanup_ctx.append(sidecar_context)
     app.on_response_prepare.append(echo_request_id)

@@ -1,6 +1,10 @@
-"""`paysidecar-cli` (or `python -m gateway.cli`): pay for a gateway URL with a devnet
-key, list what a facilitator's Bazaar offers, and read the sidecar's tracking records,
-stats, status and telemetry.
+"""`paysidecar-cli` (or `python -m gateway.cli`): pay for a gateway URL, list what a
+facilitator's Bazaar offers, and read the sidecar's tracking records, stats, status
+and telemetry.
+
+`call` pays with the private key in $PAYSIDECAR_PAYER_KEY. Without it, only a
+gateway on this machine (the devnet `make run` starts) is paid, from a devnet test
+wallet (`--payer-index`); the devnet code is loaded for that case alone.
 
     paysidecar-cli call http://127.0.0.1:8402/v1/records?_limit=3
     paysidecar-cli call URL --payer-index 1 --x402-version 1 --json
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -27,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,8 +47,11 @@ from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
 from x402.schemas import PaymentRequired
 from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
 
-from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER
 from paysidecar.client import SidecarClient
+from paysidecar_common.request_ids import REQUEST_ID_HEADER
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 # Wide enough for a transaction hash (0x + 64 hex digits).
 MAX_CELL = 66
@@ -55,6 +63,9 @@ DEVNET_FACILITATOR_URL = "http://127.0.0.1:4021"
 DISCOVERY_PAGE = 100
 # An amount in atomic units: at most a uint256's 78 digits.
 _ATOMIC = re.compile(r"[0-9]{1,78}")
+# The private key (hex) `call` pays with. Never an option: a command line is seen by
+# every user of the machine.
+PAYER_KEY_VARIABLE = "PAYSIDECAR_PAYER_KEY"
 
 
 class CliError(Exception):
@@ -156,24 +167,59 @@ def _as_v1(required: PaymentRequired, url: str) -> PaymentRequiredV1:
     return PaymentRequiredV1(error=required.error, accepts=accepts)
 
 
-async def _payment_headers(required: PaymentRequired | PaymentRequiredV1, payer_index: int) -> tuple[str, dict[str, str]]:
-    """(payer address, the PAYMENT-SIGNATURE or X-PAYMENT header) signed by the SDK."""
+def _on_this_machine(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def payer(url: str, payer_index: int | None) -> LocalAccount:
+    """The account that pays for `url`: $PAYSIDECAR_PAYER_KEY's, else, for a gateway
+    on this machine only, a devnet test wallet."""
+    key = os.environ.get(PAYER_KEY_VARIABLE, "").strip()
+    if key:
+        if payer_index is not None:
+            raise CliError(f"--payer-index picks a devnet wallet; it cannot be used with {PAYER_KEY_VARIABLE}")
+        from eth_account import Account  # imported here: it slows every command's start
+
+        try:
+            return Account.from_key(key)
+        except ValueError:
+            raise CliError(f"{PAYER_KEY_VARIABLE} is not a hex private key") from None  # the key is not echoed
+    if not _on_this_machine(url):
+        raise CliError(
+            f"set {PAYER_KEY_VARIABLE} to the private key to pay with; "
+            "the devnet test wallets pay only a gateway on this machine"
+        )
+    return _devnet_payer(payer_index or 0)
+
+
+def _devnet_payer(index: int) -> LocalAccount:
+    """A devnet test wallet: its key is public, so it is for the local devnet alone."""
+    from devnet.wallets import PAYER_KEYS, payer_account
+
+    if not 0 <= index < len(PAYER_KEYS):
+        raise CliError(f"--payer-index must be 0..{len(PAYER_KEYS) - 1}")
+    return payer_account(index)
+
+
+async def _payment_headers(required: PaymentRequired | PaymentRequiredV1, account: LocalAccount) -> dict[str, str]:
+    """The PAYMENT-SIGNATURE or X-PAYMENT header, signed by the SDK."""
     # Imported here: web3 behind the EVM signer adds ~0.6 s to every command's start.
     from x402.mechanisms.evm.exact.register import register_exact_evm_client
     from x402.mechanisms.evm.signers import EthAccountSigner
 
-    from devnet.wallets import PAYER_KEYS, payer_account
-
-    if not 0 <= payer_index < len(PAYER_KEYS):
-        raise CliError(f"--payer-index must be 0..{len(PAYER_KEYS) - 1}")
-    account = payer_account(payer_index)
     client = x402Client()
     register_exact_evm_client(client, EthAccountSigner(account))
     try:
         payload = await client.create_payment_payload(required)
     except Exception as exc:  # the SDK's selection and signing errors, reported as one line
         raise CliError(f"cannot pay: {type(exc).__name__}: {exc}") from None
-    return account.address, x402HTTPClient(client).encode_payment_signature_header(payload)
+    return x402HTTPClient(client).encode_payment_signature_header(payload)
 
 
 def _settlement(reply: Reply) -> dict[str, Any] | None:
@@ -197,21 +243,22 @@ async def run_call(args: argparse.Namespace) -> int:
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         reply = await _get(session, args.url, {})
-        payer = None
+        payer_address = None
         if reply.status == 402:
             required = _payment_required(reply)
             if args.x402_version == 1 and required.x402_version != 1:
                 required = _as_v1(required, args.url)
             elif args.x402_version == 2 and required.x402_version != 2:
                 raise CliError("the server answered with x402 v1 requirements only")
-            payer, headers = await _payment_headers(required, args.payer_index)
-            reply = await _get(session, args.url, headers)
+            account = payer(args.url, args.payer_index)
+            reply = await _get(session, args.url, await _payment_headers(required, account))
+            payer_address = account.address
     settlement = _settlement(reply)
     body = _body(reply)
     summary = {
         "request_id": reply.request_id,
         "status": reply.status,
-        "payer": (settlement or {}).get("payer") or payer,
+        "payer": (settlement or {}).get("payer") or payer_address,
         "transaction": (settlement or {}).get("transaction"),
         "network": (settlement or {}).get("network"),
     }
@@ -564,9 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     common.add_argument("--json", action="store_true", help="one JSON document instead of tables")
 
-    call = commands.add_parser("call", parents=[common], help="GET a gateway URL, paying with a devnet key on 402")
+    call = commands.add_parser(
+        "call", parents=[common], help=f"GET a gateway URL, paying on 402 with ${PAYER_KEY_VARIABLE}'s key"
+    )
     call.add_argument("url")
-    call.add_argument("--payer-index", type=int, default=0, help="devnet payer wallet (default 0)")
+    call.add_argument(
+        "--payer-index",
+        type=int,
+        help="without a key, the devnet payer wallet, for a gateway on this machine (default 0)",
+    )
     call.add_argument("--x402-version", type=int, choices=(1, 2), help="protocol to pay with (default: the server's)")
     call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")
     call.set_defaults(run=run_call)

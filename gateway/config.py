@@ -14,7 +14,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from paysidecar.settings_sources import env_then_toml
+from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
 

@@ -13,8 +13,8 @@ SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
-# Telemetry event names the gateway records itself; the payment ones come from
-# paysidecar.paywall.
+# Telemetry events the gateway records itself, being what the sidecar cannot see
+# (with the client package's sidecar_call_failed); the payment events are the sidecar's.
 REQUEST_RECEIVED = "request_received"
 ROUTE_NOT_FOUND = "route_not_found"
 

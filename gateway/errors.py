@@ -9,9 +9,8 @@ from collections.abc import Mapping
 
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import Handler, json_error, request_id
-
 from .constants import ROUTE_NOT_FOUND
+from .http_helpers import Handler, json_error, request_id
 from .keys import EVENTS
 
 logger = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         rid = request_id(request)
         if exc.status == 404 and request.match_info.http_exception is not None:
-            request.app[EVENTS].record(ROUTE_NOT_FOUND, rid, request.path, {"method": request.method})
+            request.app[EVENTS].event(ROUTE_NOT_FOUND, request_id=rid, route=request.path, method=request.method)
         headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         return json_error(exc.status, error_code(exc.status), _message(request, exc), rid, headers=headers)
     except Exception:

@@ -5,6 +5,13 @@ limits, a malformed line) is answered by aiohttp's protocol handler before any
 middleware runs: in text/plain, and logged at ERROR with a traceback. Here it
 gets the JSON error shape of every other answer, with a request id, and one log
 line. Server errors (5xx) keep aiohttp's handling.
+
+aiohttp offers no supported hook for that answer: no middleware or signal runs
+for a request that was never parsed, and neither `web.Server`, `AppRunner` nor
+`Application(handler_args=...)` takes a protocol handler class. So this module
+reaches into aiohttp's internals (`AppRunner._make_server`, `Server._loop` and
+`_kwargs`, `RequestHandler.handle_error`), checked against one minor version:
+pyproject.toml pins it, and tests/gateway/test_aiohttp_pin.py fails on any other.
 """
 
 from __future__ import annotations
@@ -17,11 +24,15 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, json_error, request_id
+from paysidecar_common.request_ids import REQUEST_ID_HEADER
 
 from .errors import error_code
+from .http_helpers import json_error, request_id
 
 logger = logging.getLogger(__name__)
+
+# The aiohttp minor version the internals used below were read and tested on.
+TESTED_AIOHTTP = "3.14"
 
 
 class _ProtocolHandler(RequestHandler):

@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from paysidecar.aiohttp_middleware import Middleware
 from paysidecar.client import SidecarClient
+from paysidecar_common.events import EventRing
 
 from .config import Settings
 from .datasets import Dataset
+from .http_helpers import Middleware
 from .query import QueryPlan
-from .telemetry import EventLog
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RecordsQuery:
 SETTINGS = web.AppKey("settings", Settings)
 DATASETS = web.AppKey("datasets", Mapping[str, Dataset])
 DEFAULT_DATASET = web.AppKey("default_dataset", str)
-EVENTS = web.AppKey("events", EventLog)
+EVENTS = web.AppKey("events", EventRing)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 SIDECAR = web.AppKey("sidecar", SidecarClient)
 PAYWALL = web.AppKey("paywall", Middleware)

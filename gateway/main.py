@@ -15,7 +15,7 @@ import sys
 from aiohttp import web
 from pydantic import ValidationError
 
-from paysidecar.tracing import TracingSettings
+from paysidecar_common.tracing import TracingSettings
 
 from .app import create_app
 from .config import Settings

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+from x402.schemas import PaymentRequired
+
 from .config import Settings
 from .constants import DEFAULT_LIMIT, MAX_LIMIT
 from .datasets import Dataset
@@ -112,116 +115,66 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
     )
 
 
-def _schemas(dataset_names: list[str]) -> dict[str, Any]:
-    string = {"type": "string"}
+_STRING = {"type": "string"}
+_INTEGER = {"type": "integer"}
+
+
+def _object(*, required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
+    shape: dict[str, Any] = {"type": "object", "properties": properties}
+    return {**shape, "required": list(required)} if required else shape
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
+    """The gateway's own answers."""
+    event = _object(
+        name=_STRING,
+        timestamp={"type": "string", "format": "date-time"},
+        request_id=_STRING,
+        route=_STRING,
+        source=_enum("gateway", "sidecar"),
+        attributes={"type": "object", "additionalProperties": _STRING},
+    )
+    page = _object(total=_INTEGER, limit=_INTEGER, offset=_INTEGER, next={"type": ["string", "null"]})
     return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message", "request_id"],
-                    "properties": {"code": string, "message": string, "request_id": string},
-                }
-            },
-        },
-        "Column": {
-            "type": "object",
-            "properties": {
-                "name": string,
-                "type": {"type": "string", "enum": ["int", "float", "bool", "date", "datetime", "string"]},
-            },
-        },
-        "Dataset": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "enum": dataset_names},
-                "rows": {"type": "integer"},
-                "columns": {"type": "array", "items": _ref("schemas", "Column")},
-                "price": string,
-                "network": string,
-                "pay_to": string,
-                "description": string,
-                "records_url": string,
-            },
-        },
-        "DatasetList": {
-            "type": "object",
-            "properties": {
-                "datasets": {"type": "array", "items": _ref("schemas", "Dataset")},
-                "default": string,
-            },
-        },
-        "RecordsPage": {
-            "type": "object",
-            "properties": {
-                "data": {"type": "array", "items": {"type": "object"}},
-                "meta": {
-                    "type": "object",
-                    "properties": {
-                        "total": {"type": "integer"},
-                        "limit": {"type": "integer"},
-                        "offset": {"type": "integer"},
-                        "next": {"type": ["string", "null"]},
-                    },
-                },
-            },
-        },
-        "PaymentRequirements": {
-            "type": "object",
-            "properties": {
-                "scheme": {"type": "string", "example": "exact"},
-                "network": {"type": "string", "example": "eip155:84532"},
-                "asset": string,
-                "amount": {"type": "string", "description": "Atomic units"},
-                "payTo": string,
-                "maxTimeoutSeconds": {"type": "integer"},
-                "extra": {"type": "object"},
-            },
-        },
-        "PaymentRequired": {
-            "type": "object",
-            "properties": {
-                "x402Version": {"type": "integer"},
-                "error": string,
-                "resource": {
-                    "type": "object",
-                    "properties": {"url": string, "description": string, "mimeType": string},
-                },
-                "accepts": {"type": "array", "items": _ref("schemas", "PaymentRequirements")},
-                "extensions": {"type": "object"},
-            },
-        },
-        "Health": {
-            "type": "object",
-            "properties": {
-                "status": {"type": "string", "enum": ["ok", "degraded"]},
-                "sidecar": string,
-                "datasets": {"type": "integer"},
-            },
-        },
-        "Telemetry": {
-            "type": "object",
-            "properties": {
-                "events": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "name": string,
-                            "timestamp": {"type": "string", "format": "date-time"},
-                            "request_id": string,
-                            "route": string,
-                            "source": {"type": "string", "enum": ["gateway", "sidecar"]},
-                            "attributes": {"type": "object", "additionalProperties": string},
-                        },
-                    },
-                },
-                "sidecar": string,
-            },
-        },
+        "Error": _object(
+            error=_object(
+                code=_STRING, message=_STRING, request_id=_STRING, required=("code", "message", "request_id")
+            ),
+            required=("error",),
+        ),
+        "Column": _object(name=_STRING, type=_enum("int", "float", "bool", "date", "datetime", "string")),
+        "Dataset": _object(
+            name=_enum(*dataset_names),
+            rows=_INTEGER,
+            columns=_array(_ref("schemas", "Column")),
+            price=_STRING,
+            network=_STRING,
+            pay_to=_STRING,
+            description=_STRING,
+            records_url=_STRING,
+        ),
+        "DatasetList": _object(datasets=_array(_ref("schemas", "Dataset")), default=_STRING),
+        "RecordsPage": _object(data=_array({"type": "object"}), meta=page),
+        "Health": _object(status=_enum("ok", "degraded"), sidecar=_STRING, datasets=_INTEGER),
+        "Telemetry": _object(events=_array(event), sidecar=_STRING),
     }
+
+
+def _x402_schemas() -> dict[str, Any]:
+    """The x402 wire shapes, from the SDK's own models: the v2 402 body
+    (PaymentRequired) and the shapes it holds, as sent (camelCase)."""
+    _, document = models_json_schema(
+        [(PaymentRequired, "serialization")], by_alias=True, ref_template=f"{_REF}/schemas/{{model}}"
+    )
+    return document["$defs"]
 
 
 def build_openapi(datasets: Mapping[str, Dataset], settings: Settings) -> dict[str, Any]:
@@ -263,7 +216,7 @@ def build_openapi(datasets: Mapping[str, Dataset], settings: Settings) -> dict[s
             "/openapi.json": _get("This document", {"200": {"description": "OpenAPI 3.1 document"}, "429": _RATE_LIMITED}),
         },
         "components": {
-            "schemas": _schemas(names),
+            "schemas": {**_gateway_schemas(names), **_x402_schemas()},
             "parameters": {
                 "RequestId": {
                     "name": "X-Request-ID",

@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import Handler, Middleware, json_error, request_id
-
 from .constants import HEALTH_ROUTE, PAID_ROUTES
+from .http_helpers import Handler, Middleware, json_error, request_id
 
 
 class TokenBuckets:

@@ -7,11 +7,10 @@ import asyncio
 
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import Handler
-
 from .constants import PAID_ROUTES
 from .datasets import Dataset
 from .errors import ApiError
+from .http_helpers import Handler
 from .keys import DATASETS, DEFAULT_DATASET, RECORDS_QUERY, SETTINGS, RecordsQuery
 from .query import QueryError, next_offset, parse_query, run_query
 from .render import CONTENT_TYPES, render

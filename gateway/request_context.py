@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from paysidecar.aiohttp_middleware import REQUEST_ID_HEADER, Handler, request_id
+from paysidecar_common.request_ids import REQUEST_ID_HEADER
 
 from .constants import REQUEST_RECEIVED
+from .http_helpers import Handler, request_id
 from .keys import EVENTS
 
 
@@ -25,7 +26,7 @@ def route_key(request: web.Request) -> str:
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id(request)
-    request.app[EVENTS].record(REQUEST_RECEIVED, rid, route_key(request), {"method": request.method})
+    request.app[EVENTS].event(REQUEST_RECEIVED, request_id=rid, route=route_key(request), method=request.method)
     return await handler(request)
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import request_id
-from paysidecar.v1 import status_pb2
-
 from .constants import DATASET_RECORDS_ROUTE, DEFAULT_RECORDS_ROUTE, HEALTH_ROUTE
 from .datasets import Dataset
 from .errors import ApiError
+from .http_helpers import request_id
 from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS, SIDECAR
 from .records import dataset_named, records_response
+from .telemetry import from_sidecar, newest_first
 
 routes = web.RouteTableDef()
 
@@ -102,28 +100,14 @@ async def telemetry(request: web.Request) -> web.Response:
     """Recent events, newest first: the gateway's own merged with the sidecar's."""
     _require_admin(request)
     limit = _telemetry_limit(request)
-    events = [(event.timestamp, event.to_json()) for event in request.app[EVENTS].recent(limit)]
     try:
         answer = await request.app[SIDECAR].get_telemetry(limit, request_id=request_id(request))
     except grpc.aio.AioRpcError as exc:
-        sidecar = exc.code().name.lower()
+        sidecar, theirs = exc.code().name.lower(), []
     else:
-        sidecar = "ok"
-        events.extend(_sidecar_event(event) for event in answer.events)
-    events.sort(key=lambda pair: pair[0], reverse=True)
-    return web.json_response({"events": [event for _, event in events[:limit]], "sidecar": sidecar})
-
-
-def _sidecar_event(event: status_pb2.TelemetryEvent) -> tuple[datetime, dict[str, Any]]:
-    moment = event.timestamp.ToDatetime(tzinfo=UTC)
-    return moment, {
-        "name": event.name,
-        "timestamp": moment.isoformat(),
-        "request_id": event.request_id,
-        "route": event.route,
-        "source": "sidecar",
-        "attributes": dict(event.attributes),
-    }
+        sidecar, theirs = "ok", [from_sidecar(event) for event in answer.events]
+    events = newest_first(limit, gateway=request.app[EVENTS].recent(limit), sidecar=theirs)
+    return web.json_response({"events": events, "sidecar": sidecar})
 
 
 @routes.get("/openapi.json", name="openapi")

@@ -1,60 +1,41 @@
-"""The gateway's own telemetry: a bounded in-memory ring of recent events, each also
-added to the current trace span as a span event (DESIGN §8)."""
+"""`GET /v1/telemetry`'s events: the gateway's own, which are only what the sidecar
+cannot see (every HTTP request, routes not found, calls to the sidecar that
+failed), merged with the sidecar's payment events; newest first, each once, with
+its source."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry import trace
+from paysidecar.v1 import status_pb2
+from paysidecar_common.events import Event, EventRing
 
 
-@dataclass(frozen=True)
-class Event:
-    name: str
-    timestamp: datetime
-    request_id: str
-    route: str
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    source: str = "gateway"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "timestamp": self.timestamp.isoformat(),
-            "request_id": self.request_id,
-            "route": self.route,
-            "source": self.source,
-            "attributes": dict(self.attributes),
-        }
+def gateway_events(capacity: int, *, env: str, network: str) -> EventRing:
+    """The gateway's ring: each event carries the runtime env and the payment network."""
+    return EventRing(capacity, {"env": env, "payment.network": network})
 
 
-class EventLog:
-    """Newest events, at most `capacity`; every event carries the runtime env and the
-    payment network."""
+def from_sidecar(event: status_pb2.TelemetryEvent) -> Event:
+    moment = event.timestamp.ToDatetime(tzinfo=UTC).timestamp()
+    return Event(event.name, moment, event.request_id, event.route, dict(event.attributes))
 
-    def __init__(self, capacity: int, *, env: str, network: str) -> None:
-        self._events: deque[Event] = deque(maxlen=capacity)
-        self._common = {"env": env, "payment.network": network}
 
-    def record(self, name: str, request_id: str, route: str, attributes: Mapping[str, str] | None = None) -> Event:
-        event = Event(
-            name=name,
-            timestamp=datetime.now(UTC),
-            request_id=request_id,
-            route=route,
-            attributes={**self._common, **(attributes or {})},
-        )
-        self._events.append(event)
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(name, {"request.id": request_id, "x402.route": route, **event.attributes})
-        return event
+def newest_first(limit: int, *, gateway: Iterable[Event], sidecar: Iterable[Event]) -> list[dict[str, Any]]:
+    """Up to `limit` events of both sources, as JSON."""
+    tagged = [(event, "gateway") for event in gateway] + [(event, "sidecar") for event in sidecar]
+    tagged.sort(key=lambda pair: pair[0].timestamp, reverse=True)
+    return [_json(event, source) for event, source in tagged[:limit]]
 
-    def recent(self, limit: int) -> list[Event]:
-        """Up to `limit` events, newest first."""
-        newest_first = reversed(self._events)
-        return [event for _, event in zip(range(limit), newest_first, strict=False)]
+
+def _json(event: Event, source: str) -> dict[str, Any]:
+    return {
+        "name": event.name,
+        "timestamp": datetime.fromtimestamp(event.timestamp, UTC).isoformat(),
+        "request_id": event.request_id,
+        "route": event.route,
+        "source": source,
+        "attributes": dict(event.attributes),
+    }

@@ -13,9 +13,10 @@ from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
-from paysidecar.aiohttp_middleware import Handler, request_id
-from paysidecar.trace_attributes import request_scope
-from paysidecar.tracing import Tracing, TracingSettings, configure
+from paysidecar_common.trace_attributes import request_scope
+from paysidecar_common.tracing import Tracing, TracingSettings, configure
+
+from .http_helpers import Handler, request_id
 
 SERVICE_NAME = "paysidecar-gateway"
 TRACE_ID_HEADER = "x-trace-id"

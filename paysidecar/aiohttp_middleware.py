@@ -5,7 +5,7 @@ Settle only for a 2xx GET that the client is still waiting for → content with
 PAYMENT-RESPONSE; anything else → Release with a reason (a HEAD is answered
 without any header that depends on the data). Content never leaves
 without a successful settle, and a sidecar that cannot be reached gives a 503.
-The sidecar calls and the decisions live in paysidecar.paywall; this module is
+The sidecar calls and the decisions live in paysidecar.payment_flow; this module is
 the aiohttp side of them.
 
 Put this middleware last (innermost): it prepares and sends a paid response
@@ -24,27 +24,24 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from paysidecar.client import SidecarClient
-from paysidecar.paywall import (
+from paysidecar.payment_flow import (
     RELEASE_CLIENT_GONE,
     RELEASE_HANDLER_ERROR,
     RELEASE_HANDLER_STREAMED,
     RELEASE_HEAD,
     RELEASE_NOT_DELIVERED,
-    REQUEST_ID_HEADER,
-    Answer,
     EventSink,
     PaidRequest,
-    Paywall,
+    PaymentFlow,
     RouteSpec,
     RouteTable,
     authorize_request,
-    choose_request_id,
-    error_answer,
     head_headers,
     release_reason,
     status_reason,
 )
-from paysidecar.paywall import payment_service_unavailable as _service_unavailable
+from paysidecar_common.http_answers import HttpAnswer
+from paysidecar_common.request_ids import REQUEST_ID_HEADER, choose_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +63,8 @@ def request_id(request: web.Request) -> str:
     return chosen
 
 
-def _response(answer: Answer) -> web.Response:
+def _response(answer: HttpAnswer) -> web.Response:
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
-
-
-def json_error(
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    """The error shape every answer of ours uses: {error: {code, message, request_id}}."""
-    return _response(error_answer(status, code, message, request_id, headers=headers))
-
-
-def payment_service_unavailable(request_id: str) -> web.Response:
-    return _response(_service_unavailable(request_id))
 
 
 def route_table(table: Mapping[tuple[str, str], Mapping[str, Any]]) -> RouteResolver:
@@ -106,7 +87,7 @@ def _client_gone(request: web.Request) -> bool:
 
 class _AiohttpPaywall:
     def __init__(self, client: SidecarClient, resolve: RouteResolver, on_event: EventSink | None) -> None:
-        self._paywall = Paywall(client, on_event)
+        self._flow = PaymentFlow(client, on_event)
         self._resolve = resolve
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -123,8 +104,8 @@ class _AiohttpPaywall:
             client_ip=request.remote or "",
             query=request.query_string,
         )
-        gate = await self._paywall.authorize(route, authorizing)
-        if isinstance(gate, Answer):
+        gate = await self._flow.authorize(route, authorizing)
+        if isinstance(gate, HttpAnswer):
             return _response(gate)
         return await _serve(gate, request, handler)
 
@@ -188,7 +169,8 @@ def x402_middleware(
 
     `routes` is either a callable returning the RouteSpec for a request (None =
     free) or a table {(method, path pattern): RouteSpec fields}. `on_event` hears
-    the payment telemetry events.
+    of a call to the sidecar that failed (`sidecar_call_failed`; the sidecar
+    records the payment events itself). The request's id is `request_id(request)`.
     """
     resolve = routes if callable(routes) else route_table(routes)
     paywall = _AiohttpPaywall(client, resolve, on_event)
@@ -204,8 +186,6 @@ __all__ = [
     "REQUEST_ID_HEADER",
     "REQUEST_ID_KEY",
     "RouteSpec",
-    "json_error",
-    "payment_service_unavailable",
     "request_id",
     "route_table",
     "x402_middleware",

@@ -31,24 +31,23 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from paysidecar.client import SidecarClient
-from paysidecar.paywall import (
+from paysidecar.payment_flow import (
     RELEASE_CLIENT_GONE,
     RELEASE_HANDLER_ERROR,
     RELEASE_HEAD,
     RELEASE_NOT_DELIVERED,
-    REQUEST_ID_HEADER,
-    Answer,
     EventSink,
     PaidRequest,
-    Paywall,
+    PaymentFlow,
     RouteSpec,
     RouteTable,
     authorize_request,
-    choose_request_id,
     head_headers,
     release_reason,
 )
-from paysidecar.trace_attributes import request_scope
+from paysidecar_common.http_answers import HttpAnswer
+from paysidecar_common.request_ids import REQUEST_ID_HEADER, choose_request_id
+from paysidecar_common.trace_attributes import request_scope
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,8 @@ _HEADER_ENCODING = "latin-1"
 class X402Middleware:
     """Paywalls the routes named in `routes`: {(method, path): RouteSpec fields},
     `path` literal or with `{param}` segments ("/items/{id}"); HEAD falls back to GET.
-    `on_event` hears the payment telemetry events."""
+    `on_event` hears of a call to the sidecar that failed (`sidecar_call_failed`;
+    the sidecar records the payment events itself)."""
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class X402Middleware:
         self._on_event = on_event
         self._factory = None if isinstance(client, SidecarClient) else client
         self._client = client if isinstance(client, SidecarClient) else None
-        self._paywall: Paywall | None = None
+        self._flow: PaymentFlow | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -100,7 +100,7 @@ class X402Middleware:
     async def aclose(self) -> None:
         """Closes the client this middleware made (a client passed in is left open)."""
         if self._factory is not None and self._client is not None:
-            client, self._client, self._paywall = self._client, None, None
+            client, self._client, self._flow = self._client, None, None
             await client.close()
 
     def _close_at_shutdown(self, send: Send) -> Send:
@@ -111,13 +111,13 @@ class X402Middleware:
 
         return send_closing
 
-    def _paywall_now(self) -> Paywall:
-        if self._paywall is None:
+    def _flow_now(self) -> PaymentFlow:
+        if self._flow is None:
             if self._client is None:
                 assert self._factory is not None
                 self._client = self._factory()
-            self._paywall = Paywall(self._client, self._on_event)
-        return self._paywall
+            self._flow = PaymentFlow(self._client, self._on_event)
+        return self._flow
 
     async def _paid_route(
         self, scope: Scope, receive: Receive, send: Send, route: RouteSpec, rid: str, headers: list[tuple[str, str]]
@@ -132,8 +132,8 @@ class X402Middleware:
             client_ip=client_ip,
             query=scope.get("query_string", b"").decode(_HEADER_ENCODING),
         )
-        gate = await self._paywall_now().authorize(route, authorizing)
-        if isinstance(gate, Answer):
+        gate = await self._flow_now().authorize(route, authorizing)
+        if isinstance(gate, HttpAnswer):
             await _send_answer(send, gate)
             return
         await _PaidExchange(gate, scope, receive, send).serve(self.app)
@@ -162,7 +162,7 @@ def _with_headers(raw: list[tuple[bytes, bytes]], headers: Mapping[str, str]) ->
     return [(name, value) for name, value in raw if name.lower() not in replaced] + _encode_headers(headers)
 
 
-async def _send_answer(send: Send, answer: Answer) -> None:
+async def _send_answer(send: Send, answer: HttpAnswer) -> None:
     headers = _with_headers(_encode_headers(answer.headers), {"Content-Length": str(len(answer.body))})
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})

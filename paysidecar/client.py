@@ -35,10 +35,9 @@ from paysidecar.v1 import (
     tracking_pb2,
     tracking_pb2_grpc,
 )
+from paysidecar_common.request_ids import REQUEST_ID_METADATA
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_METADATA = "x-request-id"
 
 _SORT_FIELDS = {
     "timestamp": tracking_pb2.SORT_FIELD_TIMESTAMP,

@@ -12,6 +12,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from paysidecar_common.events import EventRing
+
 from .api.payment_servicer import PaymentServicer
 from .api.status_servicer import StatusServicer
 from .api.tracking_servicer import TrackingServicer
@@ -27,7 +29,6 @@ from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
 from .store.retention import run_retention
 from .store.ledger import PgLedger
-from .telemetry.events import EventRing
 from .telemetry.tracing import SidecarTracing
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class Sidecar:
         if self._tracing:
             self._tracing.observe(self.writer, self.pool)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
-        self.events = EventRing(s.telemetry_capacity, s.env)
+        self.events = EventRing(s.telemetry_capacity, {"env": s.env})
         self.ledger = PgLedger(self.db)
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         tracker = self.writer if s.tracking_enabled else _NoTracking()

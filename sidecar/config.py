@@ -16,7 +16,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from paysidecar.settings_sources import env_then_toml
+from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
 from .payments.production import production_refusal

@@ -9,7 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from paysidecar.tracing import TracingSettings
+from paysidecar_common.tracing import TracingSettings
 
 from .app import Sidecar
 from .config import Settings

@@ -6,13 +6,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from paysidecar.v1 import status_pb2, status_pb2_grpc
+from paysidecar_common.events import EventRing
 
 from .. import __version__
 from ..config import Settings
 from ..facilitators.pool import Pool
 from ..payments.service import PaymentService
 from ..store.tracking import TrackingWriter
-from ..telemetry.events import EventRing
 from .errors import mapped
 
 

@@ -1,36 +1,37 @@
 """What the client is told: payment requirements, 402 answers and the
-PAYMENT-RESPONSE receipt, encoded with the SDK in the client's protocol version."""
+PAYMENT-RESPONSE receipt, encoded with the SDK in the client's protocol version.
+Errors are answered in the shape every part of the project uses
+(paysidecar_common.http_answers), with the request id the sidecar was given."""
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass, field
 
 from x402.http.utils import encode_payment_required_header, encode_payment_response_header
 from x402.schemas import PaymentRequired, PaymentRequirements, ResourceInfo, SettleResponse
 from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
+
+from paysidecar_common.http_answers import IN_DOUBT_MESSAGE, HttpAnswer, error_answer, payment_in_doubt
 
 from ..constants import (
     CAIP2_TO_V1,
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
     X_PAYMENT_RESPONSE_HEADER,
-    Reason,
 )
 from .routes import PricedRoute
 
 _JSON = "application/json"
 
-# The one answer for "a settle may have moved the money and the chain does not
-# tell yet": never "nothing was charged", never a new payment.
-IN_DOUBT_MESSAGE = "the payment is being checked; retry with the same payment header"
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+__all__ = [
+    "IN_DOUBT_MESSAGE",
+    "HttpAnswer",
+    "error_answer",
+    "payment_in_doubt",
+    "payment_required",
+    "receipt_headers",
+    "requirements_v1",
+    "requirements_v2",
+    "settlement_failed",
+]
 
 
 def requirements_v2(route: PricedRoute) -> PaymentRequirements:
@@ -75,19 +76,6 @@ def payment_required(route: PricedRoute, url: str, error: str, version: int = 2)
     body = required.model_dump_json(by_alias=True, exclude_none=True).encode()
     headers = {"Content-Type": _JSON, PAYMENT_REQUIRED_HEADER: encode_payment_required_header(required)}
     return HttpAnswer(402, headers, body)
-
-
-def error_answer(status: int, reason: str, message: str) -> HttpAnswer:
-    body = json.dumps({"error": {"code": reason, "message": message}}).encode()
-    return HttpAnswer(status, {"Content-Type": _JSON}, body)
-
-
-def payment_in_doubt(retry_after_s: int, receipt: dict[str, str] | None = None) -> HttpAnswer:
-    """503 `payment_in_doubt` with Retry-After: nothing is served now; the same
-    payment header, retried, is served once if the chain shows the payment."""
-    answer = error_answer(503, Reason.PAYMENT_IN_DOUBT, IN_DOUBT_MESSAGE)
-    headers = {**answer.headers, "Retry-After": str(retry_after_s), **(receipt or {})}
-    return HttpAnswer(answer.status, headers, answer.body)
 
 
 def receipt_headers(

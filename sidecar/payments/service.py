@@ -266,9 +266,9 @@ class PaymentService:
         if error.status == 402:
             answer = answers.payment_required(req.route, req.url, error.reason, audited.version)
         elif error.reason == Reason.PAYMENT_IN_DOUBT:
-            answer = answers.payment_in_doubt(self._policy.retry_after_s)
+            answer = answers.payment_in_doubt(req.request_id, self._policy.retry_after_s)
         else:
-            answer = answers.error_answer(error.status, error.reason, error.message)
+            answer = answers.error_answer(error.status, error.reason, error.message, req.request_id)
         return Rejection(error.reason, error.message, answer)
 
     # ------------------------------------------------------------------ Settle
@@ -444,9 +444,11 @@ class PaymentService:
                 payer=entry.payer,
                 reason=reason,
             )
-            answer = answers.payment_in_doubt(self._policy.retry_after_s, receipt)
+            answer = answers.payment_in_doubt(flight.request_id, self._policy.retry_after_s, headers=receipt)
         else:
-            answer = answers.error_answer(status, reason, "the payment could not be completed; retry later")
+            answer = answers.error_answer(
+                status, reason, "the payment could not be completed; retry later", flight.request_id
+            )
         self._tracker.record(entry.tracking_id, Step.FINALIZE, records.finalize_fields(answer.status, elapsed_ms))
         attempts = [a.reason for a in outcome.attempts if a.reason] if outcome else []
         self._event_flight("payment_settlement_failed", flight, reason=reason, attempts=",".join(attempts))

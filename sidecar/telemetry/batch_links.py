@@ -16,7 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
 from opentelemetry.util.types import AttributeValue
 
-from paysidecar.trace_attributes import REQUEST_ID, current_request_id
+from paysidecar_common.trace_attributes import REQUEST_ID, current_request_id
 
 # The SDK keeps at most 128 links per span by default; more would be dropped anyway.
 MAX_LINKS = 128

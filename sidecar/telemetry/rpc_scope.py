@@ -18,10 +18,9 @@ import grpc
 from google.protobuf.message import Message
 from opentelemetry import metrics
 
-from paysidecar.trace_attributes import X402_OUTCOME, request_scope, tag_request
 from paysidecar.v1 import payment_pb2
-
-REQUEST_ID_METADATA = "x-request-id"
+from paysidecar_common.request_ids import REQUEST_ID_METADATA
+from paysidecar_common.trace_attributes import X402_OUTCOME, request_scope, tag_request
 
 _meter = metrics.get_meter(__name__)
 _payments = _meter.create_counter(

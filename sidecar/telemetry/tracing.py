@@ -16,9 +16,9 @@ import grpc
 from opentelemetry import metrics
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from paysidecar.tracing import Tracing, TracingSettings, configure
+from paysidecar_common.tracing import Tracing, TracingSettings, configure
 
 from ..facilitators.health import CLOSED, HALF_OPEN, OPEN
 from ..facilitators.pool import Pool
@@ -36,12 +36,29 @@ BREAKER_STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 class SidecarTracing:
     """What the composition root wires in when telemetry is on: gRPC server
     interceptors, the facilitator session's trace configs, the traced ledger,
-    and the gauges' sources (until close())."""
+    and two gauges: the tracking queue depth and each facilitator's breaker state.
 
-    def __init__(self) -> None:
+    The gauges are the process's (an instrument name is registered once per
+    meter): make one SidecarTracing per process and hand it to each Sidecar in
+    turn; what it observes is the last Sidecar started, until close().
+    """
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._writer: TrackingWriter | None = None
         self._pool: Pool | None = None
-        _observed.append(self)
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(__name__)
+        meter.create_observable_gauge(
+            "paysidecar.tracking.queue_depth",
+            callbacks=[self._queue_depth],
+            unit="{step}",
+            description="Tracking steps recorded but not yet in the database or the spool",
+        )
+        meter.create_observable_gauge(
+            "paysidecar.facilitator.breaker_state",
+            callbacks=[self._breaker_states],
+            unit="1",
+            description="Circuit breaker per facilitator: 0 closed, 1 half-open, 2 open",
+        )
 
     def server_interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:
         # The stock interceptor first, so its server span is current in ours.
@@ -54,48 +71,26 @@ class SidecarTracing:
         return TracedLedger(store)
 
     def observe(self, writer: TrackingWriter, pool: Pool) -> None:
-        """Report the tracking queue depth and the pool's breaker states."""
+        """Report this tracking writer's queue depth and this pool's breaker states."""
         self._writer = writer
         self._pool = pool
 
     def close(self) -> None:
-        if self in _observed:
-            _observed.remove(self)
+        """Stop observing: the gauges report nothing until the next observe()."""
+        self._writer = None
+        self._pool = None
+
+    def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
+        if self._writer is not None:
+            yield Observation(self._writer.queue_depth)
+
+    def _breaker_states(self, options: CallbackOptions) -> Iterator[Observation]:
+        for facilitator in self._pool.all() if self._pool is not None else ():
+            state = BREAKER_STATE_VALUES[facilitator.health.current_state()]
+            yield Observation(state, {FACILITATOR_NAME: facilitator.name})
 
 
 def setup_tracing(settings: TracingSettings) -> tuple[Tracing, SidecarTracing | None]:
     """Providers from the OTEL_* settings; the instrumentation only when they export something."""
     tracing = configure(settings, SERVICE_NAME)
-    return tracing, SidecarTracing() if tracing.enabled else None
-
-
-# Gauges are created once per process; each reads the sidecars being observed.
-_observed: list[SidecarTracing] = []
-
-
-def _queue_depth(options: CallbackOptions) -> Iterator[Observation]:
-    for observed in _observed:
-        if observed._writer is not None:
-            yield Observation(observed._writer.queue_depth)
-
-
-def _breaker_states(options: CallbackOptions) -> Iterator[Observation]:
-    for observed in _observed:
-        for facilitator in observed._pool.all() if observed._pool is not None else ():
-            state = BREAKER_STATE_VALUES[facilitator.health.current_state()]
-            yield Observation(state, {FACILITATOR_NAME: facilitator.name})
-
-
-_meter = metrics.get_meter(__name__)
-_meter.create_observable_gauge(
-    "paysidecar.tracking.queue_depth",
-    callbacks=[_queue_depth],
-    unit="{step}",
-    description="Tracking steps recorded but not yet in the database or the spool",
-)
-_meter.create_observable_gauge(
-    "paysidecar.facilitator.breaker_state",
-    callbacks=[_breaker_states],
-    unit="1",
-    description="Circuit breaker per facilitator: 0 closed, 1 half-open, 2 open",
-)
+    return tracing, SidecarTracing(tracing.meter_provider) if tracing.enabled else None

@@ -16,7 +16,7 @@ from paysidecar.aiohttp_middleware import request_id, x402_middleware
 from paysidecar.client import SidecarClient
 from tests.support.net import ledger_state, send_then_vanish, wait_until
 from tests.support.calls import receipt
-from tests.support.payments import sign_for
+from tests.support.payments import pay_once_the_sidecar_stopped, sign_for
 
 SECRET = "paid-content-7f3a"
 PRICED = {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"}
@@ -68,6 +68,7 @@ HANDLERS = {
 class Paywalled:
     url: str
     session: aiohttp.ClientSession
+    # What on_event heard: (name, request_id, route, attributes).
     events: list[tuple[str, str, str, dict]] = field(default_factory=list)
 
 
@@ -77,7 +78,15 @@ async def paywalled_app(target: str) -> AsyncIterator[Paywalled]:
     seen: list = []
     table = {("GET", path): PRICED for path in HANDLERS}
     app = web.Application(
-        middlewares=[x402_middleware(client, table, on_event=lambda *event: seen.append((*event[:3], dict(event[3]))))]
+        middlewares=[
+            x402_middleware(
+                client,
+                table,
+                on_event=lambda name, *, request_id, route, **attributes: seen.append(
+                    (name, request_id, route, attributes)
+                ),
+            )
+        ]
     )
     for path, handler in HANDLERS.items():
         app.router.add_get(path, handler)
@@ -105,12 +114,14 @@ async def test_free_route_is_untouched(paywalled):
         assert "Cache-Control" not in response.headers
 
 
-async def test_unpaid_gets_402_and_a_challenge_event(paywalled):
+async def test_unpaid_gets_402_and_the_sidecar_records_the_challenge_once(paywalled, sidecar_stack):
     async with paywalled.session.get(paywalled.url + "/ok", headers={"X-Request-ID": "c-1"}) as response:
         assert response.status == 402
         assert "PAYMENT-REQUIRED" in response.headers
         assert SECRET not in await response.text()
-    assert ("payment_challenge_issued", "c-1", "GET /ok") in [e[:3] for e in paywalled.events]
+    [event] = await sidecar_stack.sidecar.events("payment_challenge_issued", "c-1")
+    assert event.route == "GET /ok"
+    assert paywalled.events == []  # the payment events are the sidecar's alone
 
 
 @pytest.mark.parametrize("path", ["/ok", "/created"])
@@ -124,8 +135,9 @@ async def test_2xx_settles_then_serves_with_payment_response(paywalled, sidecar_
     assert body["secret"] == SECRET
     assert settled["success"] is True
     assert sidecar_stack.chain.receipt(settled["transaction"]) is not None
-    [event] = [e for e in paywalled.events if e[0] == "payment_settled"]
-    assert event[1] == "p-1" and event[3]["transaction"] == settled["transaction"]
+    [event] = await sidecar_stack.sidecar.events("payment_settled", "p-1")
+    assert event.attributes["transaction"] == settled["transaction"]
+    assert paywalled.events == []
 
 
 @pytest.mark.parametrize(
@@ -173,7 +185,7 @@ async def test_paid_head_carries_no_header_that_depends_on_the_data(paywalled, s
     assert sidecar_stack.facilitator.stats.settle_calls == 0
 
 
-async def test_replayed_payment_is_refused_with_a_verify_failed_event(paywalled):
+async def test_replayed_payment_is_refused_with_a_verify_failed_event(paywalled, sidecar_stack):
     url = paywalled.url + "/ok"
     header = await sign_for(url)
     async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}) as first:
@@ -181,21 +193,20 @@ async def test_replayed_payment_is_refused_with_a_verify_failed_event(paywalled)
     async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": "again"}) as second:
         assert second.status == 402
         assert SECRET not in await second.text()
-    [event] = [e for e in paywalled.events if e[0] == "payment_verify_failed"]
-    assert event[1] == "again" and event[3]["reason"] == "payment_already_used"
+    [event] = await sidecar_stack.sidecar.events("payment_verify_failed", "again")
+    assert event.attributes["reason"] == "payment_already_used"
 
 
 async def test_sidecar_gone_mid_way_means_503_never_content(sidecar_stack):
     async with paywalled_app(sidecar_stack.sidecar.target) as app:
         url = app.url + "/ok"
-        header = await sign_for(url)
-        await sidecar_stack.sidecar.stop()
-        async with app.session.get(url, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": "down"}) as response:
-            assert response.status == 503
-            body = await response.json()
+        status, body = await pay_once_the_sidecar_stopped(app.session, url, sidecar_stack.sidecar.stop, "down")
+    assert status == 503
     assert body["error"]["code"] == "payment_service_unavailable"
     assert body["error"]["request_id"] == "down"
     assert SECRET not in str(body)
+    # The one event the sidecar cannot record is the middleware's to tell.
+    assert app.events == [("sidecar_call_failed", "down", "GET /ok", {"call": "authorize", "code": "UNAVAILABLE"})]
 
 
 

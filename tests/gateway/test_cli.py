@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,8 +18,8 @@ from aiohttp import web
 from devnet.chain import Chain
 from devnet.facilitator import CATALOGUE_KEY
 from devnet.facilitator import create_app as create_facilitator
-from devnet.wallets import MERCHANT_ADDRESS, payer_account
-from gateway.cli import CliError, build_parser, main
+from devnet.wallets import MERCHANT_ADDRESS, PAYER_KEYS, payer_account
+from gateway.cli import PAYER_KEY_VARIABLE, CliError, build_parser, main, payer
 
 from tests.devnet.bazaar import STATIONS, pay, payment_required
 from tests.devnet.channels import ChannelPayer, batch_requirements
@@ -43,6 +46,50 @@ async def test_call_prints_request_id_status_payer_transaction_and_rows(paid_sta
     assert paid_stack.chain.receipt(fields["transaction"]) is not None
     assert "ST-014" in out and "Tokyo" in out
     assert "1 rows in this page, 1 matching" in out
+
+
+async def test_call_pays_with_the_key_in_the_environment(paid_stack, capsys, monkeypatch):
+    monkeypatch.setenv(PAYER_KEY_VARIABLE, PAYER_KEYS[3])
+    assert await cli("call", paid_stack.gateway.url + "/v1/records?_limit=1") == 0
+    fields = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines()[:5])
+    assert fields["status"] == "200"
+    assert fields["payer"] == payer_account(3).address
+
+
+def test_without_a_key_only_a_gateway_on_this_machine_is_paid_and_only_then_devnet_loads():
+    """The devnet's test keys are public: production code paths never load them."""
+    script = "\n".join(
+        [
+            "import sys",
+            "from gateway.cli import CliError, payer",
+            "loaded = lambda: sorted(m for m in sys.modules if m.split('.')[0] == 'devnet')",
+            "try:",
+            "    payer('https://data.example.com/v1/records', None)",
+            "except CliError as exc:",
+            "    print('refused:', exc)",
+            "print('devnet loaded:', loaded())",
+            "print('local payer:', payer('http://127.0.0.1:8402/v1/records', 1).address)",
+        ]
+    )
+    env = {name: value for name, value in os.environ.items() if name != PAYER_KEY_VARIABLE}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"refused: set {PAYER_KEY_VARIABLE} to the private key to pay with; "
+        "the devnet test wallets pay only a gateway on this machine",
+        "devnet loaded: []",
+        f"local payer: {payer_account(1).address}",
+    ]
+
+
+def test_a_bad_payer_key_is_refused_without_echoing_it(monkeypatch):
+    monkeypatch.setenv(PAYER_KEY_VARIABLE, "0xdeadbeef-not-a-key")
+    with pytest.raises(CliError) as refused:
+        payer("http://127.0.0.1:8402/v1/records", None)
+    assert PAYER_KEY_VARIABLE in str(refused.value) and "deadbeef" not in str(refused.value)
+    monkeypatch.setenv(PAYER_KEY_VARIABLE, PAYER_KEYS[0])
+    with pytest.raises(CliError, match="--payer-index"):
+        payer("http://127.0.0.1:8402/v1/records", 2)
 
 
 async def test_records_stats_status_and_telemetry_read_the_sidecar(paid_stack, capsys):

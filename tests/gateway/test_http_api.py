@@ -10,6 +10,7 @@ import re
 import uuid
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from gateway.constants import SAMPLE_DATA_DIR
 
@@ -111,6 +112,16 @@ async def test_paid_route_without_payment_service_is_503_and_no_content(gateway,
         text = body.decode()
         assert "ST-001" not in text and "Amsterdam" not in text
         assert_error(json.loads(text), "payment_service_unavailable", "paid-1")
+
+
+async def test_unreachable_sidecar_is_a_gateway_event(gateway):
+    async with gateway.get("/v1/records?_limit=1", headers={"X-Request-ID": "down-1"}) as response:
+        assert response.status == 503
+    [event] = [e for e in await events(gateway, "sidecar_call_failed") if e["request_id"] == "down-1"]
+    assert event["source"] == "gateway"
+    assert event["route"].startswith("GET /v1/datasets/") and event["route"].endswith("/records")
+    assert event["attributes"]["call"] == "authorize"
+    assert event["attributes"]["code"] == "UNAVAILABLE"
 
 
 async def test_paid_route_with_a_payment_header_still_refuses_without_the_service(gateway):
@@ -322,6 +333,30 @@ async def test_every_documented_operation_answers_with_a_documented_status(gatew
                 documented = set(operation["responses"])
                 assert str(response.status) in documented, (method, path, response.status)
                 assert "X-Request-ID" in response.headers
+
+
+def references(node) -> list[str]:
+    """Every "$ref" in a JSON document."""
+    if isinstance(node, list):
+        return [ref for value in node for ref in references(value)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["$ref"]] if "$ref" in node else []
+    return own + [ref for value in node.values() for ref in references(value)]
+
+
+async def test_openapi_schemas_are_valid_json_schema_and_every_reference_resolves(gateway):
+    async with gateway.get("/openapi.json") as response:
+        document = await response.json()
+    for schema in document["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)  # OpenAPI 3.1 schemas are JSON Schema 2020-12
+    refs = set(references(document))
+    assert "#/components/schemas/PaymentRequirements" in refs  # the SDK's shapes, nested as the SDK nests them
+    for ref in refs:
+        target = document
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        assert isinstance(target, dict), ref
 
 
 async def test_openapi_documents_the_402_and_error_shapes(gateway):

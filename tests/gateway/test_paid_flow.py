@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 
+from jsonschema import validate
 from x402.http.utils import decode_payment_required_header
 
 from devnet.wallets import MERCHANT_ADDRESS, payer_account
@@ -40,12 +41,17 @@ async def test_unpaid_request_gets_the_sidecars_402_bound_to_the_full_url(paid_s
     assert required.resource.url == gateway.url + path
     (accepted,) = required.accepts
     assert (accepted.amount, accepted.pay_to, accepted.network) == (str(PRICE), MERCHANT_ADDRESS, "eip155:84532")
+    async with gateway.get("/openapi.json") as answer:
+        components = (await answer.json())["components"]
+    # The 402 body is what /openapi.json says it is.
+    validate(body, {"$ref": "#/components/schemas/PaymentRequired", "components": components})
 
     async with gateway.get("/v1/telemetry?limit=50", headers=ADMIN) as answer:
         found = (await answer.json())["events"]
-    challenge = [e for e in found if e["name"] == "payment_challenge_issued" and e["request_id"] == "unpaid-1"]
-    assert challenge and challenge[0]["route"] == "GET /v1/datasets/stations/records"
-    assert any(e["source"] == "sidecar" for e in found)
+    # The challenge shows once: the sidecar records it, the gateway does not repeat it.
+    [challenge] = [e for e in found if e["name"] == "payment_challenge_issued" and e["request_id"] == "unpaid-1"]
+    assert challenge["route"] == "GET /v1/datasets/stations/records"
+    assert challenge["source"] == "sidecar"
 
 
 async def test_paid_request_settles_once_and_serves_the_records(paid_stack):
@@ -135,6 +141,29 @@ async def test_failed_settlement_answers_without_the_content(paid_stack):
         text = await response.text()
     assert '"data"' not in text and "Lima," not in text
     assert receipt(response.headers)["success"] is False
+
+
+PAYMENT_EVENTS = {"payment_challenge_issued", "payment_verify_failed", "payment_settlement_failed", "payment_settled"}
+
+
+async def test_telemetry_shows_each_payment_event_once_newest_first(paid_stack):
+    gateway = paid_stack.gateway
+    url = gateway.url + "/v1/records?city=Oslo&_limit=1"
+    header = await sign_for(url)
+    for request_id in ("once-unpaid", "once-paid", "once-replayed"):
+        payment = {} if request_id == "once-unpaid" else {"PAYMENT-SIGNATURE": header}
+        async with gateway.get("/v1/records?city=Oslo&_limit=1", headers={"X-Request-ID": request_id, **payment}):
+            pass
+    async with gateway.get("/v1/telemetry?limit=100", headers=ADMIN) as answer:
+        found = (await answer.json())["events"]
+    shown = [(e["request_id"], e["name"], e["source"]) for e in found if e["name"] in PAYMENT_EVENTS]
+    assert shown == [
+        ("once-replayed", "payment_verify_failed", "sidecar"),
+        ("once-paid", "payment_settled", "sidecar"),
+        ("once-unpaid", "payment_challenge_issued", "sidecar"),
+    ]
+    timestamps = [e["timestamp"] for e in found]
+    assert timestamps == sorted(timestamps, reverse=True)
 
 
 async def test_cli_call_pays_with_v2_and_prints_payer_and_transaction(paid_stack, capsys):

@@ -1,5 +1,6 @@
 """paysidecar.asgi_middleware rules beyond the shared service tests: other 2xx,
-failing handlers, streamed answers, path patterns, telemetry events, and a bare
+failing handlers, streamed answers, path patterns, telemetry events (the sidecar's,
+once), and a bare
 ASGI app with no framework around it."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from paysidecar.asgi_middleware import REQUEST_ID_SCOPE_KEY, X402Middleware
 from paysidecar.client import SidecarClient
 from tests.support.calls import receipt
-from tests.support.payments import sign_for
+from tests.support.payments import pay_once_the_sidecar_stopped, sign_for
 
 from .conftest import serve_asgi
 from .weather_asgi import PRICED, SECRET, weather_app
@@ -23,6 +24,7 @@ from .weather_asgi import PRICED, SECRET, weather_app
 class Paywalled:
     url: str
     session: aiohttp.ClientSession
+    # What on_event heard: (name, request_id, route, attributes).
     events: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
 
 
@@ -50,8 +52,9 @@ async def test_other_2xx_settles_and_the_app_sees_the_request_id(paywalled, stac
         settled = receipt(response.headers)
     assert body == {"secret": SECRET, "request_id": "p-201"}
     assert stack.chain.receipt(settled["transaction"]) is not None
-    [event] = [e for e in paywalled.events if e[0] == "payment_settled"]
-    assert event[1:3] == ("p-201", "GET /created") and event[3]["transaction"] == settled["transaction"]
+    [event] = await stack.sidecar.events("payment_settled", "p-201")
+    assert event.route == "GET /created" and event.attributes["transaction"] == settled["transaction"]
+    assert paywalled.events == []  # the payment events are the sidecar's alone
 
 
 @pytest.mark.parametrize(("path", "status"), [("/broken", 500), ("/redirect", 302), ("/crash", 500)])
@@ -84,21 +87,33 @@ async def test_path_pattern_route_is_paid_under_its_pattern_key(paywalled, stack
     url = paywalled.url + "/items/42"
     async with paywalled.session.get(url, headers={"X-Request-ID": "item-1"}) as unpaid:
         assert unpaid.status == 402
-    assert ("payment_challenge_issued", "item-1", "GET /items/{item_id}") in [e[:3] for e in paywalled.events]
+    [event] = await stack.sidecar.events("payment_challenge_issued", "item-1")
+    assert event.route == "GET /items/{item_id}"
     async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": await sign_for(url)}) as paid:
         assert paid.status == 200
         assert await paid.json() == {"item": "42", "secret": SECRET}
 
 
-async def test_replay_raises_a_verify_failed_event_with_the_reason(paywalled):
+async def test_replay_raises_a_verify_failed_event_with_the_reason(paywalled, stack):
     url = paywalled.url + "/created"
     header = await sign_for(url)
     async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}) as first:
         assert first.status == 201
     async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": "again"}) as second:
         assert second.status == 402
-    [event] = [e for e in paywalled.events if e[0] == "payment_verify_failed"]
-    assert event[1] == "again" and event[3]["reason"] == "payment_already_used"
+    [event] = await stack.sidecar.events("payment_verify_failed", "again")
+    assert event.attributes["reason"] == "payment_already_used"
+
+
+async def test_sidecar_gone_is_a_503_and_the_event_the_middleware_tells(paywalled, stack):
+    url = paywalled.url + "/created"
+    status, body = await pay_once_the_sidecar_stopped(paywalled.session, url, stack.sidecar.stop, "down")
+    assert status == 503
+    assert body["error"]["code"] == "payment_service_unavailable" and body["error"]["request_id"] == "down"
+    assert SECRET not in str(body)
+    assert paywalled.events == [
+        ("sidecar_call_failed", "down", "GET /created", {"call": "authorize", "code": "UNAVAILABLE"})
+    ]
 
 
 async def bare_app(scope, receive, send) -> None:

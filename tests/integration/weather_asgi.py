@@ -82,7 +82,9 @@ def weather_app(sidecar_target: str, events: list[tuple[str, str, str, dict[str,
         X402Middleware,
         client=lambda: SidecarClient(sidecar_target, timeout_s=5.0, settle_timeout_s=20.0),
         routes={("GET", path): PRICED for path in PAID_PATHS},
-        on_event=None if events is None else lambda *event: events.append((*event[:3], dict(event[3]))),
+        on_event=None
+        if events is None
+        else lambda name, *, request_id, route, **attributes: events.append((name, request_id, route, attributes)),
     )
     return app
 

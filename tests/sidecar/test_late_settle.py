@@ -24,12 +24,14 @@ LATE = dict(settle_timeout_s=0.5, settle_retries=0, reconcile_window_s=0.5, reco
 MINED_AFTER_MS = 1500
 
 
-def _assert_in_doubt(answer) -> dict:
-    """The one in-doubt answer: 503 payment_in_doubt, Retry-After, retry the same header."""
+def _assert_in_doubt(answer, request_id: str) -> dict:
+    """The one in-doubt answer: 503 payment_in_doubt, Retry-After, retry the same
+    header; in the error shape of every answer, with the call's request id."""
     assert answer.status == 503
     assert int(answer.headers["Retry-After"]) >= 1
     error = json.loads(answer.body)["error"]
     assert error["code"] == "payment_in_doubt"
+    assert error["request_id"] == request_id
     assert "retry with the same payment header" in error["message"]
     assert "nothing" not in error["message"].lower()
     return error
@@ -41,11 +43,12 @@ async def test_a_pending_settle_mined_after_the_window_is_redeemed_once(make_sid
     header = await sign_for(URL, amount=PRICE)
     merchant = chain.balance_of(MERCHANT_ADDRESS)
     try:
-        authorized = await sidecar.payments.Authorize(authorize_request(header))
+        authorizing = authorize_request(header)
+        authorized = await sidecar.payments.Authorize(authorizing)
         payment_id = authorized.verified.payment_id
         first = await sidecar.payments.Settle(settle_request(authorized))
         assert not first.success
-        _assert_in_doubt(first.answer)
+        _assert_in_doubt(first.answer, authorizing.request_id)
         pending = receipt(first.answer.headers)
         assert (pending["success"], pending["errorReason"]) == (False, "payment_in_doubt")
         transaction = pending["transaction"]
@@ -54,9 +57,10 @@ async def test_a_pending_settle_mined_after_the_window_is_redeemed_once(make_sid
 
         # Retried before the chain tells: still being checked, not "already used"
         # (which would send the payer to pay a second time).
-        early = await sidecar.payments.Authorize(authorize_request(header))
+        retried = authorize_request(header)
+        early = await sidecar.payments.Authorize(retried)
         assert early.rejected.reason == "payment_in_doubt"
-        _assert_in_doubt(early.rejected)
+        _assert_in_doubt(early.rejected, retried.request_id)
 
         async def recovered() -> bool:
             await sidecar.sidecar.recover()
@@ -93,12 +97,13 @@ async def test_an_unresolved_settle_fails_only_after_valid_before(make_sidecar, 
     sidecar = await make_sidecar(**LATE)
     header = await sign_for(URL, amount=PRICE)
     try:
-        authorized = await sidecar.payments.Authorize(authorize_request(header))
+        authorizing = authorize_request(header)
+        authorized = await sidecar.payments.Authorize(authorizing)
         payment_id = authorized.verified.payment_id
         first = await sidecar.payments.Settle(settle_request(authorized))
     finally:
         await sidecar.stop()
-    _assert_in_doubt(first.answer)
+    _assert_in_doubt(first.answer, authorizing.request_id)
     assert await _state(database_url, payment_id) == "unknown"
 
     seeing = await make_sidecar(settle_timeout_s=0.01, settle_retries=0, reconcile_window_s=0.0)

@@ -30,6 +30,17 @@ async def test_unpaid_request_gets_decodable_402(sidecar):
     assert body["resource"]["url"] == URL
 
 
+async def test_malformed_payment_is_answered_in_the_one_error_shape_with_the_request_id(sidecar):
+    request = authorize_request("!!not base64!!")
+    response = await sidecar.payments.Authorize(request)
+    rejected = response.rejected
+    assert rejected.status == 400
+    assert rejected.headers["Content-Type"].startswith("application/json")
+    assert json.loads(rejected.body) == {
+        "error": {"code": rejected.reason, "message": rejected.message, "request_id": request.request_id}
+    }
+
+
 async def test_paid_request_settles_and_moves_the_price(sidecar, chain):
     before = chain.balance_of(PAYER), chain.balance_of(MERCHANT_ADDRESS)
     authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))

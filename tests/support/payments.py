@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
 from x402 import x402Client
 from x402.http.utils import encode_payment_signature_header
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
@@ -41,6 +45,17 @@ async def sign_for(url: str, amount: int = 1000, payer_index: int = 0, **overrid
     """A v2 PAYMENT-SIGNATURE value paying `amount` for `url`."""
     required = PaymentRequired(accepts=[requirements(amount, **overrides)], resource=ResourceInfo(url=url))
     return await sign_v2(required, payer_index)
+
+
+async def pay_once_the_sidecar_stopped(
+    session: aiohttp.ClientSession, url: str, stop_sidecar: Callable[[], Awaitable[None]], request_id: str
+) -> tuple[int, dict[str, Any]]:
+    """A request to a paid `url` with a valid payment, sent after the sidecar
+    stopped: the answer's status and JSON body."""
+    header = await sign_for(url)
+    await stop_sidecar()
+    async with session.get(url, headers={"PAYMENT-SIGNATURE": header, "X-Request-ID": request_id}) as response:
+        return response.status, await response.json()
 
 
 async def sign_v1_for(url: str, amount: int = 1000, payer_index: int = 0) -> str:

@@ -15,7 +15,7 @@ from aiohttp import web
 from devnet.chain import Chain
 from devnet.facilitator import STATS_KEY, create_app
 from devnet.faults import Fault, Faults
-from paysidecar.v1 import payment_pb2_grpc, status_pb2_grpc, tracking_pb2_grpc
+from paysidecar.v1 import payment_pb2_grpc, status_pb2, status_pb2_grpc, tracking_pb2_grpc
 from sidecar.app import Sidecar
 from sidecar.config import Settings
 
@@ -60,6 +60,11 @@ class SidecarHandle:
         self.payments = payment_pb2_grpc.PaymentServiceStub(self.channel)
         self.tracking = tracking_pb2_grpc.TrackingServiceStub(self.channel)
         self.status = status_pb2_grpc.StatusServiceStub(self.channel)
+
+    async def events(self, name: str, request_id: str) -> list[status_pb2.TelemetryEvent]:
+        """The sidecar's telemetry events of that name for one request."""
+        answer = await self.status.GetTelemetry(status_pb2.GetTelemetryRequest(limit=1000))
+        return [event for event in answer.events if event.name == name and event.request_id == request_id]
 
     async def stop(self) -> None:
         await self.channel.close()

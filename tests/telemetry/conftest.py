@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.app import create_app
 from gateway.config import Settings as GatewaySettings
-from paysidecar.tracing import TracingSettings, configure
+from paysidecar_common.tracing import TracingSettings, configure
 from sidecar.app import Sidecar
 from sidecar.telemetry.tracing import SidecarTracing
 from tests.support.net import closed_port
@@ -73,6 +73,12 @@ def telemetry() -> Telemetry:
     return Telemetry(capture, reader)
 
 
+@pytest.fixture(scope="session")
+def sidecar_tracing(telemetry: Telemetry) -> SidecarTracing:
+    """One per process, as in sidecar.main: each test's sidecar is observed in turn."""
+    return SidecarTracing()
+
+
 @pytest.fixture
 def spans(telemetry: Telemetry) -> AsyncIterator[Capture]:
     capture = telemetry.spans
@@ -100,7 +106,11 @@ def sidecar_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 async def stack(
-    spans: Capture, database_url: str, tmp_path: Path, sidecar_overrides: dict[str, Any]
+    spans: Capture,
+    sidecar_tracing: SidecarTracing,
+    database_url: str,
+    tmp_path: Path,
+    sidecar_overrides: dict[str, Any],
 ) -> AsyncIterator[TracedStack]:
     """Gateway → sidecar → [a facilitator that is down, the devnet facilitator]."""
     async with devnet(count=1) as (_chain, (facilitator,)):
@@ -112,8 +122,7 @@ async def stack(
             chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
             **sidecar_overrides,
         )
-        tracing = SidecarTracing()
-        sidecar = Sidecar(settings, tracing=tracing)
+        sidecar = Sidecar(settings, tracing=sidecar_tracing)
         try:
             port = await sidecar.start()
             try:
@@ -122,7 +131,7 @@ async def stack(
             finally:
                 await sidecar.stop(grace_s=1.0)
         finally:
-            tracing.close()
+            sidecar_tracing.close()
 
 
 @contextlib.asynccontextmanager

@@ -32,7 +32,7 @@ async def test_nothing_is_installed_when_no_variable_is_set():
     code, out, err = await run(
         "-c",
         "from opentelemetry import trace, metrics\n"
-        "from paysidecar.tracing import TracingSettings, configure\n"
+        "from paysidecar_common.tracing import TracingSettings, configure\n"
         "tracing = configure(TracingSettings(), 'paysidecar')\n"
         "print(tracing.enabled, type(trace.get_tracer_provider()).__name__, type(metrics.get_meter_provider()).__name__)",
     )

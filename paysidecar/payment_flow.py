@@ -1,5 +1,6 @@
-"""The framework-neutral half of an x402 paywall backed by the payment sidecar
-(DESIGN §4 rule 3, §7), shared by the aiohttp and ASGI middlewares.
+"""The payment flow of a paid request, Authorize → handler → Settle | Release,
+without any web framework (DESIGN §4 rule 3, §7): what the paywalls (the aiohttp
+and ASGI middlewares) share.
 
 Here: which routes are paid (`RouteTable`), the AuthorizeRequest built from a
 request's method, URL and headers, the Authorize → Settle | Release calls with
@@ -12,25 +13,21 @@ module decides.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from paysidecar.client import SidecarClient
-from paysidecar.trace_attributes import tag_request
 from paysidecar.v1 import payment_pb2
+from paysidecar_common.http_answers import PAYMENT_IN_DOUBT, HttpAnswer, error_answer, payment_in_doubt
+from paysidecar_common.trace_attributes import tag_request
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 PAID_CACHE_CONTROL = "private, no-store"
 
@@ -43,18 +40,9 @@ HEAD_KEPT_HEADERS = frozenset({"content-type"})
 # same payment header (redeemed once if the chain shows the payment).
 IN_DOUBT_RETRY_AFTER_S = 5
 
-# Telemetry event names (the sidecar's seed names, DESIGN §8).
-PAYMENT_CHALLENGE_ISSUED = "payment_challenge_issued"
-PAYMENT_VERIFY_FAILED = "payment_verify_failed"
-PAYMENT_SETTLEMENT_FAILED = "payment_settlement_failed"
-PAYMENT_SETTLED = "payment_settled"
-# The request's x402.outcome on its trace spans, set with each event.
-_EVENT_OUTCOMES = {
-    PAYMENT_CHALLENGE_ISSUED: "payment_required",
-    PAYMENT_VERIFY_FAILED: "rejected",
-    PAYMENT_SETTLEMENT_FAILED: "settlement_failed",
-    PAYMENT_SETTLED: "settled",
-}
+# The one telemetry event of ours the sidecar cannot record: a call to it failed.
+# (The sidecar records the payment events itself, DESIGN §8.)
+SIDECAR_CALL_FAILED = "sidecar_call_failed"
 
 # Release reasons understood by the sidecar (and status_reason() for a non-2xx answer).
 RELEASE_HANDLER_ERROR = "handler_error"
@@ -63,8 +51,10 @@ RELEASE_CLIENT_GONE = "client_gone"
 RELEASE_NOT_DELIVERED = "response_not_delivered"
 RELEASE_HANDLER_STREAMED = "handler_streamed"
 
-# on_event(name, request_id, route_key, attributes)
-EventSink = Callable[[str, str, str, Mapping[str, str]], None]
+class EventSink(Protocol):
+    """Hears our telemetry events, e.g. paysidecar_common.events.EventRing.event."""
+
+    def __call__(self, name: str, *, request_id: str, route: str, **attributes: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -134,11 +124,6 @@ class RouteTable:
         return None
 
 
-def choose_request_id(offered: str | None) -> str:
-    """The client's X-Request-ID when it is well-formed, else a new UUID."""
-    return offered if offered and _REQUEST_ID.fullmatch(offered) else str(uuid.uuid4())
-
-
 def authorize_request(
     *,
     request_id: str,
@@ -169,28 +154,7 @@ def authorize_request(
     )
 
 
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer we send instead of the handler's."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-def error_answer(
-    status: int, code: str, message: str, request_id: str, *, headers: Mapping[str, str] | None = None
-) -> Answer:
-    """The error shape every answer of ours uses: {error: {code, message, request_id}}."""
-    body = {"error": {"code": code, "message": message, "request_id": request_id}}
-    return Answer(
-        status,
-        {"Content-Type": "application/json; charset=utf-8", **(headers or {})},
-        json.dumps(body).encode(),
-    )
-
-
-def payment_service_unavailable(request_id: str) -> Answer:
+def payment_service_unavailable(request_id: str) -> HttpAnswer:
     """Authorize failed: no settle was sent, so nothing was charged."""
     return error_answer(
         503,
@@ -201,26 +165,13 @@ def payment_service_unavailable(request_id: str) -> Answer:
     )
 
 
-def payment_in_doubt(request_id: str) -> Answer:
-    """Settle failed (sidecar gone, deadline, lost answer): the settle may have reached
-    the facilitator, so we cannot say nothing was charged. Same code as the
-    sidecar's own in-doubt answer."""
-    return error_answer(
-        503,
-        "payment_in_doubt",
-        "the payment is being checked; retry with the same payment header",
-        request_id,
-        headers={"Retry-After": str(IN_DOUBT_RETRY_AFTER_S)},
-    )
-
-
-def sidecar_answer(status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+def sidecar_answer(status: int, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
     """An answer the sidecar built (402, rejection, failed settle), sent verbatim."""
     answer_headers = dict(headers)
     if not any(name.lower() == "content-type" for name in answer_headers):
         answer_headers["Content-Type"] = "application/json"
     # A missing status must still refuse the content: 402 is the safe reading.
-    return Answer(status or 402, answer_headers, body)
+    return HttpAnswer(status or 402, answer_headers, body)
 
 
 def status_reason(status: int) -> str:
@@ -252,24 +203,24 @@ def rpc_summary(exc: grpc.RpcError) -> str:
     return repr(exc)
 
 
-class Paywall:
-    """The sidecar calls of a paid request, with their telemetry."""
+def _rpc_code(exc: grpc.RpcError) -> str:
+    return exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
+
+
+class PaymentFlow:
+    """The sidecar calls of a paid request. The sidecar records the payment events;
+    here the request's x402 facts go on its spans, and `on_event` hears of a call
+    to the sidecar that failed."""
 
     def __init__(self, client: SidecarClient, on_event: EventSink | None = None) -> None:
         self._client = client
         self._on_event = on_event
 
-    def emit(self, name: str, request_id: str, route: RouteSpec, **attributes: str) -> None:
-        tag_request(
-            outcome=_EVENT_OUTCOMES[name],
-            network=attributes.get("network", ""),
-            payer=attributes.get("payer", ""),
-            reason=attributes.get("reason", ""),
-        )
+    def call_failed(self, call: str, exc: grpc.RpcError, request_id: str, route: RouteSpec) -> None:
         if self._on_event is not None:
-            self._on_event(name, request_id, route.key, {k: v for k, v in attributes.items() if v})
+            self._on_event(SIDECAR_CALL_FAILED, request_id=request_id, route=route.key, call=call, code=_rpc_code(exc))
 
-    async def authorize(self, route: RouteSpec, request: payment_pb2.AuthorizeRequest) -> Answer | PaidRequest:
+    async def authorize(self, route: RouteSpec, request: payment_pb2.AuthorizeRequest) -> HttpAnswer | PaidRequest:
         """Either the answer to send now (402, rejection, 503), or a verified and
         claimed payment: run the handler, then settle or release it."""
         rid = request.request_id
@@ -278,16 +229,17 @@ class Paywall:
             authorized = await self._client.authorize(request)
         except grpc.RpcError as exc:
             logger.error("authorize failed for request %s: %s", rid, rpc_summary(exc))
+            self.call_failed("authorize", exc, rid, route)
             return payment_service_unavailable(rid)
 
         outcome = authorized.WhichOneof("outcome")
         if outcome == "payment_required":
             required = authorized.payment_required
-            self.emit(PAYMENT_CHALLENGE_ISSUED, rid, route, network=route.network)
+            tag_request(outcome="payment_required")
             return sidecar_answer(required.status, required.headers, required.body)
         if outcome == "rejected":
             rejected = authorized.rejected
-            self.emit(PAYMENT_VERIFY_FAILED, rid, route, network=route.network, reason=rejected.reason)
+            tag_request(outcome="rejected", reason=rejected.reason)
             return sidecar_answer(rejected.status, rejected.headers, rejected.body)
         if outcome != "verified":
             logger.error("authorize for request %s returned no outcome", rid)
@@ -309,7 +261,7 @@ class Settlement:
     (PAYMENT-RESPONSE, Cache-Control); else send `refusal` instead of the content."""
 
     headers: Mapping[str, str] = field(default_factory=dict)
-    refusal: Answer | None = None
+    refusal: HttpAnswer | None = None
 
 
 class PaidRequest:
@@ -318,14 +270,14 @@ class PaidRequest:
 
     def __init__(
         self,
-        paywall: Paywall,
+        flow: PaymentFlow,
         client: SidecarClient,
         route: RouteSpec,
         request_id: str,
         tracking_id: str,
         verified: payment_pb2.Verified,
     ) -> None:
-        self._paywall = paywall
+        self._flow = flow
         self._client = client
         self.route = route
         self.request_id = request_id
@@ -337,15 +289,9 @@ class PaidRequest:
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self._started) * 1000)
 
-    def _emit(self, name: str, **attributes: str) -> None:
-        self._paywall.emit(
-            name,
-            self.request_id,
-            self.route,
-            network=self._verified.network or self.route.network,
-            payer=self._verified.payer,
-            **attributes,
-        )
+    def _tag_outcome(self, outcome: str, reason: str = "") -> None:
+        network = self._verified.network or self.route.network
+        tag_request(outcome=outcome, network=network, payer=self._verified.payer, reason=reason)
 
     async def release(self, reason: str) -> None:
         """Releases the claim; a failure is logged, never raised into the response path
@@ -363,6 +309,7 @@ class PaidRequest:
             )
         except grpc.RpcError as exc:
             logger.error("release (%s) failed for request %s: %s", reason, self.request_id, rpc_summary(exc))
+            self._flow.call_failed("release", exc, self.request_id, self.route)
             return
         logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
 
@@ -371,17 +318,19 @@ class PaidRequest:
             settled = await self._settle()
         except grpc.RpcError as exc:
             logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
-            self._emit(PAYMENT_SETTLEMENT_FAILED, reason="payment_in_doubt")
+            self._flow.call_failed("settle", exc, self.request_id, self.route)
+            self._tag_outcome("settlement_failed", PAYMENT_IN_DOUBT)
             # The sidecar may or may not have settled: it releases, or keeps the
             # settled payment redeemable by the same payment header.
             await self.release(RELEASE_NOT_DELIVERED)
-            return Settlement(refusal=payment_in_doubt(self.request_id))
+            # The settle may have reached the facilitator: never "nothing was charged".
+            return Settlement(refusal=payment_in_doubt(self.request_id, IN_DOUBT_RETRY_AFTER_S))
         if not settled.success:
-            self._emit(PAYMENT_SETTLEMENT_FAILED, reason=settled.reason, transaction=settled.transaction)
+            self._tag_outcome("settlement_failed", settled.reason)
             answer = settled.answer
             return Settlement(refusal=sidecar_answer(answer.status, answer.headers, answer.body))
 
-        self._emit(PAYMENT_SETTLED, transaction=settled.transaction)
+        self._tag_outcome("settled")
         logger.info(
             "payment settled for request %s: payer %s transaction %s",
             self.request_id,

@@ -1,5 +1,6 @@
-"""The gateway's use of the payment sidecar: one SidecarClient for the app's lifetime
-and the x402 middleware that prices the records routes per dataset."""
+"""The gateway's payments: one SidecarClient for the app's lifetime, the price of
+each records request, and the paywall (the client package's x402 middleware, used
+as any service would) in the gateway's middleware chain."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from paysidecar.aiohttp_middleware import Handler, RouteSpec, x402_middleware
+from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
 
+from .http_helpers import Handler
 from .keys import EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
 from .render import CONTENT_TYPES
 
@@ -43,7 +45,7 @@ async def sidecar_context(app: web.Application) -> AsyncIterator[None]:
         settle_timeout_s=settings.sidecar_settle_timeout_s,
     )
     app[SIDECAR] = client
-    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].record)
+    app[PAYWALL] = x402_middleware(client, paid_route, on_event=app[EVENTS].event)
     yield
     await client.close()
 
