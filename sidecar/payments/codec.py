@@ -51,7 +51,9 @@ class _ExactPayload(BaseModel):
 
 
 @dataclass(frozen=True)
-class Authorization:
+class SignedAuthorization:
+    """The EIP-3009 authorization the payer signed, as the payload carries it."""
+
     payer: str
     to: str
     value: int
@@ -68,7 +70,7 @@ class DecodedPayment:
     # The SDK model (v2 PaymentPayload or v1 PaymentPayloadV1) and its wire dict.
     payload: PaymentPayload | PaymentPayloadV1
     wire: dict[str, Any]
-    authorization: Authorization
+    authorization: SignedAuthorization
     # SHA-256 of the RFC 8785 form of `wire`.
     payload_hash: str
 
@@ -144,20 +146,20 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
         payload_hash = canonical_hash(wire)
     except (rfc8785.CanonicalizationError, UnicodeError) as exc:
         raise _malformed(f"{header_name} holds values JSON cannot carry exactly (RFC 8785)") from exc
-    auth = exact.authorization
+    signed = exact.authorization
     return DecodedPayment(
         version=version,
         header_name=header_name,
         header_value=header_value,
         payload=payload,
         wire=wire,
-        authorization=Authorization(
-            payer=auth.from_,
-            to=auth.to,
-            value=int(auth.value),
-            valid_after=int(auth.valid_after),
-            valid_before=int(auth.valid_before),
-            nonce=auth.nonce.lower(),
+        authorization=SignedAuthorization(
+            payer=signed.from_,
+            to=signed.to,
+            value=int(signed.value),
+            valid_after=int(signed.valid_after),
+            valid_before=int(signed.valid_before),
+            nonce=signed.nonce.lower(),
         ),
         payload_hash=payload_hash,
     )

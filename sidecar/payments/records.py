@@ -71,19 +71,19 @@ def request_fields(
 
 
 def payment_fields(payment: DecodedPayment, route: PricedRoute) -> dict[str, Any]:
-    auth = payment.authorization
+    signed = payment.authorization
     return {
         "payment": {
             "scheme": payment.scheme,
             "network": route.network,
             "asset": route.asset,
-            "amount": str(auth.value),
-            "payer": auth.payer,
-            "pay_to": auth.to,
+            "amount": str(signed.value),
+            "payer": signed.payer,
+            "pay_to": signed.to,
         },
         "x402_version": payment.version,
-        "payment_nonce": auth.nonce,
-        "payment_valid_before": str(auth.valid_before),
+        "payment_nonce": signed.nonce,
+        "payment_valid_before": str(signed.valid_before),
     }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import ledger
 from .lifecycle import Step
 from .ports import ChainReader, LedgerStore, Tracker
-from .used_nonce import Authorization, Verdict, check_payment
+from .used_nonce import ExpectedTransfer, Verdict, check_payment
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ async def recover_once(
 ) -> RecoveryReport:
     counts = {"settled_unserved": 0, "failed": 0, "released": 0, "unresolved": 0}
     for entry in await store.stale(ledger.UNRESOLVED, unresolved_after_s, batch):
-        check = await check_payment(chain, Authorization.of(entry), transaction=entry.transaction, now=now)
+        check = await check_payment(chain, ExpectedTransfer.of(entry), transaction=entry.transaction, now=now)
         if check.verdict is Verdict.PAID:
             # Money moved but the answer never left: the payer may redeem it once.
             to_state = ledger.SETTLED_UNSERVED

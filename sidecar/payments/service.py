@@ -27,7 +27,7 @@ from .lifecycle import Step
 from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
 from .routes import PricedRoute
 from .settlement import ReconcilePolicy, SettleOutcome, settle_payment
-from .used_nonce import Authorization
+from .used_nonce import ExpectedTransfer
 from .verification import verify_with_fallback
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class PaymentService:
             exc = PaymentError(Reason.INVALID_PAYMENT, f"the payment is not valid: {result.invalid_reason}")
             raise _Audited(exc, audit, payment.version, result.attempts)
 
-        auth = payment.authorization
+        signed = payment.authorization
         claimed = await self._ledger.claim(
             LedgerEntry(
                 payment_id=pid,
@@ -203,10 +203,10 @@ class PaymentService:
                 network=route.network,
                 asset=route.asset,
                 pay_to=route.pay_to,
-                amount=auth.value,
-                payer=auth.payer,
-                nonce=auth.nonce,
-                valid_before=auth.valid_before,
+                amount=signed.value,
+                payer=signed.payer,
+                nonce=signed.nonce,
+                valid_before=signed.valid_before,
                 x402_version=payment.version,
                 facilitator=result.facilitator.url,
                 requirements=requirements,
@@ -315,7 +315,7 @@ class PaymentService:
         outcome = await settle_payment(
             self._pool.get(entry.facilitator),
             body,
-            Authorization.of(entry),
+            ExpectedTransfer.of(entry),
             self._chain,
             self._policy,
         )
@@ -531,13 +531,13 @@ class PaymentService:
 
 
 def _verified(entry: LedgerEntry, payment: DecodedPayment, redeem: bool) -> Verified:
-    auth = payment.authorization
+    signed = payment.authorization
     return Verified(
         entry.payment_id,
-        auth.payer,
+        signed.payer,
         payment.scheme,
         entry.network,
-        str(auth.value),
+        str(signed.value),
         payment.version,
         redeem,
         str(entry.claim_token),

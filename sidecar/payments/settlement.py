@@ -17,7 +17,7 @@ from typing import Any
 
 from ..constants import Reason
 from .ports import Attempt, ChainReader, Facilitator
-from .used_nonce import Authorization, ChainCheck, Verdict, check_payment
+from .used_nonce import ChainCheck, ExpectedTransfer, Verdict, check_payment
 from .verification import sanitize_reason
 
 SETTLED = "settled"
@@ -61,7 +61,7 @@ class ReconcilePolicy:
 async def settle_payment(
     facilitator: Facilitator,
     body: dict[str, Any],
-    auth: Authorization,
+    expected: ExpectedTransfer,
     chain: ChainReader,
     policy: ReconcilePolicy,
 ) -> SettleOutcome:
@@ -97,7 +97,7 @@ async def settle_payment(
                     # A clean "no" to the only request sent: one look at the chain
                     # catches a facilitator that moved the money and said otherwise,
                     # and a nonce the payer spent or canceled meanwhile.
-                    check = await check_payment(chain, auth, transaction=transaction)
+                    check = await check_payment(chain, expected, transaction=transaction)
                     if check.final:
                         return decided_by_chain(check)
                     if check.verdict is Verdict.UNTRACED:
@@ -111,19 +111,21 @@ async def settle_payment(
 
     if not ambiguous:
         return outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
-    check = await _reconcile(chain, auth, transaction, policy)
+    check = await _reconcile(chain, expected, transaction, policy)
     if check.final:
         return decided_by_chain(check)
     return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
 
 
-async def _reconcile(chain: ChainReader, auth: Authorization, transaction: str, policy: ReconcilePolicy) -> ChainCheck:
+async def _reconcile(
+    chain: ChainReader, expected: ExpectedTransfer, transaction: str, policy: ReconcilePolicy
+) -> ChainCheck:
     """Ask the chain for a bounded window, until its verdict is final."""
-    if not chain.configured(auth.network):
+    if not chain.configured(expected.network):
         return ChainCheck(Verdict.UNREADABLE)
     deadline = policy.clock() + policy.window_s
     while True:
-        check = await check_payment(chain, auth, transaction=transaction)
+        check = await check_payment(chain, expected, transaction=transaction)
         if check.final or policy.clock() >= deadline:
             return check
         await policy.sleep(policy.poll_s)
