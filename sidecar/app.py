@@ -47,10 +47,12 @@ class Sidecar:
         s = self.settings
         if not s.database_url:
             raise RuntimeError("DATABASE_URL is not set")
-        self.db: asyncpg.Pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self.db_pool: asyncpg.Pool = await create_pool(
+            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max
+        )
         await self.keep_partitions()
         self.writer = TrackingWriter(
-            self.db,
+            self.db_pool,
             batch_size=s.tracking_batch_size,
             flush_interval_s=s.tracking_flush_interval_s,
             hold_s=s.tracking_hold_s,
@@ -59,16 +61,16 @@ class Sidecar:
         await self.writer.start()
         trace_configs = self._tracing.client_trace_configs() if self._tracing else None
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), trace_configs=trace_configs)
-        self.pool = Pool(s, self.session)
+        self.facilitators = Pool(s, self.session)
         if self._tracing:
-            self._tracing.observe(self.writer, self.pool)
+            self._tracing.observe(self.writer, self.facilitators)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, {"env": s.env})
-        self.ledger = PgLedger(self.db)
+        self.ledger = PgLedger(self.db_pool)
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         tracker = self.writer if s.tracking_enabled else _NoTracking()
         self.service = PaymentService(
-            pool=self.pool,
+            facilitators=self.facilitators,
             ledger_store=ledger_store,
             chain=self.chain,
             tracker=tracker,
@@ -84,8 +86,8 @@ class Sidecar:
         self.server, self.port, self.health = await build_server(
             s,
             PaymentServicer(self.service, s, tracker),
-            TrackingServicer(self.db, s),
-            StatusServicer(s, self.pool, self.writer, self.events, self.service),
+            TrackingServicer(self.db_pool, s),
+            StatusServicer(s, self.facilitators, self.writer, self.events, self.service),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
         )
         await self.server.start()
@@ -94,7 +96,11 @@ class Sidecar:
             asyncio.create_task(self._every(s.recovery_interval_s, self.recover)),
             asyncio.create_task(
                 run_retention(
-                    self.db, s.retention_days, s.prune_interval_s, self._stop, min_retention_days=s.min_retention_days
+                    self.db_pool,
+                    s.retention_days,
+                    s.prune_interval_s,
+                    self._stop,
+                    min_retention_days=s.min_retention_days,
                 )
             ),
             asyncio.create_task(self._every(s.tracking_partition_interval_s, self.keep_partitions)),
@@ -103,7 +109,7 @@ class Sidecar:
 
     async def keep_partitions(self) -> None:
         s = self.settings
-        await keep_ahead(self.db, s.tracking_partition_period, s.tracking_partition_ahead_days)
+        await keep_ahead(self.db_pool, s.tracking_partition_period, s.tracking_partition_ahead_days)
 
     async def recover(self) -> None:
         s = self.settings
@@ -144,7 +150,7 @@ class Sidecar:
         await self.writer.close()
         await self.session.close()
         await self.chain.close()
-        await self.db.close()
+        await self.db_pool.close()
 
 
 class _NoTracking:

@@ -103,14 +103,14 @@ class PaymentService:
     def __init__(
         self,
         *,
-        pool: FacilitatorPool,
+        facilitators: FacilitatorPool,
         ledger_store: LedgerStore,
         chain: ChainReader,
         tracker: Tracker,
         telemetry: Telemetry,
         policy: ReconcilePolicy,
     ) -> None:
-        self._pool = pool
+        self._facilitators = facilitators
         self._ledger = ledger_store
         self._chain = chain
         self._tracker = tracker
@@ -183,7 +183,7 @@ class PaymentService:
             return await self._redeem_or_refuse(tracking_id, req, payment, existing, payload_hash, audit)
 
         body = {"x402Version": payment.version, "paymentPayload": payment.wire, "paymentRequirements": requirements}
-        result = await verify_with_fallback(self._pool.candidates(route.facilitators), body)
+        result = await verify_with_fallback(self._facilitators.candidates(route.facilitators), body)
         if result.facilitator is None:
             exc = PaymentError(Reason.VERIFY_UNAVAILABLE, "no facilitator could verify the payment", status=503)
             raise _Audited(exc, audit, payment.version, result.attempts)
@@ -313,7 +313,7 @@ class PaymentService:
             "paymentRequirements": entry.requirements,
         }
         outcome = await settle_payment(
-            self._pool.get(entry.facilitator),
+            self._facilitators.get(entry.facilitator),
             body,
             ExpectedTransfer.of(entry),
             self._chain,

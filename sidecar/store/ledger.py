@@ -93,12 +93,12 @@ def _entry(row: asyncpg.Record) -> LedgerEntry:
 
 
 class PgLedger:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, db_pool: asyncpg.Pool) -> None:
+        self._db_pool = db_pool
 
     async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         try:
-            async with self._pool.acquire() as conn:
+            async with self._db_pool.acquire() as conn:
                 return await call(conn)
         except UNAVAILABLE_ERRORS as exc:
             raise LedgerUnavailable(str(exc)) from exc
