@@ -19,6 +19,7 @@ from .api.status_servicer import StatusServicer
 from .api.tracking_servicer import TrackingServicer
 from .chain.reader import Web3ChainReader
 from .config import Settings
+from .constants import RELEASE_AT_SHUTDOWN
 from .facilitators.pool import Pool
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
@@ -144,7 +145,7 @@ class Sidecar:
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(Exception):
-            released = await self.service.release_all("shutdown")
+            released = await self.service.release_all(RELEASE_AT_SHUTDOWN)
             if released:
                 log.info("released %d unsettled claims at shutdown", released)
         await self.writer.close()

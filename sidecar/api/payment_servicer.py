@@ -13,6 +13,7 @@ from opentelemetry import trace
 from paysidecar.v1 import payment_pb2, payment_pb2_grpc
 
 from ..config import Settings
+from ..constants import RELEASE_UNSPECIFIED
 from ..payments.codec import pick_header
 from ..payments.ports import Tracker
 from ..payments.service import PaymentService
@@ -90,7 +91,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         state = await self._service.release(
             request.payment_id,
             request.claim_token,
-            request.reason or "released",
+            request.reason or RELEASE_UNSPECIFIED,
             request.response_status,
             int(request.response_time_ms),
         )

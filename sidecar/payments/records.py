@@ -9,11 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..constants import SECRET_HEADERS
+from . import ledger
 from .codec import DecodedPayment
 from .ledger import LedgerEntry
 from .ports import Attempt
 from .routes import PricedRoute
-from .settlement import SettleOutcome
+from .settlement import FROM_CHAIN, SettleOutcome
 
 
 # Names the ids of records that a caller's call key derives (uuid5).
@@ -107,7 +108,7 @@ def settlement_fields(
 ) -> dict[str, Any]:
     return {
         "settlement": {
-            "success": outcome.status == "settled",
+            "success": outcome.status == ledger.SETTLED,
             "status": outcome.status,
             "transaction": outcome.transaction or None,
             "network": entry.network,
@@ -129,12 +130,12 @@ def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: in
     return {
         "settlement": {
             "success": True,
-            "status": "settled",
+            "status": ledger.SETTLED,
             "transaction": entry.transaction or None,
             "network": entry.network,
             "payer": entry.payer,
             "facilitator": entry.facilitator,
-            "reconciled": entry.reconciled_by == "chain",
+            "reconciled": entry.reconciled_by == FROM_CHAIN,
             "source": entry.reconciled_by or None,
             "redeemed": True,
         },

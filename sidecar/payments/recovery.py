@@ -10,15 +10,13 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from . import ledger
+from ..constants import RELEASE_STALE_CLAIM
 from .lifecycle import Step
 from .ports import ChainReader, LedgerStore, Tracker
+from .settlement import FROM_CHAIN
 from .used_nonce import ExpectedTransfer, Verdict, check_payment
 
 log = logging.getLogger(__name__)
-
-# Release reason of a claim whose request vanished between Authorize and Settle.
-STALE_CLAIM = "stale_claim"
-
 
 @dataclass(frozen=True)
 class RecoveryReport:
@@ -39,17 +37,17 @@ async def recover_once(
     now: Callable[[], float] = time.time,
     batch: int = 200,
 ) -> RecoveryReport:
-    counts = {"settled_unserved": 0, "failed": 0, "released": 0, "unresolved": 0}
+    counts = {ledger.SETTLED_UNSERVED: 0, ledger.FAILED: 0, ledger.RELEASED: 0, "unresolved": 0}
     for entry in await store.stale(ledger.UNRESOLVED, unresolved_after_s, batch):
         check = await check_payment(chain, ExpectedTransfer.of(entry), transaction=entry.transaction, now=now)
         if check.verdict is Verdict.PAID:
             # Money moved but the answer never left: the payer may redeem it once.
             to_state = ledger.SETTLED_UNSERVED
-            fields = {"reconciled_by": "chain", "served": False, "transaction": check.transaction}
+            fields = {"reconciled_by": FROM_CHAIN, "served": False, "transaction": check.transaction}
         elif check.final:
             # Canceled, spent by another transfer, or expired unused: nothing was
             # paid to us and nothing ever will be.
-            to_state, fields = ledger.FAILED, {"reconciled_by": "chain", "settle_reason": check.failure_reason}
+            to_state, fields = ledger.FAILED, {"reconciled_by": FROM_CHAIN, "settle_reason": check.failure_reason}
         else:
             # Unused but still valid (a transaction may yet be mined), or the chain
             # cannot tell: stays in doubt, asked again next time.
@@ -70,7 +68,7 @@ async def recover_once(
                 "payer": entry.payer,
                 "facilitator": entry.facilitator,
                 "reconciled": True,
-                "source": "chain",
+                "source": FROM_CHAIN,
             }
             tracker.record(
                 entry.tracking_id,
@@ -86,10 +84,10 @@ async def recover_once(
         moved = await store.transition(entry.payment_id, entry.claim_token, (ledger.VERIFIED,), ledger.RELEASED)
         if moved is None:
             continue
-        counts["released"] += 1
+        counts[ledger.RELEASED] += 1
         if entry.tracking_id is not None:
             # The request that made the claim never finished; its record says why.
-            released = {"success": False, "released": True, "reason": STALE_CLAIM, "ledger_state": ledger.RELEASED}
+            released = {"success": False, "released": True, "reason": RELEASE_STALE_CLAIM, "ledger_state": ledger.RELEASED}
             tracker.record(
                 entry.tracking_id,
                 Step.RELEASE,

@@ -291,7 +291,7 @@ class PaymentService:
             flight = await self._adopt(pid, claim_token, header)
         if not 200 <= response_status < 300:
             await self._release_entry(flight.entry, f"handler_status_{response_status}", response_status, response_time_ms)
-            raise RouteError("invalid_settle", "Settle is only for 2xx handler answers; the claim was released")
+            raise RouteError(Reason.INVALID_SETTLE, "Settle is only for 2xx handler answers; the claim was released")
         if flight.redeem:
             return await self._serve_redeem(flight, response_status, response_time_ms)
 
@@ -322,7 +322,7 @@ class PaymentService:
         fields = records.settlement_fields(entry, outcome, response_status, response_time_ms)
         self._tracker.record(entry.tracking_id, Step.SETTLEMENT, fields)
 
-        if outcome.status == "settled":
+        if outcome.status == ledger.SETTLED:
             done = await self._ledger.transition(
                 pid,
                 entry.claim_token,
@@ -339,16 +339,15 @@ class PaymentService:
             # the row settled_unserved and the payer redeems it with the same header.
             return self._failure(flight, Reason.PAYMENT_IN_DOUBT, outcome.transaction, 503, response_time_ms, outcome)
 
-        to_state = ledger.FAILED if outcome.status == "failed" else ledger.UNKNOWN
         await self._ledger.transition(
             pid,
             entry.claim_token,
             (ledger.SETTLING,),
-            to_state,
+            outcome.status,  # FAILED or UNKNOWN
             transaction=outcome.transaction or None,
             settle_reason=outcome.record_reason,
         )
-        status = 402 if to_state == ledger.FAILED else 503  # nothing was paid | in doubt
+        status = 402 if outcome.status == ledger.FAILED else 503  # nothing was paid | in doubt
         return self._failure(flight, outcome.reason, outcome.transaction, status, response_time_ms, outcome)
 
     async def _adopt(self, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:

@@ -15,28 +15,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from x402.pending_settlement_store import ERR_SETTLEMENT_PENDING
+
 from ..constants import Reason
+from .ledger import FAILED, SETTLED, UNKNOWN
 from .ports import Attempt, ChainReader, Facilitator
 from .used_nonce import ChainCheck, ExpectedTransfer, Verdict, check_payment
 from .verification import sanitize_reason
 
-SETTLED = "settled"
-FAILED = "failed"
-UNKNOWN = "unknown"
+# Who told the outcome (the ledger's reconciled_by).
+FROM_FACILITATOR = "facilitator"
+FROM_CHAIN = "chain"
 
 
 @dataclass(frozen=True)
 class SettleOutcome:
-    status: str  # SETTLED | FAILED | UNKNOWN
+    status: str  # the ledger state it leads to: SETTLED | FAILED | UNKNOWN
     transaction: str
     reason: str  # our own reason code when not settled
     facilitator_reason: str  # the facilitator's code, sanitized, for the record only
-    source: str  # "facilitator" | "chain" | ""
+    source: str  # FROM_FACILITATOR | FROM_CHAIN | ""
     attempts: tuple[Attempt, ...]
 
     @property
     def reconciled(self) -> bool:
-        return self.source == "chain"
+        return self.source == FROM_CHAIN
 
     @property
     def record_reason(self) -> str:
@@ -78,9 +81,9 @@ async def settle_payment(
         nonlocal transaction
         if check.verdict is Verdict.PAID:
             transaction = check.transaction
-            return outcome(SETTLED, source="chain")
+            return outcome(SETTLED, source=FROM_CHAIN)
         transaction = ""  # what a facilitator named did not pay us
-        return outcome(FAILED, check.failure_reason, source="chain")
+        return outcome(FAILED, check.failure_reason, source=FROM_CHAIN)
 
     for _ in range(policy.retries + 1):
         answer = await facilitator.settle(body)
@@ -90,9 +93,9 @@ async def settle_payment(
             if isinstance(data.get("transaction"), str) and data["transaction"]:
                 transaction = data["transaction"]
             if data["success"] is True:
-                return outcome(SETTLED, source="facilitator")
-            facilitator_reason = sanitize_reason(data.get("errorReason"), "settlement_failed")
-            if facilitator_reason != "settlement_pending":
+                return outcome(SETTLED, source=FROM_FACILITATOR)
+            facilitator_reason = sanitize_reason(data.get("errorReason"), Reason.SETTLEMENT_FAILED)
+            if facilitator_reason != ERR_SETTLEMENT_PENDING:
                 if not ambiguous:
                     # A clean "no" to the only request sent: one look at the chain
                     # catches a facilitator that moved the money and said otherwise,
