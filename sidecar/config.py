@@ -98,7 +98,6 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(2.0, gt=0)
     verify_timeout_s: float = Field(5.0, gt=0)
     settle_timeout_s: float = Field(15.0, gt=0)
-    supported_timeout_s: float = Field(5.0, gt=0)
     settle_retries: int = Field(1, ge=0, le=5)
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, gt=0)
