@@ -25,6 +25,7 @@ from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
 from .server import build_server
+from .status import FacilitatorStatus, SidecarStatus, TrackingStatus
 from .store.db import create_pool
 from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
@@ -88,7 +89,7 @@ class Sidecar:
             s,
             PaymentServicer(self.service, s, tracker),
             TrackingServicer(self.db_pool, s),
-            StatusServicer(s, self.facilitators, self.writer, self.events, self.service),
+            StatusServicer(s, self, self.events),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
         )
         await self.server.start()
@@ -111,6 +112,34 @@ class Sidecar:
     async def keep_partitions(self) -> None:
         s = self.settings
         await keep_ahead(self.db_pool, s.tracking_partition_period, s.tracking_partition_ahead_days)
+
+    def status(self) -> SidecarStatus:
+        """The StatusSource of GetStatus."""
+        writer = self.writer
+        return SidecarStatus(
+            facilitators=tuple(
+                FacilitatorStatus(
+                    name=f.name,
+                    url=f.url,
+                    breaker_state=f.health.current_state(),
+                    ewma_latency_ms=f.health.ewma_latency_ms,
+                    success_rate=f.health.success_rate,
+                    consecutive_failures=f.health.consecutive_failures,
+                    attempts=f.health.attempts,
+                )
+                for f in self.facilitators.all()
+            ),
+            tracking=TrackingStatus(
+                queue_depth=writer.queue_depth,
+                spool_records=writer.spool_records,
+                spool_bytes=writer.spool_bytes,
+                database_up=writer.database_up,
+                missing_rows=writer.missing_rows,
+                rejected_rows=writer.rejected_rows,
+                journal_failures=writer.journal_failures,
+            ),
+            in_flight_payments=len(self.service.in_flight),
+        )
 
     async def recover(self) -> None:
         s = self.settings
