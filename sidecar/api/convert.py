@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import functools
-
 from paysidecar.v1 import payment_pb2
 
-from ..config import Settings
-from ..constants import Reason
 from ..payments.answers import HttpAnswer
-from ..payments.errors import RouteError
-from ..payments.production import production_refusal
-from ..payments.routes import PricedRoute, RouteTerms, price_route
+from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
 from ..payments.service import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
 
 
-def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
-    """Inline fields win over a named route from config, which wins over defaults."""
-    named = None
-    if route.name:
-        named = settings.routes.get(route.name)
-        if named is None:
-            raise RouteError(Reason.UNKNOWN_ROUTE, f"no route named {route.name!r} in the sidecar config")
-    price = route.price or (named.price if named else "") or settings.default_price
-    terms = RouteTerms(
-        key=route.key or route.name,
-        price=price,
+def route_terms(route: payment_pb2.Route) -> RouteTerms:
+    """The terms the caller spelled out (its route's name aside)."""
+    return RouteTerms(
+        key=route.key,
+        price=route.price,
         amount=route.amount,
-        pay_to=route.pay_to or (named.pay_to if named and named.pay_to else settings.pay_to),
-        network=route.network or (named.network if named and named.network else settings.network),
-        asset=route.asset or (named.asset if named and named.asset else ""),
-        description=route.description or (named.description if named else ""),
-        mime_type=route.mime_type or (named.mime_type if named else ""),
-        facilitators=tuple(route.facilitators) or tuple(named.facilitators if named else ()),
-        max_timeout_seconds=route.max_timeout_seconds or (named.max_timeout_seconds if named else 0),
+        pay_to=route.pay_to,
+        network=route.network,
+        asset=route.asset,
+        description=route.description,
+        mime_type=route.mime_type,
+        facilitators=tuple(route.facilitators),
+        max_timeout_seconds=route.max_timeout_seconds,
     )
-    if settings.env == "production":
-        # Money rule 7 for what a caller names per request: the guard of the config check at start.
-        problem = production_refusal(pay_to=terms.pay_to, network=terms.network, facilitators=terms.facilitators)
-        if problem:
-            raise RouteError(Reason.INVALID_ROUTE, problem)
-    return terms
-
-
-# Pricing goes through the SDK's parser; routes repeat, so remember the answer.
-cached_price_route = functools.lru_cache(maxsize=1024)(price_route)
 
 
 def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
@@ -60,16 +38,17 @@ def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
 MAX_CALL_KEY = 128
 
 
-def authorize_input(request: payment_pb2.AuthorizeRequest, settings: Settings, trace_id: str) -> AuthorizeInput:
+def authorize_input(
+    request: payment_pb2.AuthorizeRequest, routes: RouteDefaults, trace_id: str
+) -> AuthorizeInput:
     _refuse_nul(request)
     if len(request.call_key) > MAX_CALL_KEY:
         raise ValueError(f"call_key is at most {MAX_CALL_KEY} characters")
-    route: PricedRoute = cached_price_route(route_terms(request.route, settings))
     return AuthorizeInput(
         request_id=request.request_id,
         method=request.method,
         url=request.url,
-        route=route,
+        route=resolve_route(route_terms(request.route), request.route.name, routes),
         payment_signature=request.payment_signature,
         x_payment=request.x_payment,
         client_ip=request.client_ip,

@@ -56,7 +56,7 @@ def _records_durable(method: Callable[..., Awaitable[Resp]]) -> Callable[..., Aw
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, service: PaymentService, settings: Settings, tracker: Tracker) -> None:
         self._service = service
-        self._settings = settings
+        self._routes = settings.route_defaults()
         self._tracker = tracker
 
     @mapped
@@ -65,7 +65,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         self, request: payment_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.AuthorizeResponse:
         tracking_id, outcome = await self._service.authorize(
-            convert.authorize_input(request, self._settings, _trace_id())
+            convert.authorize_input(request, self._routes, _trace_id())
         )
         return convert.authorize_response(str(tracking_id), outcome)
 
