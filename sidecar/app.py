@@ -31,6 +31,7 @@ from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
 from .store.retention import run_retention
 from .store.ledger import PgLedger
+from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Sidecar:
             ledger_store=ledger_store,
             chain=self.chain,
             tracker=tracker,
-            telemetry=self.events,
+            telemetry=PaymentTelemetry(self.events),
             policy=ReconcilePolicy(
                 s.settle_retries,
                 s.reconcile_window_s,

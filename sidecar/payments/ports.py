@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -126,3 +127,6 @@ class Tracker(Protocol):
 
 class Telemetry(Protocol):
     def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None: ...
+
+    def step(self, name: str) -> AbstractContextManager[None]:
+        """Times one step of the request's flow (a span of its trace)."""

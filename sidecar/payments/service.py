@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from opentelemetry import trace
-
 from ..constants import RELEASE_NOT_DELIVERED, Reason
 from . import answers, ledger, records
 from .answers import HttpAnswer
@@ -31,7 +29,6 @@ from .used_nonce import ExpectedTransfer
 from .verification import verify_with_fallback
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,7 +160,7 @@ class PaymentService:
 
         header_name, header_value = picked
         audit = {"payment_signature_hash": header_hash(header_value)}
-        with _tracer.start_as_current_span("x402 decode and bind"):
+        with self._telemetry.step("x402 decode and bind"):
             try:
                 payment = decode_payment(header_name, header_value)
             except PaymentError as exc:
