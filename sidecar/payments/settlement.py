@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from x402.pending_settlement_store import ERR_SETTLEMENT_PENDING
 
 from ..constants import Reason
 from .ledger import FAILED, SETTLED, UNKNOWN
-from .ports import Attempt, ChainReader, Facilitator
+from .ports import Attempt, ChainReader, Facilitator, FacilitatorAnswer
 from .used_nonce import ChainCheck, ExpectedTransfer, Verdict, check_payment
 from .verification import sanitize_reason
 
@@ -68,56 +68,91 @@ async def settle_payment(
     chain: ChainReader,
     policy: ReconcilePolicy,
 ) -> SettleOutcome:
-    attempts: list[Attempt] = []
-    transaction = ""
-    facilitator_reason = ""
-    ambiguous = False  # some attempt may have reached the facilitator and acted
+    learned = await _ask_facilitator(facilitator, body, policy.retries)
+    if learned.settled:
+        return learned.outcome(SETTLED, source=FROM_FACILITATOR)
+    if learned.refused and not learned.ambiguous:
+        return await _after_clean_no(chain, expected, learned)
+    if not learned.ambiguous:
+        return learned.outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
+    return await _after_ambiguous(chain, expected, learned, policy)
 
-    def outcome(status: str, reason: str = "", source: str = "") -> SettleOutcome:
-        return SettleOutcome(status, transaction, reason, facilitator_reason, source, tuple(attempts))
 
-    def decided_by_chain(check: ChainCheck) -> SettleOutcome:
-        """A final verdict: this payment's transfer, or a nonce that never pays us."""
-        nonlocal transaction
-        if check.verdict is Verdict.PAID:
-            transaction = check.transaction
-            return outcome(SETTLED, source=FROM_CHAIN)
-        transaction = ""  # what a facilitator named did not pay us
-        return outcome(FAILED, check.failure_reason, source=FROM_CHAIN)
+@dataclass
+class _Learned:
+    """What the settle attempts on the facilitator learned."""
 
-    for _ in range(policy.retries + 1):
-        answer = await facilitator.settle(body)
-        attempts.append(answer.attempt)
+    attempts: list[Attempt] = field(default_factory=list)
+    transaction: str = ""  # the last one a facilitator named
+    facilitator_reason: str = ""  # the last failure's code, sanitized
+    settled: bool = False  # answered an explicit success: true
+    refused: bool = False  # answered a clean success: false (not settlement_pending)
+    ambiguous: bool = False  # an attempt before the last answer may have reached it and acted
+
+    def read(self, answer: FacilitatorAnswer) -> bool:
+        """Take one answer in; True when it ends the attempts (settled or refused)."""
+        self.attempts.append(answer.attempt)
         data = answer.data if answer.ok else None
-        if data is not None:
-            if isinstance(data.get("transaction"), str) and data["transaction"]:
-                transaction = data["transaction"]
-            if data["success"] is True:
-                return outcome(SETTLED, source=FROM_FACILITATOR)
-            facilitator_reason = sanitize_reason(data.get("errorReason"), Reason.SETTLEMENT_FAILED)
-            if facilitator_reason != ERR_SETTLEMENT_PENDING:
-                if not ambiguous:
-                    # A clean "no" to the only request sent: one look at the chain
-                    # catches a facilitator that moved the money and said otherwise,
-                    # and a nonce the payer spent or canceled meanwhile.
-                    check = await check_payment(chain, expected, transaction=transaction)
-                    if check.final:
-                        return decided_by_chain(check)
-                    if check.verdict is Verdict.UNTRACED:
-                        # Used by something we cannot see: never served, never failed.
-                        return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
-                    return outcome(FAILED, Reason.SETTLEMENT_FAILED)
-                break
+        if data is None:
+            self.facilitator_reason = answer.attempt.reason
         else:
-            facilitator_reason = answer.attempt.reason
-        ambiguous = ambiguous or answer.may_have_acted
+            if isinstance(data.get("transaction"), str) and data["transaction"]:
+                self.transaction = data["transaction"]
+            if data["success"] is True:
+                self.settled = True
+                return True
+            self.facilitator_reason = sanitize_reason(data.get("errorReason"), Reason.SETTLEMENT_FAILED)
+            if self.facilitator_reason != ERR_SETTLEMENT_PENDING:
+                self.refused = True
+                return True
+        self.ambiguous = self.ambiguous or answer.may_have_acted
+        return False
 
-    if not ambiguous:
-        return outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
-    check = await _reconcile(chain, expected, transaction, policy)
+    def outcome(self, status: str, reason: str = "", source: str = "", transaction: str | None = None) -> SettleOutcome:
+        transaction = self.transaction if transaction is None else transaction
+        return SettleOutcome(status, transaction, reason, self.facilitator_reason, source, tuple(self.attempts))
+
+
+async def _ask_facilitator(facilitator: Facilitator, body: dict[str, Any], retries: int) -> _Learned:
+    """The same payload to the same facilitator (the chain's nonce makes that
+    idempotent) until it answers clearly, at most 1 + retries times."""
+    learned = _Learned()
+    for _ in range(retries + 1):
+        if learned.read(await facilitator.settle(body)):
+            break
+    return learned
+
+
+async def _after_clean_no(chain: ChainReader, expected: ExpectedTransfer, learned: _Learned) -> SettleOutcome:
+    """A clean "no" to the only request sent: one look at the chain catches a
+    facilitator that moved the money and said otherwise, and a nonce the payer
+    spent or canceled meanwhile."""
+    check = await check_payment(chain, expected, transaction=learned.transaction)
     if check.final:
-        return decided_by_chain(check)
-    return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
+        return _chain_says(check, learned)
+    if check.verdict is Verdict.UNTRACED:
+        # Used by something we cannot see: never served, never failed.
+        return learned.outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
+    return learned.outcome(FAILED, Reason.SETTLEMENT_FAILED)
+
+
+async def _after_ambiguous(
+    chain: ChainReader, expected: ExpectedTransfer, learned: _Learned, policy: ReconcilePolicy
+) -> SettleOutcome:
+    """An attempt may have acted: the chain is asked for a bounded window, and
+    what it has not decided by then is in doubt."""
+    check = await _reconcile(chain, expected, learned.transaction, policy)
+    if check.final:
+        return _chain_says(check, learned)
+    return learned.outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
+
+
+def _chain_says(check: ChainCheck, learned: _Learned) -> SettleOutcome:
+    """A final verdict: this payment's transfer, or a nonce that never pays us."""
+    if check.verdict is Verdict.PAID:
+        return learned.outcome(SETTLED, source=FROM_CHAIN, transaction=check.transaction)
+    # Whatever transaction a facilitator named did not pay us.
+    return learned.outcome(FAILED, check.failure_reason, source=FROM_CHAIN, transaction="")
 
 
 async def _reconcile(
