@@ -6,7 +6,7 @@ from paysidecar.v1 import payment_pb2
 
 from ..payments.answers import HttpAnswer
 from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
-from ..payments.service import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
+from ..payments.flow import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
 
 
 def route_terms(route: payment_pb2.Route) -> RouteTerms:
