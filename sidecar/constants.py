@@ -126,5 +126,7 @@ class Reason:
     CLAIM_CLOSED = "claim_closed"
     UNKNOWN_ROUTE = "unknown_route"
     INVALID_ROUTE = "invalid_route"
+    # A request field the sidecar cannot take as sent (payments.errors.InvalidRequest).
+    INVALID_ARGUMENT = "invalid_argument"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
     INVALID_PRUNE_CUTOFF = "invalid_prune_cutoff"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from paysidecar.v1 import payment_pb2
 
+from ..constants import Reason
 from ..payments.answers import HttpAnswer
+from ..payments.codec import is_url
+from ..payments.errors import InvalidRequest
 from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
 from ..payments.flow import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
 
@@ -31,7 +34,7 @@ def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
     route = request.route
     texts = (request.url, request.method, *(value for _, value in route.ListFields() if isinstance(value, str)))
     if any("\x00" in text for text in (*texts, *route.facilitators)):
-        raise ValueError("url, method and route may not contain NUL characters")
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "url, method and route may not contain NUL characters")
 
 
 # A call key is only hashed into the record id; longer ones are a caller's bug.
@@ -42,8 +45,10 @@ def authorize_input(
     request: payment_pb2.AuthorizeRequest, routes: RouteDefaults, trace_id: str
 ) -> AuthorizeInput:
     _refuse_nul(request)
+    if not is_url(request.url):
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "url is not a URL")
     if len(request.call_key) > MAX_CALL_KEY:
-        raise ValueError(f"call_key is at most {MAX_CALL_KEY} characters")
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, f"call_key is at most {MAX_CALL_KEY} characters")
     return AuthorizeInput(
         request_id=request.request_id,
         method=request.method,

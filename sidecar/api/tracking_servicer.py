@@ -8,11 +8,13 @@ from typing import Any
 
 import asyncpg
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.message import Message
 
 from paysidecar.v1 import tracking_pb2, tracking_pb2_grpc
 
 from ..config import Settings
+from ..constants import Reason
+from ..payments.errors import InvalidRequest
 from ..payments.retention import prune_cutoff
 from ..store import tracking_queries as queries
 from .errors import mapped
@@ -39,8 +41,14 @@ _SCALAR_COLUMNS = (
 )
 
 
-def _time(value: Timestamp | None, present: bool) -> dt.datetime | None:
-    return value.ToDatetime(tzinfo=dt.timezone.utc) if present else None
+def _time(request: Message, name: str) -> dt.datetime | None:
+    """The instant the Timestamp field `name` holds; None when it is not set."""
+    if not request.HasField(name):
+        return None
+    try:
+        return getattr(request, name).ToDatetime(tzinfo=dt.timezone.utc)
+    except ValueError as exc:  # seconds or nanos outside what a Timestamp may hold
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, f"{name} is not a valid timestamp") from exc
 
 
 def record_message(row: dict[str, Any]) -> tracking_pb2.Record:
@@ -77,8 +85,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             payer=request.payer or None,
             verified=request.verified if request.HasField("verified") else None,
             settled=request.settled if request.HasField("settled") else None,
-            start=_time(request.start, request.HasField("start")),
-            end=_time(request.end, request.HasField("end")),
+            start=_time(request, "start"),
+            end=_time(request, "end"),
             sort_by="response_time" if request.sort_by == tracking_pb2.SORT_FIELD_RESPONSE_TIME else "timestamp",
             ascending=request.ascending,
             limit=request.limit or 50,
@@ -110,8 +118,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     ) -> tracking_pb2.Stats:
         stats = await queries.get_stats(
             self._pool,
-            start=_time(request.start, request.HasField("start")),
-            end=_time(request.end, request.HasField("end")),
+            start=_time(request, "start"),
+            end=_time(request, "end"),
         )
         return tracking_pb2.Stats(
             total_requests=stats.total_requests,
@@ -132,9 +140,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     async def Prune(
         self, request: tracking_pb2.PruneRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.PruneResponse:
-        requested = request.older_than.ToDatetime(tzinfo=dt.timezone.utc) if request.HasField("older_than") else None
         older_than = prune_cutoff(
-            requested,
+            _time(request, "older_than"),
             dt.datetime.now(dt.timezone.utc),
             retention_days=self._settings.retention_days,
             min_retention_days=self._settings.min_retention_days,

@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -104,6 +105,15 @@ def _unusable(value: Any) -> str | None:
     return None
 
 
+def is_url(value: str) -> bool:
+    """Whether urlsplit takes it (it refuses, for one, an unclosed IPv6 bracket)."""
+    try:
+        urlsplit(value)
+    except ValueError:
+        return False
+    return True
+
+
 def pick_header(payment_signature: str, x_payment: str) -> tuple[str, str] | None:
     """The header the client paid with; v2 wins when both are present."""
     if payment_signature:
@@ -140,6 +150,8 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
         raise _malformed(f"{header_name} does not hold a valid x402 v{version} exact payment") from exc
     if version == 2 and not re.fullmatch(_UINT, payload.accepted.amount):
         raise _malformed(f"{header_name}: accepted.amount must be a string of atomic units")
+    if version == 2 and payload.resource is not None and not is_url(payload.resource.url):
+        raise _malformed(f"{header_name}: resource.url is not a URL")
     try:
         # The payment's identity is the hash of its RFC 8785 form, which has no
         # integers beyond 2**53, no NaN and no lone surrogates: such a payload is malformed.

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from ..constants import Reason
+from ..payments.errors import InvalidRequest
 from .partitions import drop_before
 from .schema import TABLE
 
@@ -162,7 +164,7 @@ def encode_cursor(sort_by: str, ascending: bool, key: Any, record_id: uuid.UUID)
 
 
 def decode_cursor(cursor: str, sort_by: str, ascending: bool) -> tuple[Any, uuid.UUID]:
-    """The (sort key, id) a cursor points after; ValueError for anything else."""
+    """The (sort key, id) a cursor points after; InvalidRequest for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
@@ -175,7 +177,10 @@ def decode_cursor(cursor: str, sort_by: str, ascending: bool) -> tuple[Any, uuid
         elif isinstance(key, bool) or not isinstance(key, int):
             raise ValueError("bad sort key")
     except (binascii.Error, UnicodeDecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
-        raise ValueError(f"invalid cursor: use the next_cursor of the previous page ({exc})") from exc
+        # Not which Python error it was: that says nothing to the caller.
+        raise InvalidRequest(
+            Reason.INVALID_ARGUMENT, "invalid cursor: use the next_cursor of the previous page"
+        ) from exc
     return key, record_id
 
 
@@ -208,7 +213,7 @@ async def list_records(
     for condition, value in ((_PATH, path), (_NETWORK, network), (_SCHEME, scheme), (_PAYER, payer)):
         if value:
             if "\x00" in value:  # PostgreSQL text cannot hold NUL: no row could match
-                raise ValueError("filters may not contain NUL characters")
+                raise InvalidRequest(Reason.INVALID_ARGUMENT, "filters may not contain NUL characters")
             where.add(condition, value)
     if verified is not None:
         where.add(_VERIFIED[verified])
