@@ -29,6 +29,7 @@ from .status import FacilitatorStatus, SidecarStatus, TrackingStatus
 from .store.db import create_pool
 from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
+from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
 from .store.ledger import PgLedger
 from .telemetry.payments import PaymentTelemetry
@@ -89,7 +90,7 @@ class Sidecar:
         self.server, self.port, self.health = await build_server(
             s,
             PaymentServicer(self.service, s, tracker),
-            TrackingServicer(self.db_pool, s),
+            TrackingServicer(PgTrackingRecords(self.db_pool), s),
             StatusServicer(s, self, self.events),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
         )

@@ -7,9 +7,11 @@ import enum
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from .ledger import LedgerEntry
+from .record_queries import RecordPage, RecordQuery, Stats
 
 
 class Outcome(enum.Enum):
@@ -123,6 +125,20 @@ class Tracker(Protocol):
 
     def durable_soon(self) -> None:
         """Start making the steps recorded so far durable, without waiting."""
+
+
+class TrackingRecords(Protocol):
+    """The tracking records as operators read and prune them."""
+
+    async def page(self, query: RecordQuery) -> RecordPage: ...
+
+    async def get(self, record_id: uuid.UUID) -> dict[str, Any] | None: ...
+
+    async def stats(self, start: datetime | None, end: datetime | None) -> Stats:
+        """Figures for records with start <= timestamp < end (either bound optional)."""
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete the records older than `older_than`; how many went."""
 
 
 class Telemetry(Protocol):
