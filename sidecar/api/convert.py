@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from paysidecar.v1 import payment_pb2
 
-from ..constants import Reason
+from ..constants import RELEASE_UNSPECIFIED, Reason
 from ..payments.answers import HttpAnswer
-from ..payments.codec import is_url
+from ..payments.codec import is_url, pick_header
 from ..payments.errors import InvalidRequest
+from ..payments.flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
 from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
-from ..payments.flow import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
 
 
 def route_terms(route: payment_pb2.Route) -> RouteTerms:
@@ -91,6 +91,26 @@ def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verifi
         a = outcome.answer
         response.payment_required.CopyFrom(payment_pb2.PaymentRequired(status=a.status, headers=a.headers, body=a.body))
     return response
+
+
+def settle_input(request: payment_pb2.SettleRequest) -> SettleInput:
+    return SettleInput(
+        payment_id=request.payment_id,
+        claim_token=request.claim_token,
+        response_status=request.response_status,
+        response_time_ms=int(request.response_time_ms),
+        header=pick_header(request.payment_signature, request.x_payment),
+    )
+
+
+def release_input(request: payment_pb2.ReleaseRequest) -> ReleaseInput:
+    return ReleaseInput(
+        payment_id=request.payment_id,
+        claim_token=request.claim_token,
+        reason=request.reason or RELEASE_UNSPECIFIED,
+        response_status=request.response_status,
+        response_time_ms=int(request.response_time_ms),
+    )
 
 
 def http_answer(answer: HttpAnswer) -> payment_pb2.HttpAnswer:

@@ -13,8 +13,6 @@ from opentelemetry import trace
 from paysidecar.v1 import payment_pb2, payment_pb2_grpc
 
 from ..config import Settings
-from ..constants import RELEASE_UNSPECIFIED
-from ..payments.codec import pick_header
 from ..payments.ports import Tracker
 from ..payments.service import PaymentService
 from . import convert
@@ -74,13 +72,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Settle(
         self, request: payment_pb2.SettleRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.SettleResponse:
-        result = await self._service.settle(
-            request.payment_id,
-            request.claim_token,
-            request.response_status,
-            int(request.response_time_ms),
-            pick_header(request.payment_signature, request.x_payment),
-        )
+        result = await self._service.settle(convert.settle_input(request))
         return convert.settle_response(result)
 
     @mapped
@@ -88,11 +80,5 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Release(
         self, request: payment_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.ReleaseResponse:
-        state = await self._service.release(
-            request.payment_id,
-            request.claim_token,
-            request.reason or RELEASE_UNSPECIFIED,
-            request.response_status,
-            int(request.response_time_ms),
-        )
+        state = await self._service.release(convert.release_input(request))
         return payment_pb2.ReleaseResponse(state=state)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from ..constants import Reason
 from .codec import DecodedPayment
-from .errors import ClaimRefused
+from .errors import ClaimRefused, LedgerUnavailable
 from .ledger import LedgerEntry
+from .ports import LedgerStore
 from .routes import PricedRoute
 
 
@@ -54,6 +56,25 @@ class InFlightClaims:
 
     def payment_ids(self) -> list[str]:
         return list(self._by_payment)
+
+
+async def move_taken(
+    ledger: LedgerStore,
+    claims: InFlightClaims,
+    flight: InFlight,
+    from_states: tuple[str, ...],
+    to_state: str,
+    **fields: Any,
+) -> LedgerEntry | None:
+    """Move a claim taken out of `claims` on in the ledger. When the ledger
+    cannot be reached, nothing was sent nor served yet: the claim goes back, so
+    a retry of the call can use it."""
+    entry = flight.entry
+    try:
+        return await ledger.transition(entry.payment_id, entry.claim_token, from_states, to_state, **fields)
+    except LedgerUnavailable:
+        claims.hold(flight)
+        raise
 
 
 def check_holder(entry: LedgerEntry, claim_token: str) -> None:

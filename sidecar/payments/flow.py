@@ -1,5 +1,6 @@
 """What the payment flow is asked and what it answers: Authorize's input and its
-three answers (a challenge, a refusal, or a verified claim), and Settle's result."""
+three answers (a challenge, a refusal, or a verified claim), Settle's input and
+result, Release's input."""
 
 from __future__ import annotations
 
@@ -64,6 +65,26 @@ class Verified:
             redeem,
             str(entry.claim_token),
         )
+
+
+@dataclass(frozen=True)
+class SettleInput:
+    payment_id: str
+    claim_token: str
+    response_status: int  # the handler's
+    response_time_ms: int
+    # The client's payment header, (name, value): with it another replica may
+    # settle a claim this one did not verify.
+    header: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseInput:
+    payment_id: str
+    claim_token: str
+    reason: str
+    response_status: int
+    response_time_ms: int
 
 
 @dataclass(frozen=True)

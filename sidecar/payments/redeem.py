@@ -10,10 +10,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import ledger, records
-from .claims import InFlight, closed
+from .claims import InFlight, closed, move_taken
 from .codec import DecodedPayment
 from .context import PaymentContext
-from .errors import LedgerUnavailable
 from .flow import AuthorizeInput
 from .ledger import LedgerEntry
 from .lifecycle import Step
@@ -46,18 +45,10 @@ async def serve(ctx: PaymentContext, flight: InFlight, response_status: int, res
     """Settle of a redeem claim: record the delivery (no facilitator is asked) and
     return the transaction that paid."""
     entry = flight.entry
-    try:
-        done = await ctx.ledger.transition(
-            entry.payment_id,
-            entry.claim_token,
-            (ledger.REDEEMING,),
-            ledger.SETTLED,
-            served=True,
-            served_at=datetime.now(timezone.utc),
-        )
-    except LedgerUnavailable:
-        ctx.claims.hold(flight)  # nothing served yet: a retry may redeem
-        raise
+    served_at = datetime.now(timezone.utc)
+    done = await move_taken(
+        ctx.ledger, ctx.claims, flight, (ledger.REDEEMING,), ledger.SETTLED, served=True, served_at=served_at
+    )
     if done is None:
         raise closed("released already")
     ctx.tracker.record(

@@ -11,26 +11,31 @@ from . import ledger, records
 from .claims import check_holder, closed
 from .context import PaymentContext
 from .errors import UnknownPayment
+from .flow import ReleaseInput
 from .identity import is_payment_id
 from .ledger import LedgerEntry
 from .lifecycle import Step
 
 
-async def release(
-    ctx: PaymentContext, pid: str, claim_token: str, reason: str, response_status: int, response_time_ms: int
-) -> str:
+async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
     """Release for the claim's holder; the ledger state the claim moved to."""
+    pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
     flight = ctx.claims.get(pid)
     entry = flight.entry if flight is not None else await ctx.ledger.get(pid)
     if entry is None:
         raise UnknownPayment(pid)
-    check_holder(entry, claim_token)
+    check_holder(entry, req.claim_token)
     if flight is not None:
         ctx.claims.take(pid)
     moved = await release_entry(
-        ctx, entry, reason, response_status, response_time_ms, undelivered=reason == RELEASE_NOT_DELIVERED
+        ctx,
+        entry,
+        req.reason,
+        req.response_status,
+        req.response_time_ms,
+        undelivered=req.reason == RELEASE_NOT_DELIVERED,
     )
     if moved is None:
         raise closed("a settled claim takes only a response_not_delivered Release, once")

@@ -13,7 +13,7 @@ import uuid
 from . import authorize, release, settle
 from .claims import InFlightClaims
 from .context import PaymentContext
-from .flow import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
+from .flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
 from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
 
@@ -38,20 +38,12 @@ class PaymentService:
     async def authorize(self, req: AuthorizeInput) -> tuple[uuid.UUID, Challenge | Rejection | Verified]:
         return await authorize.authorize(self._ctx, req)
 
-    async def settle(
-        self,
-        pid: str,
-        claim_token: str,
-        response_status: int,
-        response_time_ms: int,
-        header: tuple[str, str] | None = None,
-    ) -> SettleResult:
-        return await settle.settle(self._ctx, pid, claim_token, response_status, response_time_ms, header)
+    async def settle(self, req: SettleInput) -> SettleResult:
+        return await settle.settle(self._ctx, req)
 
-    async def release(
-        self, pid: str, claim_token: str, reason: str, response_status: int, response_time_ms: int
-    ) -> str:
-        return await release.release(self._ctx, pid, claim_token, reason, response_status, response_time_ms)
+    async def release(self, req: ReleaseInput) -> str:
+        """The ledger state the claim moved to."""
+        return await release.release(self._ctx, req)
 
     async def release_all(self, reason: str) -> int:
         return await release.release_all(self._ctx, reason)

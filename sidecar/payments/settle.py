@@ -17,11 +17,11 @@ from typing import Any
 
 from ..constants import Reason
 from . import answers, ledger, records, redeem
-from .claims import InFlight, check_holder, closed
+from .claims import InFlight, check_holder, closed, move_taken
 from .codec import decode_payment
 from .context import PaymentContext
-from .errors import LedgerUnavailable, PaymentError, RouteError, UnknownPayment
-from .flow import SettleResult
+from .errors import PaymentError, RouteError, UnknownPayment
+from .flow import SettleInput, SettleResult
 from .identity import is_payment_id, payment_id
 from .lifecycle import Step
 from .release import release_entry
@@ -32,15 +32,9 @@ from .used_nonce import ExpectedTransfer
 log = logging.getLogger(__name__)
 
 
-async def settle(
-    ctx: PaymentContext,
-    pid: str,
-    claim_token: str,
-    response_status: int,
-    response_time_ms: int,
-    header: tuple[str, str] | None = None,
-) -> SettleResult:
-    flight = await _take_claim(ctx, pid, claim_token, header)
+async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
+    flight = await _take_claim(ctx, req.payment_id, req.claim_token, req.header)
+    response_status, response_time_ms = req.response_status, req.response_time_ms
     if not 200 <= response_status < 300:
         await release_entry(ctx, flight.entry, f"handler_status_{response_status}", response_status, response_time_ms)
         raise RouteError(Reason.INVALID_SETTLE, "Settle is only for 2xx handler answers; the claim was released")
@@ -104,19 +98,10 @@ async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[
 async def _start_settling(ctx: PaymentContext, flight: InFlight) -> None:
     """verified -> settling, durably, before any settle is sent: from here on a
     crash leaves the payment in doubt, for the recovery job to ask the chain."""
-    entry = flight.entry
-    try:
-        settling = await ctx.ledger.transition(
-            entry.payment_id,
-            entry.claim_token,
-            (ledger.VERIFIED,),
-            ledger.SETTLING,
-            settle_attempts=entry.settle_attempts + 1,
-        )
-    except LedgerUnavailable:
-        # Nothing was sent to a facilitator: keep the claim so a retry can settle.
-        ctx.claims.hold(flight)
-        raise
+    attempts = flight.entry.settle_attempts + 1
+    settling = await move_taken(
+        ctx.ledger, ctx.claims, flight, (ledger.VERIFIED,), ledger.SETTLING, settle_attempts=attempts
+    )
     if settling is None:
         raise closed("released, settled or being settled already")
 
