@@ -66,8 +66,6 @@ class Sidecar:
         trace_configs = self._tracing.client_trace_configs() if self._tracing else None
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), trace_configs=trace_configs)
         self.facilitators = Pool(s, self.session)
-        if self._tracing:
-            self._tracing.observe(self.writer, self.facilitators)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, {"env": s.env})
         self.ledger = PgLedger(self.db_pool)
@@ -87,6 +85,8 @@ class Sidecar:
                 retry_after_s=math.ceil(s.recovery_interval_s),
             ),
         )
+        if self._tracing:
+            self._tracing.observe(self)
         self.server, self.port, self.health = await build_server(
             s,
             PaymentServicer(self.service, s, tracker),
