@@ -549,6 +549,9 @@ async def run_status(args: argparse.Namespace, client: SidecarClient) -> None:
             "spool records": status.spool_records,
             "spool bytes": status.spool_bytes,
             "in-flight payments": status.in_flight_payments,
+            "tracking rows missing": status.tracking_missing_rows,
+            "tracking rows refused": status.tracking_rejected_rows,
+            "journal write failures": status.tracking_journal_failures,
         }
     )
     print("\nfacilitators")

@@ -19,16 +19,20 @@ from .api.status_servicer import StatusServicer
 from .api.tracking_servicer import TrackingServicer
 from .chain.reader import Web3ChainReader
 from .config import Settings
+from .constants import RELEASE_AT_SHUTDOWN
 from .facilitators.pool import Pool
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
 from .server import build_server
+from .status import FacilitatorStatus, SidecarStatus, TrackingStatus
 from .store.db import create_pool
 from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
+from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
 from .store.ledger import PgLedger
+from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,12 @@ class Sidecar:
         s = self.settings
         if not s.database_url:
             raise RuntimeError("DATABASE_URL is not set")
-        self.db: asyncpg.Pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self.db_pool: asyncpg.Pool = await create_pool(
+            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max
+        )
         await self.keep_partitions()
         self.writer = TrackingWriter(
-            self.db,
+            self.db_pool,
             batch_size=s.tracking_batch_size,
             flush_interval_s=s.tracking_flush_interval_s,
             hold_s=s.tracking_hold_s,
@@ -59,20 +65,18 @@ class Sidecar:
         await self.writer.start()
         trace_configs = self._tracing.client_trace_configs() if self._tracing else None
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), trace_configs=trace_configs)
-        self.pool = Pool(s, self.session)
-        if self._tracing:
-            self._tracing.observe(self.writer, self.pool)
+        self.facilitators = Pool(s, self.session)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, {"env": s.env})
-        self.ledger = PgLedger(self.db)
+        self.ledger = PgLedger(self.db_pool)
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         tracker = self.writer if s.tracking_enabled else _NoTracking()
         self.service = PaymentService(
-            pool=self.pool,
+            facilitators=self.facilitators,
             ledger_store=ledger_store,
             chain=self.chain,
             tracker=tracker,
-            telemetry=self.events,
+            telemetry=PaymentTelemetry(self.events),
             policy=ReconcilePolicy(
                 s.settle_retries,
                 s.reconcile_window_s,
@@ -81,11 +85,13 @@ class Sidecar:
                 retry_after_s=math.ceil(s.recovery_interval_s),
             ),
         )
+        if self._tracing:
+            self._tracing.observe(self)
         self.server, self.port, self.health = await build_server(
             s,
             PaymentServicer(self.service, s, tracker),
-            TrackingServicer(self.db, s),
-            StatusServicer(s, self.pool, self.writer, self.events, self.service),
+            TrackingServicer(PgTrackingRecords(self.db_pool), s),
+            StatusServicer(s, self, self.events),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
         )
         await self.server.start()
@@ -94,7 +100,11 @@ class Sidecar:
             asyncio.create_task(self._every(s.recovery_interval_s, self.recover)),
             asyncio.create_task(
                 run_retention(
-                    self.db, s.retention_days, s.prune_interval_s, self._stop, min_retention_days=s.min_retention_days
+                    self.db_pool,
+                    s.retention_days,
+                    s.prune_interval_s,
+                    self._stop,
+                    min_retention_days=s.min_retention_days,
                 )
             ),
             asyncio.create_task(self._every(s.tracking_partition_interval_s, self.keep_partitions)),
@@ -103,7 +113,35 @@ class Sidecar:
 
     async def keep_partitions(self) -> None:
         s = self.settings
-        await keep_ahead(self.db, s.tracking_partition_period, s.tracking_partition_ahead_days)
+        await keep_ahead(self.db_pool, s.tracking_partition_period, s.tracking_partition_ahead_days)
+
+    def status(self) -> SidecarStatus:
+        """The StatusSource of GetStatus."""
+        writer = self.writer
+        return SidecarStatus(
+            facilitators=tuple(
+                FacilitatorStatus(
+                    name=f.name,
+                    url=f.url,
+                    breaker_state=f.health.current_state(),
+                    ewma_latency_ms=f.health.ewma_latency_ms,
+                    success_rate=f.health.success_rate,
+                    consecutive_failures=f.health.consecutive_failures,
+                    attempts=f.health.attempts,
+                )
+                for f in self.facilitators.all()
+            ),
+            tracking=TrackingStatus(
+                queue_depth=writer.queue_depth,
+                spool_records=writer.spool_records,
+                spool_bytes=writer.spool_bytes,
+                database_up=writer.database_up,
+                missing_rows=writer.missing_rows,
+                rejected_rows=writer.rejected_rows,
+                journal_failures=writer.journal_failures,
+            ),
+            in_flight_payments=len(self.service.in_flight),
+        )
 
     async def recover(self) -> None:
         s = self.settings
@@ -138,13 +176,13 @@ class Sidecar:
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(Exception):
-            released = await self.service.release_all("shutdown")
+            released = await self.service.release_all(RELEASE_AT_SHUTDOWN)
             if released:
                 log.info("released %d unsettled claims at shutdown", released)
         await self.writer.close()
         await self.session.close()
         await self.chain.close()
-        await self.db.close()
+        await self.db_pool.close()
 
 
 class _NoTracking:

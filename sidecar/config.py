@@ -20,6 +20,7 @@ from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
 from .payments.production import production_refusal
+from .payments.routes import RouteDefaults, RouteTerms
 
 # The devnet merchant wallet (see devnet/wallets.py); production must set its own.
 DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -36,6 +37,19 @@ class RouteConfig(BaseModel):
     mime_type: str = "application/json"
     facilitators: list[str] = Field(default_factory=list)
     max_timeout_seconds: int = 60
+
+    def terms(self, name: str) -> RouteTerms:
+        return RouteTerms(
+            key=name,
+            price=self.price,
+            pay_to=self.pay_to or "",
+            network=self.network or "",
+            asset=self.asset or "",
+            description=self.description,
+            mime_type=self.mime_type,
+            facilitators=tuple(self.facilitators),
+            max_timeout_seconds=self.max_timeout_seconds,
+        )
 
 
 def _split_csv(value: object) -> object:
@@ -98,7 +112,6 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(2.0, gt=0)
     verify_timeout_s: float = Field(5.0, gt=0)
     settle_timeout_s: float = Field(15.0, gt=0)
-    supported_timeout_s: float = Field(5.0, gt=0)
     settle_retries: int = Field(1, ge=0, le=5)
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, gt=0)
@@ -176,6 +189,16 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(f"route {name!r}: {problem}")
         return self
+
+    def route_defaults(self) -> RouteDefaults:
+        """What this config says about the routes callers send (payments/routes.py)."""
+        return RouteDefaults(
+            price=self.default_price,
+            pay_to=self.pay_to,
+            network=self.network,
+            named={name: route.terms(name) for name, route in self.routes.items()},
+            production=self.env == "production",
+        )
 
     @classmethod
     def settings_customise_sources(

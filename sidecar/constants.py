@@ -61,6 +61,11 @@ CAIP2_TO_V1 = {v: k for k, v in V1_TO_CAIP2.items()}
 # The Release reason by which the claim's holder reports that a settled answer
 # never reached the client: the only Release a settled claim accepts.
 RELEASE_NOT_DELIVERED = "response_not_delivered"
+# Release reasons of the sidecar's own: a caller that gave none, claims given
+# back at shutdown, and a claim whose request vanished between Authorize and Settle.
+RELEASE_UNSPECIFIED = "released"
+RELEASE_AT_SHUTDOWN = "shutdown"
+RELEASE_STALE_CLAIM = "stale_claim"
 
 # A payment header larger than this is refused before decoding.
 MAX_PAYMENT_HEADER_BYTES = 16 * 1024
@@ -113,11 +118,15 @@ class Reason:
     AUTHORIZATION_CANCELED = "authorization_canceled"
     EXPIRED_UNSETTLED = "expired_unsettled"
     UNKNOWN_PAYMENT = "unknown_payment"
+    # Settle for a handler answer that is not 2xx (the claim is released instead).
+    INVALID_SETTLE = "invalid_settle"
     # Settle/Release without the claim token Authorize returned.
     NOT_CLAIM_HOLDER = "not_claim_holder"
     # Settle/Release of a claim already released, settled or being settled.
     CLAIM_CLOSED = "claim_closed"
     UNKNOWN_ROUTE = "unknown_route"
     INVALID_ROUTE = "invalid_route"
+    # A request field the sidecar cannot take as sent (payments.errors.InvalidRequest).
+    INVALID_ARGUMENT = "invalid_argument"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
     INVALID_PRUNE_CUTOFF = "invalid_prune_cutoff"

@@ -32,7 +32,7 @@ class FacilitatorStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., breaker_state: _Optional[str] = ..., ewma_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., consecutive_failures: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "env", "facilitators", "tracking_queue_depth", "spool_records", "spool_bytes", "database", "in_flight_payments")
+    __slots__ = ("version", "env", "facilitators", "tracking_queue_depth", "spool_records", "spool_bytes", "database", "in_flight_payments", "tracking_missing_rows", "tracking_rejected_rows", "tracking_journal_failures")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     FACILITATORS_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,9 @@ class GetStatusResponse(_message.Message):
     SPOOL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DATABASE_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_MISSING_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_REJECTED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_JOURNAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
     version: str
     env: str
     facilitators: _containers.RepeatedCompositeFieldContainer[FacilitatorStatus]
@@ -49,7 +52,10 @@ class GetStatusResponse(_message.Message):
     spool_bytes: int
     database: str
     in_flight_payments: int
-    def __init__(self, version: _Optional[str] = ..., env: _Optional[str] = ..., facilitators: _Optional[_Iterable[_Union[FacilitatorStatus, _Mapping]]] = ..., tracking_queue_depth: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., database: _Optional[str] = ..., in_flight_payments: _Optional[int] = ...) -> None: ...
+    tracking_missing_rows: int
+    tracking_rejected_rows: int
+    tracking_journal_failures: int
+    def __init__(self, version: _Optional[str] = ..., env: _Optional[str] = ..., facilitators: _Optional[_Iterable[_Union[FacilitatorStatus, _Mapping]]] = ..., tracking_queue_depth: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., database: _Optional[str] = ..., in_flight_payments: _Optional[int] = ..., tracking_missing_rows: _Optional[int] = ..., tracking_rejected_rows: _Optional[int] = ..., tracking_journal_failures: _Optional[int] = ...) -> None: ...
 
 class GetTelemetryRequest(_message.Message):
     __slots__ = ("limit",)

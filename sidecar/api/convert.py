@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-import functools
-
 from paysidecar.v1 import payment_pb2
 
-from ..config import Settings
-from ..constants import Reason
+from ..constants import RELEASE_UNSPECIFIED, Reason
 from ..payments.answers import HttpAnswer
-from ..payments.errors import RouteError
-from ..payments.production import production_refusal
-from ..payments.routes import PricedRoute, RouteTerms, price_route
-from ..payments.service import AuthorizeInput, Challenge, Rejection, SettleResult, Verified
+from ..payments.codec import is_url, pick_header
+from ..payments.errors import InvalidRequest
+from ..payments.flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
+from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
 
 
-def route_terms(route: payment_pb2.Route, settings: Settings) -> RouteTerms:
-    """Inline fields win over a named route from config, which wins over defaults."""
-    named = None
-    if route.name:
-        named = settings.routes.get(route.name)
-        if named is None:
-            raise RouteError(Reason.UNKNOWN_ROUTE, f"no route named {route.name!r} in the sidecar config")
-    price = route.price or (named.price if named else "") or settings.default_price
-    terms = RouteTerms(
-        key=route.key or route.name,
-        price=price,
+def route_terms(route: payment_pb2.Route) -> RouteTerms:
+    """The terms the caller spelled out (its route's name aside)."""
+    return RouteTerms(
+        key=route.key,
+        price=route.price,
         amount=route.amount,
-        pay_to=route.pay_to or (named.pay_to if named and named.pay_to else settings.pay_to),
-        network=route.network or (named.network if named and named.network else settings.network),
-        asset=route.asset or (named.asset if named and named.asset else ""),
-        description=route.description or (named.description if named else ""),
-        mime_type=route.mime_type or (named.mime_type if named else ""),
-        facilitators=tuple(route.facilitators) or tuple(named.facilitators if named else ()),
-        max_timeout_seconds=route.max_timeout_seconds or (named.max_timeout_seconds if named else 0),
+        pay_to=route.pay_to,
+        network=route.network,
+        asset=route.asset,
+        description=route.description,
+        mime_type=route.mime_type,
+        facilitators=tuple(route.facilitators),
+        max_timeout_seconds=route.max_timeout_seconds,
     )
-    if settings.env == "production":
-        # Money rule 7 for what a caller names per request: the guard of the config check at start.
-        problem = production_refusal(pay_to=terms.pay_to, network=terms.network, facilitators=terms.facilitators)
-        if problem:
-            raise RouteError(Reason.INVALID_ROUTE, problem)
-    return terms
-
-
-# Pricing goes through the SDK's parser; routes repeat, so remember the answer.
-cached_price_route = functools.lru_cache(maxsize=1024)(price_route)
 
 
 def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
@@ -53,23 +34,26 @@ def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
     route = request.route
     texts = (request.url, request.method, *(value for _, value in route.ListFields() if isinstance(value, str)))
     if any("\x00" in text for text in (*texts, *route.facilitators)):
-        raise ValueError("url, method and route may not contain NUL characters")
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "url, method and route may not contain NUL characters")
 
 
 # A call key is only hashed into the record id; longer ones are a caller's bug.
 MAX_CALL_KEY = 128
 
 
-def authorize_input(request: payment_pb2.AuthorizeRequest, settings: Settings, trace_id: str) -> AuthorizeInput:
+def authorize_input(
+    request: payment_pb2.AuthorizeRequest, routes: RouteDefaults, trace_id: str
+) -> AuthorizeInput:
     _refuse_nul(request)
+    if not is_url(request.url):
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "url is not a URL")
     if len(request.call_key) > MAX_CALL_KEY:
-        raise ValueError(f"call_key is at most {MAX_CALL_KEY} characters")
-    route: PricedRoute = cached_price_route(route_terms(request.route, settings))
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, f"call_key is at most {MAX_CALL_KEY} characters")
     return AuthorizeInput(
         request_id=request.request_id,
         method=request.method,
         url=request.url,
-        route=route,
+        route=resolve_route(route_terms(request.route), request.route.name, routes),
         payment_signature=request.payment_signature,
         x_payment=request.x_payment,
         client_ip=request.client_ip,
@@ -107,6 +91,26 @@ def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verifi
         a = outcome.answer
         response.payment_required.CopyFrom(payment_pb2.PaymentRequired(status=a.status, headers=a.headers, body=a.body))
     return response
+
+
+def settle_input(request: payment_pb2.SettleRequest) -> SettleInput:
+    return SettleInput(
+        payment_id=request.payment_id,
+        claim_token=request.claim_token,
+        response_status=request.response_status,
+        response_time_ms=int(request.response_time_ms),
+        header=pick_header(request.payment_signature, request.x_payment),
+    )
+
+
+def release_input(request: payment_pb2.ReleaseRequest) -> ReleaseInput:
+    return ReleaseInput(
+        payment_id=request.payment_id,
+        claim_token=request.claim_token,
+        reason=request.reason or RELEASE_UNSPECIFIED,
+        response_status=request.response_status,
+        response_time_ms=int(request.response_time_ms),
+    )
 
 
 def http_answer(answer: HttpAnswer) -> payment_pb2.HttpAnswer:

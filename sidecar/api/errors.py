@@ -12,7 +12,7 @@ from typing import TypeVar
 import grpc
 
 from ..constants import Reason
-from ..payments.errors import ClaimRefused, LedgerUnavailable, PruneRefused, RouteError, UnknownPayment
+from ..payments.errors import CallerError, ClaimRefused, LedgerUnavailable, UnknownPayment
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ Resp = TypeVar("Resp")
 
 
 def _status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str] | None:
-    if isinstance(exc, RouteError | PruneRefused):
+    if isinstance(exc, CallerError):
         return grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.message
     if isinstance(exc, UnknownPayment):
         return grpc.StatusCode.NOT_FOUND, Reason.UNKNOWN_PAYMENT, str(exc)
@@ -29,9 +29,7 @@ def _status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str] | None:
         return grpc.StatusCode.FAILED_PRECONDITION, exc.reason, exc.message
     if isinstance(exc, LedgerUnavailable):
         return grpc.StatusCode.UNAVAILABLE, Reason.LEDGER_UNAVAILABLE, "the payment ledger is unavailable"
-    if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", str(exc)
-    return None
+    return None  # a bug of ours, whatever its type (a ValueError too): never the caller's fault
 
 
 def mapped(

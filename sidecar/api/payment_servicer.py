@@ -13,7 +13,6 @@ from opentelemetry import trace
 from paysidecar.v1 import payment_pb2, payment_pb2_grpc
 
 from ..config import Settings
-from ..payments.codec import pick_header
 from ..payments.ports import Tracker
 from ..payments.service import PaymentService
 from . import convert
@@ -55,7 +54,7 @@ def _records_durable(method: Callable[..., Awaitable[Resp]]) -> Callable[..., Aw
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, service: PaymentService, settings: Settings, tracker: Tracker) -> None:
         self._service = service
-        self._settings = settings
+        self._routes = settings.route_defaults()
         self._tracker = tracker
 
     @mapped
@@ -64,7 +63,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         self, request: payment_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.AuthorizeResponse:
         tracking_id, outcome = await self._service.authorize(
-            convert.authorize_input(request, self._settings, _trace_id())
+            convert.authorize_input(request, self._routes, _trace_id())
         )
         return convert.authorize_response(str(tracking_id), outcome)
 
@@ -73,13 +72,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Settle(
         self, request: payment_pb2.SettleRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.SettleResponse:
-        result = await self._service.settle(
-            request.payment_id,
-            request.claim_token,
-            request.response_status,
-            int(request.response_time_ms),
-            pick_header(request.payment_signature, request.x_payment),
-        )
+        result = await self._service.settle(convert.settle_input(request))
         return convert.settle_response(result)
 
     @mapped
@@ -87,11 +80,5 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Release(
         self, request: payment_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.ReleaseResponse:
-        state = await self._service.release(
-            request.payment_id,
-            request.claim_token,
-            request.reason or "released",
-            request.response_status,
-            int(request.response_time_ms),
-        )
+        state = await self._service.release(convert.release_input(request))
         return payment_pb2.ReleaseResponse(state=state)

@@ -10,47 +10,45 @@ from paysidecar_common.events import EventRing
 
 from .. import __version__
 from ..config import Settings
-from ..facilitators.pool import Pool
-from ..payments.service import PaymentService
-from ..store.tracking import TrackingWriter
+from ..status import StatusSource
 from .errors import mapped
 
 
 class StatusServicer(status_pb2_grpc.StatusServiceServicer):
-    def __init__(
-        self, settings: Settings, pool: Pool, writer: TrackingWriter, events: EventRing, service: PaymentService
-    ) -> None:
+    def __init__(self, settings: Settings, source: StatusSource, events: EventRing) -> None:
         self._settings = settings
-        self._pool = pool
-        self._writer = writer
+        self._source = source
         self._events = events
-        self._service = service
 
     @mapped
     async def GetStatus(
         self, request: status_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> status_pb2.GetStatusResponse:
-        facilitators = [
-            status_pb2.FacilitatorStatus(
-                name=f.name,
-                url=f.url,
-                breaker_state=f.health.current_state(),
-                ewma_latency_ms=f.health.ewma_latency_ms,
-                success_rate=f.health.success_rate,
-                consecutive_failures=f.health.consecutive_failures,
-                attempts=f.health.attempts,
-            )
-            for f in self._pool.all()
-        ]
+        status = self._source.status()
+        tracking = status.tracking
         return status_pb2.GetStatusResponse(
             version=__version__,
             env=self._settings.env,
-            facilitators=facilitators,
-            tracking_queue_depth=self._writer.queue_depth,
-            spool_records=self._writer.spool_records,
-            spool_bytes=self._writer.spool_bytes,
-            database="up" if self._writer.database_up else "down",
-            in_flight_payments=len(self._service.in_flight),
+            facilitators=[
+                status_pb2.FacilitatorStatus(
+                    name=f.name,
+                    url=f.url,
+                    breaker_state=f.breaker_state,
+                    ewma_latency_ms=f.ewma_latency_ms,
+                    success_rate=f.success_rate,
+                    consecutive_failures=f.consecutive_failures,
+                    attempts=f.attempts,
+                )
+                for f in status.facilitators
+            ],
+            tracking_queue_depth=tracking.queue_depth,
+            spool_records=tracking.spool_records,
+            spool_bytes=tracking.spool_bytes,
+            database="up" if tracking.database_up else "down",
+            in_flight_payments=status.in_flight_payments,
+            tracking_missing_rows=tracking.missing_rows,
+            tracking_rejected_rows=tracking.rejected_rows,
+            tracking_journal_failures=tracking.journal_failures,
         )
 
     @mapped

@@ -36,13 +36,11 @@ def _well_formed(stage: str, status: int, data: Any) -> bool:
         valid = data.get("isValid")
         # A 4xx is a clean answer only when it says "invalid".
         return isinstance(valid, bool) and (status < 400 or valid is False)
-    if stage == "settle":
-        success = data.get("success")
-        if success is True:
-            tx = data.get("transaction")
-            return status < 400 and isinstance(tx, str) and bool(tx)
-        return success is False
-    return isinstance(data.get("kinds"), list)
+    success = data.get("success")  # settle
+    if success is True:
+        tx = data.get("transaction")
+        return status < 400 and isinstance(tx, str) and bool(tx)
+    return success is False
 
 
 class HttpFacilitator:
@@ -65,13 +63,10 @@ class HttpFacilitator:
         self._timeouts_s = timeouts_s
 
     async def verify(self, body: dict[str, Any]) -> FacilitatorAnswer:
-        return await self._call("verify", "POST", body)
+        return await self._call("verify", body)
 
     async def settle(self, body: dict[str, Any]) -> FacilitatorAnswer:
-        return await self._call("settle", "POST", body)
-
-    async def supported(self) -> FacilitatorAnswer:
-        return await self._call("supported", "GET", None)
+        return await self._call("settle", body)
 
     def _answer(
         self, stage: str, outcome: Outcome, started: float, what: str = "", status: int = 0, data: Any = None
@@ -81,13 +76,13 @@ class HttpFacilitator:
         self.health.record(outcome is Outcome.OK, latency_ms)
         return FacilitatorAnswer(Attempt(self.name, stage, outcome, latency_ms, reason, status), data)
 
-    async def _call(self, stage: str, method: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
+    async def _call(self, stage: str, body: dict[str, Any]) -> FacilitatorAnswer:
         with attempt_span(self.name, stage) as span:
-            answer = await self._send(stage, method, body)
+            answer = await self._send(stage, body)
             record_attempt(span, answer.attempt)
         return answer
 
-    async def _send(self, stage: str, method: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
+    async def _send(self, stage: str, body: dict[str, Any]) -> FacilitatorAnswer:
         started = time.perf_counter()
         if not self.health.allow():
             # Not an attempt on the wire, so it does not feed the health figures.
@@ -97,8 +92,8 @@ class HttpFacilitator:
             total=self._timeouts_s[stage], sock_connect=self._connect_timeout_s
         )
         try:
-            async with self._session.request(
-                method, f"{self.url}/{stage}", json=body, headers=self._headers, timeout=timeout
+            async with self._session.post(
+                f"{self.url}/{stage}", json=body, headers=self._headers, timeout=timeout
             ) as response:
                 status = response.status
                 raw = await response.content.read(MAX_BODY_BYTES + 1)

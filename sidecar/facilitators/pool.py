@@ -43,11 +43,7 @@ class Pool:
                 Health(s.breaker_failures, s.breaker_cooldown_s, s.health_alpha),
                 api_key=s.facilitator_api_keys.get(url),
                 connect_timeout_s=s.connect_timeout_s,
-                timeouts_s={
-                    "verify": s.verify_timeout_s,
-                    "settle": s.settle_timeout_s,
-                    "supported": s.supported_timeout_s,
-                },
+                timeouts_s={"verify": s.verify_timeout_s, "settle": s.settle_timeout_s},
             )
             self._by_url[url] = facilitator
         return facilitator

@@ -13,7 +13,7 @@ from x402.schemas import PaymentRequirements
 
 from ..constants import V1_TO_CAIP2, Reason
 from .answers import requirements_v1, requirements_v2
-from .codec import Authorization, DecodedPayment
+from .codec import DecodedPayment, SignedAuthorization
 from .errors import PaymentError
 from .routes import PricedRoute
 
@@ -29,12 +29,12 @@ def _refuse(reason: str, message: str) -> PaymentError:
 def bind(payment: DecodedPayment, route: PricedRoute, url: str) -> dict[str, Any]:
     """Check the payment against the route; return the paymentRequirements (wire
     dict) to verify and settle with. Raises PaymentError(402) on any mismatch."""
-    auth = payment.authorization
+    signed = payment.authorization
     if payment.scheme != "exact":
         raise _refuse(Reason.SCHEME_MISMATCH, f"scheme {payment.scheme!r} is not accepted here")
-    if not _same_address(auth.to, route.pay_to):
+    if not _same_address(signed.to, route.pay_to):
         raise _refuse(Reason.PAY_TO_MISMATCH, "the authorization pays another address")
-    if auth.value < route.amount:
+    if signed.value < route.amount:
         raise _refuse(Reason.AMOUNT_TOO_LOW, f"this route costs {route.amount} atomic units")
 
     if payment.version == 1:
@@ -43,20 +43,20 @@ def bind(payment: DecodedPayment, route: PricedRoute, url: str) -> dict[str, Any
         # v1 payloads carry no requirements; the facilitator checks the signature
         # against the asset we name, so a payment for another asset fails there.
         requirements = requirements_v1(route, url).model_dump(by_alias=True, exclude_none=True)
-        requirements["maxAmountRequired"] = str(auth.value)
+        requirements["maxAmountRequired"] = str(signed.value)
         return requirements
 
     offered = requirements_v2(route)
-    _check_accepted(payment.payload.accepted, offered, auth)
+    _check_accepted(payment.payload.accepted, offered, signed)
     resource = payment.payload.resource
     if resource is not None and urlsplit(resource.url).path != urlsplit(url).path:
         raise _refuse(Reason.RESOURCE_MISMATCH, "the payment was made for another resource")
     # Settle exactly what the payer signed (it may pay more than the price).
-    offered.amount = str(auth.value)
+    offered.amount = str(signed.value)
     return offered.model_dump(by_alias=True, exclude_none=True)
 
 
-def _check_accepted(accepted: PaymentRequirements, offered: PaymentRequirements, auth: Authorization) -> None:
+def _check_accepted(accepted: PaymentRequirements, offered: PaymentRequirements, signed: SignedAuthorization) -> None:
     """Every field of the accepted requirements is the route's offer; only the
     amount may be more (and must be what the authorization signs)."""
     if accepted.network != offered.network:
@@ -65,7 +65,7 @@ def _check_accepted(accepted: PaymentRequirements, offered: PaymentRequirements,
         raise _refuse(Reason.ASSET_MISMATCH, f"this route is paid in {offered.asset}")
     if not _same_address(accepted.pay_to, offered.pay_to):
         raise _refuse(Reason.PAY_TO_MISMATCH, "the payment names another payTo")
-    if int(accepted.amount) != auth.value:
+    if int(accepted.amount) != signed.value:
         raise _refuse(Reason.INVALID_PAYMENT, "accepted amount and authorization value differ")
     if accepted.max_timeout_seconds != offered.max_timeout_seconds:
         offer = offered.max_timeout_seconds

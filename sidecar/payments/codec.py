@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,7 +52,9 @@ class _ExactPayload(BaseModel):
 
 
 @dataclass(frozen=True)
-class Authorization:
+class SignedAuthorization:
+    """The EIP-3009 authorization the payer signed, as the payload carries it."""
+
     payer: str
     to: str
     value: int
@@ -68,7 +71,7 @@ class DecodedPayment:
     # The SDK model (v2 PaymentPayload or v1 PaymentPayloadV1) and its wire dict.
     payload: PaymentPayload | PaymentPayloadV1
     wire: dict[str, Any]
-    authorization: Authorization
+    authorization: SignedAuthorization
     # SHA-256 of the RFC 8785 form of `wire`.
     payload_hash: str
 
@@ -100,6 +103,15 @@ def _unusable(value: Any) -> str | None:
                 return f"nests deeper than {MAX_PAYMENT_NESTING} levels"
             stack.extend((child, depth + 1) for child in ([*item, *item.values()] if isinstance(item, dict) else item))
     return None
+
+
+def is_url(value: str) -> bool:
+    """Whether urlsplit takes it (it refuses, for one, an unclosed IPv6 bracket)."""
+    try:
+        urlsplit(value)
+    except ValueError:
+        return False
+    return True
 
 
 def pick_header(payment_signature: str, x_payment: str) -> tuple[str, str] | None:
@@ -138,26 +150,28 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
         raise _malformed(f"{header_name} does not hold a valid x402 v{version} exact payment") from exc
     if version == 2 and not re.fullmatch(_UINT, payload.accepted.amount):
         raise _malformed(f"{header_name}: accepted.amount must be a string of atomic units")
+    if version == 2 and payload.resource is not None and not is_url(payload.resource.url):
+        raise _malformed(f"{header_name}: resource.url is not a URL")
     try:
         # The payment's identity is the hash of its RFC 8785 form, which has no
         # integers beyond 2**53, no NaN and no lone surrogates: such a payload is malformed.
         payload_hash = canonical_hash(wire)
     except (rfc8785.CanonicalizationError, UnicodeError) as exc:
         raise _malformed(f"{header_name} holds values JSON cannot carry exactly (RFC 8785)") from exc
-    auth = exact.authorization
+    signed = exact.authorization
     return DecodedPayment(
         version=version,
         header_name=header_name,
         header_value=header_value,
         payload=payload,
         wire=wire,
-        authorization=Authorization(
-            payer=auth.from_,
-            to=auth.to,
-            value=int(auth.value),
-            valid_after=int(auth.valid_after),
-            valid_before=int(auth.valid_before),
-            nonce=auth.nonce.lower(),
+        authorization=SignedAuthorization(
+            payer=signed.from_,
+            to=signed.to,
+            value=int(signed.value),
+            valid_after=int(signed.valid_after),
+            valid_before=int(signed.valid_before),
+            nonce=signed.nonce.lower(),
         ),
         payload_hash=payload_hash,
     )

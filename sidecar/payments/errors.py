@@ -1,5 +1,6 @@
 """Domain errors: a machine `reason`, a human `message`, and the HTTP status the
-client should see. The API layer maps them to gRPC codes in one table."""
+client should see. The API layer maps them to gRPC codes in one table; only
+these are anybody's fault but ours, anything else is a bug (INTERNAL)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ class PaymentError(Exception):
         self.status = status
 
 
-class RouteError(Exception):
-    """The calling service described the route badly (its bug, not the payer's)."""
+class CallerError(Exception):
+    """The calling service asked for something it may not (its bug, not the
+    payer's): INVALID_ARGUMENT, and nothing was done."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -23,13 +25,17 @@ class RouteError(Exception):
         self.message = message
 
 
-class PruneRefused(Exception):
+class RouteError(CallerError):
+    """The calling service described the route badly."""
+
+
+class PruneRefused(CallerError):
     """A Prune cutoff that would delete records still to be kept; nothing was deleted."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+
+class InvalidRequest(CallerError):
+    """A request field the sidecar cannot take as sent: text PostgreSQL cannot
+    hold, an over-long call key, a time out of range, a cursor it did not make."""
 
 
 class UnknownPayment(Exception):

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import enum
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from .ledger import LedgerEntry
+from .record_queries import RecordPage, RecordQuery, Stats
 
 
 class Outcome(enum.Enum):
@@ -124,5 +127,22 @@ class Tracker(Protocol):
         """Start making the steps recorded so far durable, without waiting."""
 
 
+class TrackingRecords(Protocol):
+    """The tracking records as operators read and prune them."""
+
+    async def page(self, query: RecordQuery) -> RecordPage: ...
+
+    async def get(self, record_id: uuid.UUID) -> dict[str, Any] | None: ...
+
+    async def stats(self, start: datetime | None, end: datetime | None) -> Stats:
+        """Figures for records with start <= timestamp < end (either bound optional)."""
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete the records older than `older_than`; how many went."""
+
+
 class Telemetry(Protocol):
     def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None: ...
+
+    def step(self, name: str) -> AbstractContextManager[None]:
+        """Times one step of the request's flow (a span of its trace)."""

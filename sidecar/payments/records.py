@@ -8,12 +8,13 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..constants import SECRET_HEADERS
+from ..constants import RELEASE_STALE_CLAIM, SECRET_HEADERS
+from . import ledger
 from .codec import DecodedPayment
 from .ledger import LedgerEntry
 from .ports import Attempt
 from .routes import PricedRoute
-from .settlement import SettleOutcome
+from .settlement import FROM_CHAIN, SettleOutcome
 
 
 # Names the ids of records that a caller's call key derives (uuid5).
@@ -71,19 +72,19 @@ def request_fields(
 
 
 def payment_fields(payment: DecodedPayment, route: PricedRoute) -> dict[str, Any]:
-    auth = payment.authorization
+    signed = payment.authorization
     return {
         "payment": {
             "scheme": payment.scheme,
             "network": route.network,
             "asset": route.asset,
-            "amount": str(auth.value),
-            "payer": auth.payer,
-            "pay_to": auth.to,
+            "amount": str(signed.value),
+            "payer": signed.payer,
+            "pay_to": signed.to,
         },
         "x402_version": payment.version,
-        "payment_nonce": auth.nonce,
-        "payment_valid_before": str(auth.valid_before),
+        "payment_nonce": signed.nonce,
+        "payment_valid_before": str(signed.valid_before),
     }
 
 
@@ -106,18 +107,15 @@ def settlement_fields(
     entry: LedgerEntry, outcome: SettleOutcome, response_status: int, response_time_ms: int
 ) -> dict[str, Any]:
     return {
-        "settlement": {
-            "success": outcome.status == "settled",
-            "status": outcome.status,
-            "transaction": outcome.transaction or None,
-            "network": entry.network,
-            "payer": entry.payer,
-            "error_reason": outcome.reason or None,
-            "facilitator_reason": outcome.facilitator_reason or None,
-            "facilitator": entry.facilitator,
-            "reconciled": outcome.reconciled,
-            "source": outcome.source or None,
-        },
+        "settlement": _settlement(
+            entry,
+            success=outcome.status == ledger.SETTLED,
+            status=outcome.status,
+            transaction=outcome.transaction,
+            source=outcome.source,
+            error_reason=outcome.reason or None,
+            facilitator_reason=outcome.facilitator_reason or None,
+        ),
         "handler_executed": True,
         "response_status": response_status,
         "response_time_ms": response_time_ms,
@@ -127,17 +125,14 @@ def settlement_fields(
 
 def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
     return {
-        "settlement": {
-            "success": True,
-            "status": "settled",
-            "transaction": entry.transaction or None,
-            "network": entry.network,
-            "payer": entry.payer,
-            "facilitator": entry.facilitator,
-            "reconciled": entry.reconciled_by == "chain",
-            "source": entry.reconciled_by or None,
-            "redeemed": True,
-        },
+        "settlement": _settlement(
+            entry,
+            success=True,
+            status=ledger.SETTLED,
+            transaction=entry.transaction,
+            source=entry.reconciled_by,
+            redeemed=True,
+        ),
         "handler_executed": True,
         "response_status": response_status,
         "response_time_ms": response_time_ms,
@@ -147,12 +142,61 @@ def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: in
 
 def release_fields(reason: str, state: str, response_status: int, response_time_ms: int) -> dict[str, Any]:
     return {
-        "settlement": {"success": False, "released": True, "reason": reason, "ledger_state": state},
+        "settlement": _released(reason, state),
         "handler_executed": True,
         "response_status": response_status,
         "response_time_ms": response_time_ms,
     }
 
 
+def recovered_fields(
+    entry: LedgerEntry, state: str, transaction: str, error_reason: str, at: float
+) -> dict[str, Any]:
+    """The recovery job moved a settle in doubt to `state` as the chain says."""
+    return {
+        "settlement": _settlement(
+            entry,
+            success=state == ledger.SETTLED_UNSERVED,
+            status=state,
+            transaction=transaction,
+            source=FROM_CHAIN,
+            error_reason=error_reason or None,
+        ),
+        "metadata": _recovered(state, at),
+    }
+
+
+def stale_release_fields(at: float) -> dict[str, Any]:
+    """The recovery job released a claim whose request never finished."""
+    return {
+        "settlement": _released(RELEASE_STALE_CLAIM, ledger.RELEASED),
+        "metadata": _recovered(ledger.RELEASED, at),
+    }
+
+
 def finalize_fields(response_status: int, response_time_ms: int) -> dict[str, Any]:
     return {"response_status": response_status, "response_time_ms": response_time_ms}
+
+
+def _settlement(
+    entry: LedgerEntry, *, success: bool, status: str, transaction: str, source: str, **more: Any
+) -> dict[str, Any]:
+    return {
+        "success": success,
+        "status": status,
+        "transaction": transaction or None,
+        "network": entry.network,
+        "payer": entry.payer,
+        "facilitator": entry.facilitator,
+        "reconciled": source == FROM_CHAIN,
+        "source": source or None,
+        **more,
+    }
+
+
+def _released(reason: str, state: str) -> dict[str, Any]:
+    return {"success": False, "released": True, "reason": reason, "ledger_state": state}
+
+
+def _recovered(state: str, at: float) -> dict[str, Any]:
+    return {"recovered": {"state": state, "at": at}}

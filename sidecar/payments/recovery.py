@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Container
 from dataclasses import dataclass
+from typing import Any
 
-from . import ledger
+from . import ledger, records
+from .ledger import LedgerEntry
 from .lifecycle import Step
 from .ports import ChainReader, LedgerStore, Tracker
-from .used_nonce import Authorization, Verdict, check_payment
+from .settlement import FROM_CHAIN
+from .used_nonce import ChainCheck, ExpectedTransfer, Verdict, check_payment
 
 log = logging.getLogger(__name__)
 
-# Release reason of a claim whose request vanished between Authorize and Settle.
-STALE_CLAIM = "stale_claim"
+_STILL_IN_DOUBT = "unresolved"
 
 
 @dataclass(frozen=True)
@@ -39,60 +42,66 @@ async def recover_once(
     now: Callable[[], float] = time.time,
     batch: int = 200,
 ) -> RecoveryReport:
-    counts = {"settled_unserved": 0, "failed": 0, "released": 0, "unresolved": 0}
+    counts: Counter[str] = Counter()
     for entry in await store.stale(ledger.UNRESOLVED, unresolved_after_s, batch):
-        check = await check_payment(chain, Authorization.of(entry), transaction=entry.transaction, now=now)
-        if check.verdict is Verdict.PAID:
-            # Money moved but the answer never left: the payer may redeem it once.
-            to_state = ledger.SETTLED_UNSERVED
-            fields = {"reconciled_by": "chain", "served": False, "transaction": check.transaction}
-        elif check.final:
-            # Canceled, spent by another transfer, or expired unused: nothing was
-            # paid to us and nothing ever will be.
-            to_state, fields = ledger.FAILED, {"reconciled_by": "chain", "settle_reason": check.failure_reason}
-        else:
-            # Unused but still valid (a transaction may yet be mined), or the chain
-            # cannot tell: stays in doubt, asked again next time.
-            counts["unresolved"] += 1
-            continue
-        moved = await store.transition(entry.payment_id, entry.claim_token, ledger.UNRESOLVED, to_state, **fields)
-        if moved is None:
-            continue
-        counts[to_state] += 1
-        log.info("recovered payment payer=%s state=%s", entry.payer, to_state)
-        if entry.tracking_id is not None:
-            settlement = {
-                "success": to_state == ledger.SETTLED_UNSERVED,
-                "status": to_state,
-                "transaction": fields.get("transaction") or None,
-                "network": entry.network,
-                "error_reason": fields.get("settle_reason"),
-                "payer": entry.payer,
-                "facilitator": entry.facilitator,
-                "reconciled": True,
-                "source": "chain",
-            }
-            tracker.record(
-                entry.tracking_id,
-                Step.FINALIZE,
-                {"settlement": settlement, "metadata": {"recovered": {"state": to_state, "at": now()}}},
-            )
-
-    # Verified but never settled nor released (the caller vanished): nothing was
-    # sent to a facilitator's settle, so the claim can safely go back.
+        state = await _resolve(store, chain, tracker, entry, now)
+        if state is not None:
+            counts[state] += 1
     for entry in await store.stale((ledger.VERIFIED,), verified_after_s, batch):
-        if entry.payment_id in in_flight:
-            continue
-        moved = await store.transition(entry.payment_id, entry.claim_token, (ledger.VERIFIED,), ledger.RELEASED)
-        if moved is None:
-            continue
-        counts["released"] += 1
-        if entry.tracking_id is not None:
-            # The request that made the claim never finished; its record says why.
-            released = {"success": False, "released": True, "reason": STALE_CLAIM, "ledger_state": ledger.RELEASED}
-            tracker.record(
-                entry.tracking_id,
-                Step.RELEASE,
-                {"settlement": released, "metadata": {"recovered": {"state": ledger.RELEASED, "at": now()}}},
-            )
-    return RecoveryReport(**counts)
+        if entry.payment_id not in in_flight and await _release_stale(store, tracker, entry, now):
+            counts[ledger.RELEASED] += 1
+    return RecoveryReport(
+        settled_unserved=counts[ledger.SETTLED_UNSERVED],
+        failed=counts[ledger.FAILED],
+        released=counts[ledger.RELEASED],
+        unresolved=counts[_STILL_IN_DOUBT],
+    )
+
+
+async def _resolve(
+    store: LedgerStore, chain: ChainReader, tracker: Tracker, entry: LedgerEntry, now: Callable[[], float]
+) -> str | None:
+    """Ask the chain about a settle in doubt and move the row as it says: the
+    state moved to, _STILL_IN_DOUBT, or None when the row had moved meanwhile."""
+    check = await check_payment(chain, ExpectedTransfer.of(entry), transaction=entry.transaction, now=now)
+    move = _move_for(check)
+    if move is None:
+        return _STILL_IN_DOUBT
+    to_state, fields = move
+    moved = await store.transition(entry.payment_id, entry.claim_token, ledger.UNRESOLVED, to_state, **fields)
+    if moved is None:
+        return None
+    log.info("recovered payment payer=%s state=%s", entry.payer, to_state)
+    if entry.tracking_id is not None:
+        recovered = records.recovered_fields(
+            entry, to_state, fields.get("transaction", ""), fields.get("settle_reason", ""), now()
+        )
+        tracker.record(entry.tracking_id, Step.FINALIZE, recovered)
+    return to_state
+
+
+def _move_for(check: ChainCheck) -> tuple[str, dict[str, Any]] | None:
+    """Where the chain's answer moves a row in doubt, and what it records; None
+    when it stays in doubt."""
+    if check.verdict is Verdict.PAID:
+        # Money moved but the answer never left: the payer may redeem it once.
+        return ledger.SETTLED_UNSERVED, {"reconciled_by": FROM_CHAIN, "served": False, "transaction": check.transaction}
+    if check.final:
+        # Canceled, spent by another transfer, or expired unused: nothing was
+        # paid to us and nothing ever will be.
+        return ledger.FAILED, {"reconciled_by": FROM_CHAIN, "settle_reason": check.failure_reason}
+    # Unused but still valid (a transaction may yet be mined), or the chain
+    # cannot tell: stays in doubt, asked again next time.
+    return None
+
+
+async def _release_stale(store: LedgerStore, tracker: Tracker, entry: LedgerEntry, now: Callable[[], float]) -> bool:
+    """Verified but never settled nor released (the caller vanished): nothing was
+    sent to a facilitator's settle, so the claim can safely go back."""
+    moved = await store.transition(entry.payment_id, entry.claim_token, (ledger.VERIFIED,), ledger.RELEASED)
+    if moved is None:
+        return False
+    if entry.tracking_id is not None:
+        # The request that made the claim never finished; its record says why.
+        tracker.record(entry.tracking_id, Step.RELEASE, records.stale_release_fields(now()))
+    return True

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from ..constants import Reason
 from .errors import PruneRefused
+from .ports import TrackingRecords
 
 
 def prune_cutoff(
@@ -29,3 +30,16 @@ def prune_cutoff(
             f"{youngest.isoformat(timespec='seconds')}; nothing was deleted",
         )
     return requested
+
+
+async def prune(
+    records: TrackingRecords,
+    requested: datetime | None,
+    now: datetime,
+    *,
+    retention_days: int,
+    min_retention_days: int,
+) -> int:
+    """Prune: delete the records before the cutoff the rule above allows."""
+    cutoff = prune_cutoff(requested, now, retention_days=retention_days, min_retention_days=min_retention_days)
+    return await records.prune(cutoff)

@@ -1,9 +1,13 @@
-"""The route being paid for: resolved once per request into a frozen PricedRoute
-(price in atomic units of the asset, the asset's EIP-712 domain, payTo, network)."""
+"""The route being paid for: the terms a caller sends win over the route it names
+in the config, which win over the config's defaults; in production they must
+pass money rule 7. Resolved once per request into a frozen PricedRoute (price in
+atomic units of the asset, the asset's EIP-712 domain, payTo, network)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
@@ -11,6 +15,7 @@ from x402.mechanisms.evm.utils import get_asset_info
 
 from ..constants import V1_TO_CAIP2, Reason
 from .errors import RouteError
+from .production import production_refusal
 
 _PRICE_PARSER = ExactEvmServerScheme()
 
@@ -29,6 +34,18 @@ class RouteTerms:
     mime_type: str = ""
     facilitators: tuple[str, ...] = ()
     max_timeout_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class RouteDefaults:
+    """What the sidecar's config says about the routes callers send."""
+
+    price: str
+    pay_to: str
+    network: str
+    # Routes the config knows by name; a caller may name one instead of spelling it out.
+    named: Mapping[str, RouteTerms] = field(default_factory=dict)
+    production: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,41 @@ def _http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def resolve_route(asked: RouteTerms, name: str, defaults: RouteDefaults) -> PricedRoute:
+    """The route a caller asks for: its terms as given (`asked`), completed from the
+    configured route `name` and the defaults, checked and priced."""
+    return _cached_price_route(choose_terms(asked, name, defaults))
+
+
+def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> RouteTerms:
+    """Each term as the caller gives it, else the named route's, else the default;
+    refused in production when money rule 7 forbids the result."""
+    named = RouteTerms(key="")
+    if name:
+        found = defaults.named.get(name)
+        if found is None:
+            raise RouteError(Reason.UNKNOWN_ROUTE, f"no route named {name!r} in the sidecar config")
+        named = found
+    terms = RouteTerms(
+        key=asked.key or named.key,
+        price=asked.price or named.price or defaults.price,
+        amount=asked.amount,
+        pay_to=asked.pay_to or named.pay_to or defaults.pay_to,
+        network=asked.network or named.network or defaults.network,
+        asset=asked.asset or named.asset,
+        description=asked.description or named.description,
+        mime_type=asked.mime_type or named.mime_type,
+        facilitators=asked.facilitators or named.facilitators,
+        max_timeout_seconds=asked.max_timeout_seconds or named.max_timeout_seconds,
+    )
+    if defaults.production:
+        # The guard of the config check at start, for what a caller names per request.
+        problem = production_refusal(pay_to=terms.pay_to, network=terms.network, facilitators=terms.facilitators)
+        if problem:
+            raise RouteError(Reason.INVALID_ROUTE, problem)
+    return terms
+
+
 def price_route(terms: RouteTerms) -> PricedRoute:
     """Turn route terms into atomic amounts with the SDK's price parser."""
     _check_facilitators(terms.facilitators)
@@ -111,3 +163,7 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         facilitators=terms.facilitators,
         max_timeout_seconds=terms.max_timeout_seconds or 60,
     )
+
+
+# Pricing goes through the SDK's parser; routes repeat, so remember the answer.
+_cached_price_route = functools.lru_cache(maxsize=1024)(price_route)

@@ -12,31 +12,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from x402.pending_settlement_store import ERR_SETTLEMENT_PENDING
+
 from ..constants import Reason
-from .ports import Attempt, ChainReader, Facilitator
-from .used_nonce import Authorization, ChainCheck, Verdict, check_payment
+from .ledger import FAILED, SETTLED, UNKNOWN
+from .ports import Attempt, ChainReader, Facilitator, FacilitatorAnswer
+from .used_nonce import ChainCheck, ExpectedTransfer, Verdict, check_payment
 from .verification import sanitize_reason
 
-SETTLED = "settled"
-FAILED = "failed"
-UNKNOWN = "unknown"
+# Who told the outcome (the ledger's reconciled_by).
+FROM_FACILITATOR = "facilitator"
+FROM_CHAIN = "chain"
 
 
 @dataclass(frozen=True)
 class SettleOutcome:
-    status: str  # SETTLED | FAILED | UNKNOWN
+    status: str  # the ledger state it leads to: SETTLED | FAILED | UNKNOWN
     transaction: str
     reason: str  # our own reason code when not settled
     facilitator_reason: str  # the facilitator's code, sanitized, for the record only
-    source: str  # "facilitator" | "chain" | ""
+    source: str  # FROM_FACILITATOR | FROM_CHAIN | ""
     attempts: tuple[Attempt, ...]
 
     @property
     def reconciled(self) -> bool:
-        return self.source == "chain"
+        return self.source == FROM_CHAIN
 
     @property
     def record_reason(self) -> str:
@@ -61,69 +64,106 @@ class ReconcilePolicy:
 async def settle_payment(
     facilitator: Facilitator,
     body: dict[str, Any],
-    auth: Authorization,
+    expected: ExpectedTransfer,
     chain: ChainReader,
     policy: ReconcilePolicy,
 ) -> SettleOutcome:
-    attempts: list[Attempt] = []
-    transaction = ""
-    facilitator_reason = ""
-    ambiguous = False  # some attempt may have reached the facilitator and acted
+    learned = await _ask_facilitator(facilitator, body, policy.retries)
+    if learned.settled:
+        return learned.outcome(SETTLED, source=FROM_FACILITATOR)
+    if learned.refused and not learned.ambiguous:
+        return await _after_clean_no(chain, expected, learned)
+    if not learned.ambiguous:
+        return learned.outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
+    return await _after_ambiguous(chain, expected, learned, policy)
 
-    def outcome(status: str, reason: str = "", source: str = "") -> SettleOutcome:
-        return SettleOutcome(status, transaction, reason, facilitator_reason, source, tuple(attempts))
 
-    def decided_by_chain(check: ChainCheck) -> SettleOutcome:
-        """A final verdict: this payment's transfer, or a nonce that never pays us."""
-        nonlocal transaction
-        if check.verdict is Verdict.PAID:
-            transaction = check.transaction
-            return outcome(SETTLED, source="chain")
-        transaction = ""  # what a facilitator named did not pay us
-        return outcome(FAILED, check.failure_reason, source="chain")
+@dataclass
+class _Learned:
+    """What the settle attempts on the facilitator learned."""
 
-    for _ in range(policy.retries + 1):
-        answer = await facilitator.settle(body)
-        attempts.append(answer.attempt)
+    attempts: list[Attempt] = field(default_factory=list)
+    transaction: str = ""  # the last one a facilitator named
+    facilitator_reason: str = ""  # the last failure's code, sanitized
+    settled: bool = False  # answered an explicit success: true
+    refused: bool = False  # answered a clean success: false (not settlement_pending)
+    ambiguous: bool = False  # an attempt before the last answer may have reached it and acted
+
+    def read(self, answer: FacilitatorAnswer) -> bool:
+        """Take one answer in; True when it ends the attempts (settled or refused)."""
+        self.attempts.append(answer.attempt)
         data = answer.data if answer.ok else None
-        if data is not None:
-            if isinstance(data.get("transaction"), str) and data["transaction"]:
-                transaction = data["transaction"]
-            if data["success"] is True:
-                return outcome(SETTLED, source="facilitator")
-            facilitator_reason = sanitize_reason(data.get("errorReason"), "settlement_failed")
-            if facilitator_reason != "settlement_pending":
-                if not ambiguous:
-                    # A clean "no" to the only request sent: one look at the chain
-                    # catches a facilitator that moved the money and said otherwise,
-                    # and a nonce the payer spent or canceled meanwhile.
-                    check = await check_payment(chain, auth, transaction=transaction)
-                    if check.final:
-                        return decided_by_chain(check)
-                    if check.verdict is Verdict.UNTRACED:
-                        # Used by something we cannot see: never served, never failed.
-                        return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
-                    return outcome(FAILED, Reason.SETTLEMENT_FAILED)
-                break
+        if data is None:
+            self.facilitator_reason = answer.attempt.reason
         else:
-            facilitator_reason = answer.attempt.reason
-        ambiguous = ambiguous or answer.may_have_acted
+            if isinstance(data.get("transaction"), str) and data["transaction"]:
+                self.transaction = data["transaction"]
+            if data["success"] is True:
+                self.settled = True
+                return True
+            self.facilitator_reason = sanitize_reason(data.get("errorReason"), Reason.SETTLEMENT_FAILED)
+            if self.facilitator_reason != ERR_SETTLEMENT_PENDING:
+                self.refused = True
+                return True
+        self.ambiguous = self.ambiguous or answer.may_have_acted
+        return False
 
-    if not ambiguous:
-        return outcome(FAILED, Reason.SETTLEMENT_FAILED)  # nothing ever reached it
-    check = await _reconcile(chain, auth, transaction, policy)
+    def outcome(self, status: str, reason: str = "", source: str = "", transaction: str | None = None) -> SettleOutcome:
+        transaction = self.transaction if transaction is None else transaction
+        return SettleOutcome(status, transaction, reason, self.facilitator_reason, source, tuple(self.attempts))
+
+
+async def _ask_facilitator(facilitator: Facilitator, body: dict[str, Any], retries: int) -> _Learned:
+    """The same payload to the same facilitator (the chain's nonce makes that
+    idempotent) until it answers clearly, at most 1 + retries times."""
+    learned = _Learned()
+    for _ in range(retries + 1):
+        if learned.read(await facilitator.settle(body)):
+            break
+    return learned
+
+
+async def _after_clean_no(chain: ChainReader, expected: ExpectedTransfer, learned: _Learned) -> SettleOutcome:
+    """A clean "no" to the only request sent: one look at the chain catches a
+    facilitator that moved the money and said otherwise, and a nonce the payer
+    spent or canceled meanwhile."""
+    check = await check_payment(chain, expected, transaction=learned.transaction)
     if check.final:
-        return decided_by_chain(check)
-    return outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
+        return _chain_says(check, learned)
+    if check.verdict is Verdict.UNTRACED:
+        # Used by something we cannot see: never served, never failed.
+        return learned.outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
+    return learned.outcome(FAILED, Reason.SETTLEMENT_FAILED)
 
 
-async def _reconcile(chain: ChainReader, auth: Authorization, transaction: str, policy: ReconcilePolicy) -> ChainCheck:
+async def _after_ambiguous(
+    chain: ChainReader, expected: ExpectedTransfer, learned: _Learned, policy: ReconcilePolicy
+) -> SettleOutcome:
+    """An attempt may have acted: the chain is asked for a bounded window, and
+    what it has not decided by then is in doubt."""
+    check = await _reconcile(chain, expected, learned.transaction, policy)
+    if check.final:
+        return _chain_says(check, learned)
+    return learned.outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
+
+
+def _chain_says(check: ChainCheck, learned: _Learned) -> SettleOutcome:
+    """A final verdict: this payment's transfer, or a nonce that never pays us."""
+    if check.verdict is Verdict.PAID:
+        return learned.outcome(SETTLED, source=FROM_CHAIN, transaction=check.transaction)
+    # Whatever transaction a facilitator named did not pay us.
+    return learned.outcome(FAILED, check.failure_reason, source=FROM_CHAIN, transaction="")
+
+
+async def _reconcile(
+    chain: ChainReader, expected: ExpectedTransfer, transaction: str, policy: ReconcilePolicy
+) -> ChainCheck:
     """Ask the chain for a bounded window, until its verdict is final."""
-    if not chain.configured(auth.network):
+    if not chain.configured(expected.network):
         return ChainCheck(Verdict.UNREADABLE)
     deadline = policy.clock() + policy.window_s
     while True:
-        check = await check_payment(chain, auth, transaction=transaction)
+        check = await check_payment(chain, expected, transaction=transaction)
         if check.final or policy.clock() >= deadline:
             return check
         await policy.sleep(policy.poll_s)

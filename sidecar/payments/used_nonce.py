@@ -29,7 +29,7 @@ CLOCK_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
-class Authorization:
+class ExpectedTransfer:
     """What the chain must show for one payment: an EIP-3009 transfer of at least
     `amount` of `asset` from `payer` to `pay_to` that used `nonce`."""
 
@@ -42,7 +42,7 @@ class Authorization:
     valid_before: int
 
     @classmethod
-    def of(cls, entry: LedgerEntry) -> Authorization:
+    def of(cls, entry: LedgerEntry) -> ExpectedTransfer:
         return cls(
             entry.network, entry.asset, entry.payer, entry.pay_to, entry.amount, entry.nonce, entry.valid_before
         )
@@ -85,71 +85,71 @@ class ChainCheck:
 
 async def check_payment(
     chain: ChainReader,
-    auth: Authorization,
+    expected: ExpectedTransfer,
     *,
     transaction: str = "",
     now: Callable[[], float] = time.time,
 ) -> ChainCheck:
-    """What the chain shows for `auth`. `transaction` (one a facilitator named) is
+    """What the chain shows for `expected`. `transaction` (one a facilitator named) is
     judged first, so a payment it made needs no log search."""
-    if not chain.configured(auth.network):
+    if not chain.configured(expected.network):
         return ChainCheck(Verdict.UNREADABLE)
-    used = await chain.authorization_used(auth.network, auth.asset, auth.payer, auth.nonce)
+    used = await chain.authorization_used(expected.network, expected.asset, expected.payer, expected.nonce)
     if used is None:
         return ChainCheck(Verdict.UNREADABLE)
     if not used:
-        expired = now() >= auth.valid_before + CLOCK_MARGIN_S
+        expired = now() >= expected.valid_before + CLOCK_MARGIN_S
         return ChainCheck(Verdict.EXPIRED if expired else Verdict.UNUSED)
     if transaction:
-        named = await _judge(chain, auth, transaction)
+        named = await _judge(chain, expected, transaction)
         if named is not None:
             return named
-    events = await chain.nonce_events(auth.network, auth.asset, auth.payer, auth.nonce)
+    events = await chain.nonce_events(expected.network, expected.asset, expected.payer, expected.nonce)
     for event in events or ():
-        if _names_nonce(event, AUTHORIZATION_CANCELED_TOPIC, auth):
+        if _names_nonce(event, AUTHORIZATION_CANCELED_TOPIC, expected):
             return ChainCheck(Verdict.CANCELED)
-        if _names_nonce(event, AUTHORIZATION_USED_TOPIC, auth):
-            return await _judge(chain, auth, event.transaction) or ChainCheck(Verdict.UNTRACED)
+        if _names_nonce(event, AUTHORIZATION_USED_TOPIC, expected):
+            return await _judge(chain, expected, event.transaction) or ChainCheck(Verdict.UNTRACED)
     # Used, by nothing in the blocks we may search, or the logs could not be read.
     return ChainCheck(Verdict.UNTRACED)
 
 
-async def _judge(chain: ChainReader, auth: Authorization, transaction: str) -> ChainCheck | None:
+async def _judge(chain: ChainReader, expected: ExpectedTransfer, transaction: str) -> ChainCheck | None:
     """PAID or USED_ELSEWHERE by the receipt of `transaction`; None when it is not
     mined, cannot be read, or did not use this nonce."""
-    logs = await chain.receipt_logs(auth.network, transaction)
+    logs = await chain.receipt_logs(expected.network, transaction)
     if logs is None:
         return None
-    paid = _pays(logs, auth)
+    paid = _pays(logs, expected)
     if paid is None:
         return None
     return ChainCheck(Verdict.PAID, transaction) if paid else ChainCheck(Verdict.USED_ELSEWHERE)
 
 
-def _pays(logs: Sequence[ChainLog], auth: Authorization) -> bool | None:
-    """Whether the transfer that used the nonce in these logs pays `auth`; None when
+def _pays(logs: Sequence[ChainLog], expected: ExpectedTransfer) -> bool | None:
+    """Whether the transfer that used the nonce in these logs pays `expected`; None when
     they hold no AuthorizationUsed(payer, nonce). FiatToken emits that log and then
     the authorization's own Transfer, so the Transfer right after it is the one
     paid with this nonce — not some other Transfer of the same transaction."""
     for index, log in enumerate(logs):
-        if _names_nonce(log, AUTHORIZATION_USED_TOPIC, auth):
+        if _names_nonce(log, AUTHORIZATION_USED_TOPIC, expected):
             following = logs[index + 1] if index + 1 < len(logs) else None
-            return following is not None and _transfers_enough(following, auth)
+            return following is not None and _transfers_enough(following, expected)
     return None
 
 
-def _names_nonce(log: ChainLog, topic: str, auth: Authorization) -> bool:
+def _names_nonce(log: ChainLog, topic: str, expected: ExpectedTransfer) -> bool:
     """`log` is the token's `topic` event for (payer, nonce)."""
-    return _token_event(log, topic, auth.asset, auth.payer, auth.nonce)
+    return _token_event(log, topic, expected.asset, expected.payer, expected.nonce)
 
 
-def _transfers_enough(log: ChainLog, auth: Authorization) -> bool:
+def _transfers_enough(log: ChainLog, expected: ExpectedTransfer) -> bool:
     """`log` is the token's Transfer(payer -> payTo) of at least the amount."""
     value = _hex_int(log.data)
     return (
-        _token_event(log, TRANSFER_TOPIC, auth.asset, auth.payer, auth.pay_to)
+        _token_event(log, TRANSFER_TOPIC, expected.asset, expected.payer, expected.pay_to)
         and value is not None
-        and value >= auth.amount
+        and value >= expected.amount
     )
 
 

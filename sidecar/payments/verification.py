@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..constants import Reason
 from .ports import Attempt, Facilitator
 
 _REASON_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -36,6 +37,6 @@ async def verify_with_fallback(candidates: list[Facilitator], body: dict[str, An
         data = answer.data or {}
         payer = data.get("payer") if isinstance(data.get("payer"), str) else ""
         valid = data["isValid"] is True
-        reason = "" if valid else sanitize_reason(data.get("invalidReason"), "invalid_payment")
+        reason = "" if valid else sanitize_reason(data.get("invalidReason"), Reason.INVALID_PAYMENT)
         return VerifyResult(facilitator, valid, reason, payer, tuple(attempts))
     return VerifyResult(None, False, "", "", tuple(attempts))

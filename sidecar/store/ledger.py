@@ -11,36 +11,34 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ..payments.errors import LedgerUnavailable
-from .db import UNAVAILABLE_ERRORS
 from ..payments.ledger import RECLAIMABLE, REDEEMING, SETTLED_UNSERVED, VERIFIED, LedgerEntry
+from .db import UNAVAILABLE_ERRORS
 
 T = TypeVar("T")
 
-_CLAIM_COLUMNS = (
-    "route_key, resource, scheme, network, asset, pay_to, amount, payer, nonce, valid_before,"
-    " x402_version, facilitator, requirements, payload_hash, requirements_hash, tracking_id"
+CLAIM = """
+INSERT INTO payment_ledger (
+    payment_id, state, claim_token, route_key, resource, scheme, network, asset, pay_to, amount, payer, nonce,
+    valid_before, x402_version, facilitator, requirements, payload_hash, requirements_hash, tracking_id
 )
-
-CLAIM = f"""
-INSERT INTO payment_ledger (payment_id, state, claim_token, {_CLAIM_COLUMNS})
-VALUES ($1, '{VERIFIED}', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 ON CONFLICT DO NOTHING
 RETURNING *
 """
 
 # A released or failed payment moved no money: the same payload may be claimed again.
-RECLAIM = f"""
+RECLAIM = """
 UPDATE payment_ledger
-SET state = '{VERIFIED}', claim_token = $2, route_key = $3, resource = $4, facilitator = $5,
+SET state = $10, claim_token = $2, route_key = $3, resource = $4, facilitator = $5,
     requirements = $6, requirements_hash = $8, tracking_id = $9, settle_reason = NULL,
     updated_at = now()
-WHERE payment_id = $1 AND payload_hash = $7 AND state = ANY('{{{",".join(RECLAIMABLE)}}}')
+WHERE payment_id = $1 AND payload_hash = $7 AND state = ANY($11::text[])
 RETURNING *
 """
 
-REDEEM = f"""
-UPDATE payment_ledger SET state = '{REDEEMING}', claim_token = $3, updated_at = now()
-WHERE payment_id = $1 AND payload_hash = $2 AND state = '{SETTLED_UNSERVED}'
+REDEEM = """
+UPDATE payment_ledger SET state = $4, claim_token = $3, updated_at = now()
+WHERE payment_id = $1 AND payload_hash = $2 AND state = $5
 RETURNING *
 """
 
@@ -54,10 +52,24 @@ WHERE state = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2)
 ORDER BY updated_at LIMIT $3
 """
 
-# Columns a state transition may set, besides state and updated_at.
-_SETTABLE = frozenset(
-    {"transaction", "settle_reason", "reconciled_by", "served", "served_at", "settle_attempts", "tracking_id"}
-)
+# Columns a state transition may set, besides state and updated_at, in the
+# order of their parameters in TRANSITION.
+SETTABLE = ("transaction", "settle_reason", "reconciled_by", "served", "served_at", "settle_attempts")
+
+# One statement for every transition: $5 names the columns this one sets; the
+# others keep their values (a column set to NULL is set, not kept).
+TRANSITION = """
+UPDATE payment_ledger
+SET state = $4, updated_at = now(),
+    transaction     = CASE WHEN 'transaction'     = ANY($5::text[]) THEN $6::text        ELSE transaction END,
+    settle_reason   = CASE WHEN 'settle_reason'   = ANY($5::text[]) THEN $7::text        ELSE settle_reason END,
+    reconciled_by   = CASE WHEN 'reconciled_by'   = ANY($5::text[]) THEN $8::text        ELSE reconciled_by END,
+    served          = CASE WHEN 'served'          = ANY($5::text[]) THEN $9::boolean     ELSE served END,
+    served_at       = CASE WHEN 'served_at'       = ANY($5::text[]) THEN $10::timestamptz ELSE served_at END,
+    settle_attempts = CASE WHEN 'settle_attempts' = ANY($5::text[]) THEN $11::integer     ELSE settle_attempts END
+WHERE payment_id = $1 AND claim_token = $2 AND state = ANY($3::text[])
+RETURNING *
+"""
 
 
 def _entry(row: asyncpg.Record) -> LedgerEntry:
@@ -93,12 +105,12 @@ def _entry(row: asyncpg.Record) -> LedgerEntry:
 
 
 class PgLedger:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, db_pool: asyncpg.Pool) -> None:
+        self._db_pool = db_pool
 
     async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         try:
-            async with self._pool.acquire() as conn:
+            async with self._db_pool.acquire() as conn:
                 return await call(conn)
         except UNAVAILABLE_ERRORS as exc:
             raise LedgerUnavailable(str(exc)) from exc
@@ -110,6 +122,7 @@ class PgLedger:
     async def claim(self, entry: LedgerEntry) -> LedgerEntry | None:
         args = (
             entry.payment_id,
+            VERIFIED,
             entry.claim_token,
             entry.route_key,
             entry.resource,
@@ -139,6 +152,8 @@ class PgLedger:
             entry.payload_hash,
             entry.requirements_hash,
             entry.tracking_id,
+            VERIFIED,
+            list(RECLAIMABLE),
         )
 
         async def claim_or_reclaim(conn: asyncpg.Connection) -> asyncpg.Record | None:
@@ -157,22 +172,20 @@ class PgLedger:
     async def transition(
         self, payment_id: str, claim_token: uuid.UUID, from_states: tuple[str, ...], to_state: str, **fields: Any
     ) -> LedgerEntry | None:
-        unknown = set(fields) - _SETTABLE
+        unknown = set(fields).difference(SETTABLE)
         if unknown:
-            raise ValueError(f"not settable on the ledger: {sorted(unknown)}")
-        names = list(fields)
-        sets = "".join(f", {name} = ${i + 5}" for i, name in enumerate(names))
-        sql = (
-            f"UPDATE payment_ledger SET state = $4, updated_at = now(){sets}"
-            " WHERE payment_id = $1 AND claim_token = $2 AND state = ANY($3::text[]) RETURNING *"
-        )
+            raise TypeError(f"not settable on the ledger: {sorted(unknown)}")
+        sets = list(fields)
+        values = [fields.get(name) for name in SETTABLE]
         row = await self._run(
-            lambda c: c.fetchrow(sql, payment_id, claim_token, list(from_states), to_state, *fields.values())
+            lambda c: c.fetchrow(TRANSITION, payment_id, claim_token, list(from_states), to_state, sets, *values)
         )
         return _entry(row) if row else None
 
     async def claim_redeem(self, payment_id: str, payload_hash: str, claim_token: uuid.UUID) -> LedgerEntry | None:
-        row = await self._run(lambda c: c.fetchrow(REDEEM, payment_id, payload_hash, claim_token))
+        row = await self._run(
+            lambda c: c.fetchrow(REDEEM, payment_id, payload_hash, claim_token, REDEEMING, SETTLED_UNSERVED)
+        )
         return _entry(row) if row else None
 
     async def stale(self, states: tuple[str, ...], older_than_s: float, limit: int) -> list[LedgerEntry]:

@@ -52,7 +52,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,6 @@ class TrackingWriter:
         batch_size: int = 500,
         flush_interval_s: float = 0.05,
         spool_dir: Path,
-        on_missing: Callable[[uuid.UUID, Step], None] | None = None,
         parallelism: int = 2,
         recheck_interval_s: float = 1.0,
         write_timeout_s: float = 30.0,
@@ -107,7 +105,6 @@ class TrackingWriter:
         self._spool = Spool(Path(spool_dir))
         self._journal = Journal(Path(spool_dir) / JOURNAL_DIRECTORY)
         self._journal_whole = True  # False once closing dropped steps: the journal keeps them
-        self._on_missing = on_missing
         self._parallelism = parallelism
         self._slots = asyncio.Semaphore(parallelism)
         self._recheck_s = recheck_interval_s
@@ -566,14 +563,10 @@ class TrackingWriter:
             await self._pool.expire_connections()
 
     def _report_missing(self, record_id: uuid.UUID, steps: list[int]) -> None:
+        """Counted (GetStatus) and logged: never raised into the request path."""
         for step in steps:
             self._missing_rows += 1
             logger.warning("tracking %s %s: no row to update", record_id, Step(step).name)
-            if self._on_missing is not None:
-                try:
-                    self._on_missing(record_id, Step(step))
-                except Exception:
-                    logger.exception("tracking on_missing callback failed")
 
 
 class _Chunk:

@@ -16,17 +16,17 @@ import math
 import re
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
+from ..constants import Reason
+from ..payments.errors import InvalidRequest
+from ..payments.record_queries import DEFAULT_LIMIT, MAX_LIMIT, RecordPage, RecordQuery, SortBy, Stats
 from .partitions import drop_before
 from .schema import TABLE
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 50
 # `total` is exact up to this many matching records; above, it is PostgreSQL's
 # estimate (an exact count of millions of rows takes seconds). The estimate comes
 # first: when it is far above the bound nothing is counted. (A partition not yet
@@ -36,8 +36,6 @@ _COUNT_WHEN_EXPECTED_BELOW = 100 * EXACT_TOTAL_UP_TO
 # A page by time looks in the day next to its anchor first, then the week, then
 # everywhere: most pages are found in one or two daily partitions.
 _WINDOWS = (timedelta(days=1), timedelta(days=7))
-
-SortBy = Literal["timestamp", "response_time"]
 
 # Sort keys; both never NULL, so (key, id) row comparisons hold for every row.
 _SORT_KEYS: dict[str, str] = {
@@ -96,30 +94,6 @@ WHERE "timestamp" < $1
 """
 
 
-@dataclass(frozen=True)
-class RecordPage:
-    records: list[dict[str, Any]]
-    total: int
-    has_more: bool
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class Stats:
-    total_requests: int = 0
-    payment_required_requests: int = 0
-    verified_payments: int = 0
-    successful_settlements: int = 0
-    failed_settlements: int = 0
-    avg_response_time_ms: float = 0.0
-    p95_response_time_ms: float = 0.0
-    by_path: dict[str, int] = field(default_factory=dict)
-    by_network: dict[str, int] = field(default_factory=dict)
-    by_scheme: dict[str, int] = field(default_factory=dict)
-    volume_by_network: dict[str, str] = field(default_factory=dict)  # atomic units, decimal strings
-    volume_by_network_asset: dict[str, str] = field(default_factory=dict)  # key "network:asset"
-
-
 class _Where:
     """AND-ed conditions with their $n parameters, numbered as they are added."""
 
@@ -162,7 +136,7 @@ def encode_cursor(sort_by: str, ascending: bool, key: Any, record_id: uuid.UUID)
 
 
 def decode_cursor(cursor: str, sort_by: str, ascending: bool) -> tuple[Any, uuid.UUID]:
-    """The (sort key, id) a cursor points after; ValueError for anything else."""
+    """The (sort key, id) a cursor points after; InvalidRequest for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
@@ -175,7 +149,10 @@ def decode_cursor(cursor: str, sort_by: str, ascending: bool) -> tuple[Any, uuid
         elif isinstance(key, bool) or not isinstance(key, int):
             raise ValueError("bad sort key")
     except (binascii.Error, UnicodeDecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
-        raise ValueError(f"invalid cursor: use the next_cursor of the previous page ({exc})") from exc
+        # Not which Python error it was: that says nothing to the caller.
+        raise InvalidRequest(
+            Reason.INVALID_ARGUMENT, "invalid cursor: use the next_cursor of the previous page"
+        ) from exc
     return key, record_id
 
 
@@ -208,7 +185,7 @@ async def list_records(
     for condition, value in ((_PATH, path), (_NETWORK, network), (_SCHEME, scheme), (_PAYER, payer)):
         if value:
             if "\x00" in value:  # PostgreSQL text cannot hold NUL: no row could match
-                raise ValueError("filters may not contain NUL characters")
+                raise InvalidRequest(Reason.INVALID_ARGUMENT, "filters may not contain NUL characters")
             where.add(condition, value)
     if verified is not None:
         where.add(_VERIFIED[verified])
@@ -431,3 +408,36 @@ async def prune(pool: asyncpg.Pool, older_than: datetime, batch_size: int = 5000
         deleted += count
         if count < batch_size:
             return deleted
+
+
+class PgTrackingRecords:
+    """The TrackingRecords port (payments/ports.py) over the queries above."""
+
+    def __init__(self, db_pool: asyncpg.Pool) -> None:
+        self._db_pool = db_pool
+
+    async def page(self, query: RecordQuery) -> RecordPage:
+        return await list_records(
+            self._db_pool,
+            path=query.path,
+            network=query.network,
+            scheme=query.scheme,
+            payer=query.payer,
+            verified=query.verified,
+            settled=query.settled,
+            start=query.start,
+            end=query.end,
+            sort_by=query.sort_by,
+            ascending=query.ascending,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+
+    async def get(self, record_id: uuid.UUID) -> dict[str, Any] | None:
+        return await get_record(self._db_pool, record_id)
+
+    async def stats(self, start: datetime | None, end: datetime | None) -> Stats:
+        return await get_stats(self._db_pool, start, end)
+
+    async def prune(self, older_than: datetime) -> int:
+        return await prune(self._db_pool, older_than)

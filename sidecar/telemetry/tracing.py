@@ -21,9 +21,8 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from paysidecar_common.tracing import Tracing, TracingSettings, configure
 
 from ..facilitators.health import CLOSED, HALF_OPEN, OPEN
-from ..facilitators.pool import Pool
 from ..payments.ports import LedgerStore
-from ..store.tracking import TrackingWriter
+from ..status import StatusSource
 from .attempts import FACILITATOR_NAME
 from .ledger_spans import TracedLedger
 from .rpc_scope import RequestScopeInterceptor
@@ -44,8 +43,7 @@ class SidecarTracing:
     """
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
-        self._writer: TrackingWriter | None = None
-        self._pool: Pool | None = None
+        self._source: StatusSource | None = None
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(__name__)
         meter.create_observable_gauge(
             "paysidecar.tracking.queue_depth",
@@ -70,23 +68,21 @@ class SidecarTracing:
     def ledger(self, store: LedgerStore) -> LedgerStore:
         return TracedLedger(store)
 
-    def observe(self, writer: TrackingWriter, pool: Pool) -> None:
-        """Report this tracking writer's queue depth and this pool's breaker states."""
-        self._writer = writer
-        self._pool = pool
+    def observe(self, source: StatusSource) -> None:
+        """Report the tracking queue depth and the breaker states of this sidecar."""
+        self._source = source
 
     def close(self) -> None:
         """Stop observing: the gauges report nothing until the next observe()."""
-        self._writer = None
-        self._pool = None
+        self._source = None
 
     def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
-        if self._writer is not None:
-            yield Observation(self._writer.queue_depth)
+        if self._source is not None:
+            yield Observation(self._source.status().tracking.queue_depth)
 
     def _breaker_states(self, options: CallbackOptions) -> Iterator[Observation]:
-        for facilitator in self._pool.all() if self._pool is not None else ():
-            state = BREAKER_STATE_VALUES[facilitator.health.current_state()]
+        for facilitator in self._source.status().facilitators if self._source is not None else ():
+            state = BREAKER_STATE_VALUES[facilitator.breaker_state]
             yield Observation(state, {FACILITATOR_NAME: facilitator.name})
 
 

@@ -137,6 +137,8 @@ FOUND = {
     "nul_in_scheme": lambda v: _edit(v, ("accepted", "scheme"), "exact\u0000"),
     "nested_3000_deep": lambda v: hostile.b64(("[" * 3000 + "]" * 3000).encode()),
     "payload_nested_900_deep": lambda v: hostile.b64_json({"x402Version": 2, "payload": hostile.nested(900)}),
+    # urlsplit refuses it: binding it to the route raised a ValueError, answered as the caller's fault.
+    "resource_url_not_a_url": lambda v: _edit(v, ("resource", "url"), "http://[::1/v1/records"),
 }
 
 
@@ -345,6 +347,24 @@ async def test_oversized_request_line_or_header_is_answered_in_the_json_error_sh
     # The refused line (it may be a payment header) is neither echoed nor logged.
     assert "xxxx" not in body["error"]["message"]
     assert not [r for r in caplog.records if "xxxx" in r.getMessage()]
+    _no_tracebacks(caplog)
+
+
+async def test_a_payment_for_a_resource_url_that_does_not_parse_is_a_400(make_sidecar, valid_headers, caplog):
+    sidecar = await make_sidecar()
+    header = FOUND["resource_url_not_a_url"](valid_headers[0])
+    answer = await sidecar.payments.Authorize(authorize_request(header))
+    assert answer.WhichOneof("outcome") == "rejected"
+    assert answer.rejected.status == 400 and answer.rejected.reason == "invalid_payment_header"
+    _no_tracebacks(caplog)
+
+
+async def test_a_url_that_does_not_parse_is_the_callers_invalid_argument(make_sidecar, caplog):
+    sidecar = await make_sidecar()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await sidecar.payments.Authorize(authorize_request(url="http://[::1/v1/records"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("invalid_argument: url")
     _no_tracebacks(caplog)
 
 

@@ -125,7 +125,7 @@ async def test_a_route_naming_odd_or_too_many_facilitators_is_refused(sidecar, n
 
 
 async def test_facilitators_named_by_callers_do_not_grow_the_pool_without_bound(sidecar):
-    pool = sidecar.sidecar.pool
+    pool = sidecar.sidecar.facilitators
     configured = {f.url for f in pool.all()}
     for n in range(MAX_NAMED_BY_CALLERS + 30):
         pool.get(f"http://f{n}.example")

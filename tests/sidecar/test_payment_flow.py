@@ -41,6 +41,22 @@ async def test_malformed_payment_is_answered_in_the_one_error_shape_with_the_req
     }
 
 
+async def test_a_route_named_in_the_config_fills_what_the_caller_leaves_out(make_sidecar):
+    other = "0x" + "34" * 20
+    sidecar = await make_sidecar(routes={"dear": {"price": "$0.05", "pay_to": other, "description": "dear rows"}})
+    request = authorize_request(price="", pay_to="", network="", key="")
+    request.route.name = "dear"
+    request.route.description = "what the caller says"
+    try:
+        response = await sidecar.payments.Authorize(request)
+    finally:
+        await sidecar.stop()
+    body = challenge(response.payment_required)
+    (accept,) = body["accepts"]
+    assert (accept["amount"], accept["payTo"], accept["network"]) == ("50000", other, "eip155:84532")
+    assert body["resource"]["description"] == "what the caller says"
+
+
 async def test_paid_request_settles_and_moves_the_price(sidecar, chain):
     before = chain.balance_of(PAYER), chain.balance_of(MERCHANT_ADDRESS)
     authorized = await sidecar.payments.Authorize(authorize_request(await sign_for(URL)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from paysidecar.v1 import tracking_pb2
 from sidecar.store.schema import COLUMNS, INDEXES, PARTITION_KEY, TABLE, Column, Index
 
 LIVE_COLUMNS = """
@@ -104,3 +105,11 @@ async def test_parity_check_sees_a_partition_without_an_index(database_url):
     assert "partition resource_call_records_default has no url_idx" in differences
     lacking = [d for d in differences if d.endswith(" has no url_idx")]
     assert len(lacking) >= 2  # the default partition and the days ahead
+
+
+def test_the_api_record_has_a_field_for_each_column_and_no_other():
+    """TrackingService's Record is converted field by field from the column of
+    the same name (sidecar/api/tracking_servicer.py): a column the API misses, or
+    a field no column fills, would go unnoticed there."""
+    fields = [field.name for field in tracking_pb2.Record.DESCRIPTOR.fields]
+    assert fields == [column.name for column in COLUMNS]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sidecar.payments.errors import InvalidRequest
 from sidecar.store.retention import run_retention
 from sidecar.store.tracking_queries import get_record, get_stats, list_records, prune
 
@@ -123,12 +124,12 @@ async def test_limit_is_clamped_and_defaults_to_fifty(pool, rows):
     assert len(page.records) == 1 and page.total == len(rows) and page.has_more
 
 
-async def test_bad_cursor_or_sort_is_a_clear_value_error(pool, rows):
+async def test_bad_cursor_is_the_callers_error_and_a_bad_sort_ours(pool, rows):
     page = await list_records(pool, limit=5)
     for cursor in ("not-base64!", "e30", page.next_cursor[:-3]):
-        with pytest.raises(ValueError, match="invalid cursor"):
+        with pytest.raises(InvalidRequest, match="invalid cursor"):
             await list_records(pool, cursor=cursor)
-    with pytest.raises(ValueError, match="invalid cursor"):
+    with pytest.raises(InvalidRequest, match="invalid cursor"):
         await list_records(pool, cursor=page.next_cursor, sort_by="response_time")
     with pytest.raises(ValueError, match="sort_by"):
         await list_records(pool, sort_by="amount")

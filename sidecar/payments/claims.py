@@ -1,0 +1,91 @@
+"""The claims this process holds between Authorize and Settle or Release, and
+who may use a claim.
+
+What Settle needs from Authorize (the decoded payment, the route) is kept in
+memory only, never the raw payload in SQL. A claim another replica verified is
+adopted by Settle from the ledger and the client's header (settle.py)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import Reason
+from .codec import DecodedPayment
+from .errors import ClaimRefused, LedgerUnavailable
+from .ledger import LedgerEntry
+from .ports import LedgerStore
+from .routes import PricedRoute
+
+
+@dataclass
+class InFlight:
+    """One claim on its way from Authorize to Settle or Release."""
+
+    entry: LedgerEntry
+    payment: DecodedPayment
+    route: PricedRoute
+    url: str
+    request_id: str
+    redeem: bool
+
+
+class InFlightClaims:
+    """The claims in flight here, by payment id. Settle and Release take theirs
+    out; a claim goes back when the ledger could not be reached, so a retry can
+    use it; shutdown releases what is left; recovery leaves them alone."""
+
+    def __init__(self) -> None:
+        self._by_payment: dict[str, InFlight] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_payment)
+
+    def __contains__(self, payment_id: object) -> bool:
+        return payment_id in self._by_payment
+
+    def hold(self, flight: InFlight) -> None:
+        self._by_payment[flight.entry.payment_id] = flight
+
+    def get(self, payment_id: str) -> InFlight | None:
+        return self._by_payment.get(payment_id)
+
+    def take(self, payment_id: str) -> InFlight | None:
+        return self._by_payment.pop(payment_id, None)
+
+    def payment_ids(self) -> list[str]:
+        return list(self._by_payment)
+
+
+async def move_taken(
+    ledger: LedgerStore,
+    claims: InFlightClaims,
+    flight: InFlight,
+    from_states: tuple[str, ...],
+    to_state: str,
+    **fields: Any,
+) -> LedgerEntry | None:
+    """Move a claim taken out of `claims` on in the ledger. When the ledger
+    cannot be reached, nothing was sent nor served yet: the claim goes back, so
+    a retry of the call can use it."""
+    entry = flight.entry
+    try:
+        return await ledger.transition(entry.payment_id, entry.claim_token, from_states, to_state, **fields)
+    except LedgerUnavailable:
+        claims.hold(flight)
+        raise
+
+
+def check_holder(entry: LedgerEntry, claim_token: str) -> None:
+    """Only the caller Authorize gave the claim token to may Settle or Release."""
+    try:
+        held = uuid.UUID(claim_token) == entry.claim_token
+    except ValueError:
+        held = False
+    if not held:
+        raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
+
+
+def closed(why: str) -> ClaimRefused:
+    return ClaimRefused(Reason.CLAIM_CLOSED, f"the claim cannot be settled or released: {why}")

@@ -1,0 +1,21 @@
+"""What the payment flows (authorize, settle, release, redeem) work with: the
+ports, the reconcile policy and the claims in flight, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .claims import InFlightClaims
+from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
+from .settlement import ReconcilePolicy
+
+
+@dataclass(frozen=True)
+class PaymentContext:
+    facilitators: FacilitatorPool
+    ledger: LedgerStore
+    chain: ChainReader
+    tracker: Tracker
+    telemetry: Telemetry
+    policy: ReconcilePolicy
+    claims: InFlightClaims
