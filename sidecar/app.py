@@ -157,6 +157,7 @@ class Sidecar:
             )
             if report.settled_unserved or report.failed or report.released:
                 log.info("ledger recovery: %s", report)
+            await self.service.forget_closed()
         except Exception:
             log.exception("ledger recovery failed; will retry")
 
