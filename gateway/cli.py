@@ -594,7 +594,11 @@ def _with_sidecar(
     command: Callable[[argparse.Namespace, SidecarClient], Awaitable[None]],
 ) -> Callable[[argparse.Namespace], Awaitable[int]]:
     async def run(args: argparse.Namespace) -> int:
-        async with SidecarClient(args.sidecar.removeprefix("grpc://"), token=args.token, timeout_s=args.timeout) as client:
+        try:
+            client = SidecarClient(args.sidecar, token=args.token, timeout_s=args.timeout)
+        except ValueError as exc:  # a target gRPC cannot balance over
+            raise CliError(str(exc)) from None
+        async with client:
             try:
                 await command(args, client)
             except grpc.aio.AioRpcError as exc:
@@ -645,7 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     discover.set_defaults(run=run_discover)
 
     sidecar = argparse.ArgumentParser(add_help=False, parents=[common])
-    sidecar.add_argument("--sidecar", default="127.0.0.1:50051", help="gRPC target (default 127.0.0.1:50051)")
+    sidecar.add_argument(
+        "--sidecar", default="127.0.0.1:50051", help="gRPC target, or several comma-separated (default 127.0.0.1:50051)"
+    )
     sidecar.add_argument("--token", default=os.environ.get("PAYSIDECAR_AUTH_TOKEN"), help="sidecar bearer token")
 
     records = commands.add_parser("records", parents=[sidecar], help="tracking records, newest first")
@@ -678,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The client logs its one retry as a warning; a CLI reports only the outcome.
+    # Libraries' warnings stay quiet: a CLI reports only the outcome.
     logging.basicConfig(level=logging.ERROR)
     args = build_parser().parse_args(argv)
     try:

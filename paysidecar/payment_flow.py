@@ -252,7 +252,16 @@ class PaymentFlow:
             network=verified.network,
             amount=verified.amount,
         )
-        return PaidRequest(self, self._client, route, rid, authorized.tracking_id, verified)
+        return PaidRequest(
+            self,
+            self._client,
+            route,
+            rid,
+            authorized.tracking_id,
+            verified,
+            payment_signature=request.payment_signature,
+            x_payment=request.x_payment,
+        )
 
 
 @dataclass(frozen=True)
@@ -266,7 +275,11 @@ class Settlement:
 
 class PaidRequest:
     """One verified request. The adapter runs the handler, sets `response_status`,
-    then calls `settle()` (2xx and still wanted, see `release_reason`) or `release()`."""
+    then calls `settle()` (2xx and still wanted, see `release_reason`) or `release()`.
+
+    Settle sends the payment header again with the claim token: the replica of a
+    sidecar pool that gets it may not be the one that verified the payment, and
+    adopts the claim from them. Release needs the claim token alone."""
 
     def __init__(
         self,
@@ -276,6 +289,9 @@ class PaidRequest:
         request_id: str,
         tracking_id: str,
         verified: payment_pb2.Verified,
+        *,
+        payment_signature: str,
+        x_payment: str,
     ) -> None:
         self._flow = flow
         self._client = client
@@ -283,6 +299,8 @@ class PaidRequest:
         self.request_id = request_id
         self._tracking_id = tracking_id
         self._verified = verified
+        self._payment_signature = payment_signature
+        self._x_payment = x_payment
         self._started = time.monotonic()
         self.response_status = 0
 
@@ -348,6 +366,8 @@ class PaidRequest:
                 response_status=self.response_status,
                 response_time_ms=self._elapsed_ms(),
                 request_id=self.request_id,
+                payment_signature=self._payment_signature,
+                x_payment=self._x_payment,
             )
         )
         try:

@@ -60,6 +60,7 @@ class Sidecar:
             batch_size=s.tracking_batch_size,
             flush_interval_s=s.tracking_flush_interval_s,
             hold_s=s.tracking_hold_s,
+            row_wait_s=s.tracking_row_wait_s,
             spool_dir=Path(s.spool_dir),
         )
         await self.writer.start()
@@ -156,6 +157,7 @@ class Sidecar:
             )
             if report.settled_unserved or report.failed or report.released:
                 log.info("ledger recovery: %s", report)
+            await self.service.forget_closed()
         except Exception:
             log.exception("ledger recovery failed; will retry")
 

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     tracking_flush_interval_s: float = Field(0.05, gt=0)
     # How long a record of a call still under way may wait to be written whole.
     tracking_hold_s: float = Field(0.25, ge=0)
+    # How long a step waits for its row when another replica began the call.
+    tracking_row_wait_s: float = Field(30.0, ge=0)
     spool_dir: str = ".paysidecar/spool"
     retention_days: int = Field(90, ge=1)
     # Prune refuses a cutoff younger than this (and one in the future).

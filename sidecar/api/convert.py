@@ -100,6 +100,7 @@ def settle_input(request: payment_pb2.SettleRequest) -> SettleInput:
         response_status=request.response_status,
         response_time_ms=int(request.response_time_ms),
         header=pick_header(request.payment_signature, request.x_payment),
+        request_id=request.request_id,
     )
 
 

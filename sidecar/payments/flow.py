@@ -76,6 +76,8 @@ class SettleInput:
     # The client's payment header, (name, value): with it another replica may
     # settle a claim this one did not verify.
     header: tuple[str, str] | None = None
+    # The caller's request id, for the events and answers of an adopted claim.
+    request_id: str = ""
 
 
 @dataclass(frozen=True)

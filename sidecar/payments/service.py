@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from . import authorize, release, settle
+from . import authorize, claims, release, settle
 from .claims import InFlightClaims
 from .context import PaymentContext
 from .flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
@@ -47,3 +47,7 @@ class PaymentService:
 
     async def release_all(self, reason: str) -> int:
         return await release.release_all(self._ctx, reason)
+
+    async def forget_closed(self) -> int:
+        """Forget the claims held here that another replica finished (claims.py)."""
+        return await claims.forget_closed(self._ctx.ledger, self._ctx.claims)
