@@ -128,6 +128,7 @@ class Sidecar:
                 self.facilitators,
                 s.withdraw_delay_s,
                 signer=LocalAuthorizerSigner(key.get_secret_value()) if key is not None else None,
+                deposit_requests=s.min_deposit_requests,
             ),
             policy=ChannelPolicy(
                 busy_wait_s=s.channel_busy_wait_s,

@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     # The withdraw delay of the channels we open: after a payer starts a withdrawal,
     # what we charged must be claimed within it.
     withdraw_delay_s: int = Field(86400, ge=MIN_WITHDRAW_DELAY, le=MAX_WITHDRAW_DELAY)
+    # The deposit the 402 suggests (extra.minDeposit), in requests at the route's price.
+    min_deposit_requests: int = Field(10, ge=1)
     # How long a request waits for another one on its channel before it is answered
     # channel_busy, and how long a request holds its channel at most.
     channel_busy_wait_s: float = Field(2.0, ge=0)

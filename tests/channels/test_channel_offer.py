@@ -32,6 +32,7 @@ async def test_a_route_offering_both_lists_both_in_its_order(sidecar):
         "withdrawDelay": 86400,
         "name": "USDC",
         "version": "2",
+        "minDeposit": "10000",
     }
 
     exact_first = await _required(sidecar, schemes=["exact", BATCH])

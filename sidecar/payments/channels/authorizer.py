@@ -48,11 +48,13 @@ class ReceiverAuthorizers:
         facilitators: FacilitatorPool,
         withdraw_delay: int,
         signer: AuthorizerSigner | None = None,
+        deposit_requests: int = 10,
         retry_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._facilitators = facilitators
         self._withdraw_delay = withdraw_delay
+        self._deposit_requests = deposit_requests
         self._signer = signer
         self._retry_s = retry_s
         self._clock = clock
@@ -67,7 +69,9 @@ class ReceiverAuthorizers:
     async def terms(self, route: PricedRoute) -> ChannelTerms | None:
         """The route's channel terms; None when no receiver authorizer is to be had."""
         if self._signer is not None:
-            return ChannelTerms(to_checksum_address(self._signer.address), self._withdraw_delay)
+            return ChannelTerms(
+                to_checksum_address(self._signer.address), self._withdraw_delay, deposit_requests=self._deposit_requests
+            )
         key = (route.facilitators, route.network)
         found = self._found.get(key)
         if found is not None or self._clock() < self._missing_until.get(key, 0.0):
@@ -76,7 +80,9 @@ class ReceiverAuthorizers:
             answer = await facilitator.supported()
             address = advertised_authorizer(answer.data, route.network) if answer.ok and answer.data else None
             if address is not None:
-                terms = self._found[key] = ChannelTerms(address, self._withdraw_delay, facilitator.url)
+                terms = self._found[key] = ChannelTerms(
+                    address, self._withdraw_delay, facilitator.url, self._deposit_requests
+                )
                 return terms
         log.warning("no facilitator lists a batch-settlement receiver authorizer on %s", route.network)
         self._missing_until[key] = self._clock() + self._retry_s

@@ -25,6 +25,9 @@ class ChannelTerms:
     # The facilitator whose key the receiver authorizer is ("" when it is ours): it
     # signs, so refunds go there.
     facilitator: str = ""
+    # The deposit the 402 suggests (extra.minDeposit), in requests at the price; a
+    # smaller deposit is taken all the same, as the binding asks.
+    deposit_requests: int = 10
 
 
 def requirements(route: PricedRoute, terms: ChannelTerms) -> PaymentRequirements:
@@ -34,6 +37,7 @@ def requirements(route: PricedRoute, terms: ChannelTerms) -> PaymentRequirements
         withdraw_delay=terms.withdraw_delay,
         name=route.asset_name,
         version=route.asset_version,
+        min_deposit=str(route.amount * terms.deposit_requests),
     )
     return PaymentRequirements(
         scheme=SCHEME_BATCH_SETTLEMENT,
