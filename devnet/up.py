@@ -32,6 +32,7 @@ from .chain import NETWORK
 DEFAULT_GATEWAY_PORT = 8402
 DEFAULT_SIDECAR_PORT = 50051
 DEFAULT_FACILITATOR_PORT = 4021
+DEFAULT_SCHEMES = "exact,batch-settlement"
 PGDATA = Path(".devnet") / "pgdata"
 
 READY_TIMEOUT_S = 60.0
@@ -234,7 +235,13 @@ class Launcher:
             env["FACILITATOR_URLS"] = self.facilitator_url
             env.setdefault("CHAIN_RPC_URLS", f"{NETWORK}={self.facilitator_url}/rpc")
 
-        sidecar_env = {**env, "PAYSIDECAR_PORT": str(pick_port(env, "PAYSIDECAR_PORT", DEFAULT_SIDECAR_PORT))}
+        sidecar_env = {
+            **env,
+            "PAYSIDECAR_PORT": str(pick_port(env, "PAYSIDECAR_PORT", DEFAULT_SIDECAR_PORT)),
+            # DESIGN §10: the default route offers both schemes (exact first, so a client
+            # that takes the first offer it knows keeps paying exact).
+            "PAYSIDECAR_SCHEMES": env.get("PAYSIDECAR_SCHEMES") or DEFAULT_SCHEMES,
+        }
         sidecar = await self._spawn("sidecar", [python, "-m", "sidecar.main"], sidecar_env, SIDECAR_READY)
         ready = await self._until(sidecar.wait_ready(READY_TIMEOUT_S))
         self.sidecar_url, sidecar_port = ready.group(1), int(ready.group(2))
@@ -325,6 +332,8 @@ class Launcher:
             f"  curl -i {self.gateway_url}/v1/datasets",
             f"  curl -i {self.gateway_url}/v1/records",
             f"  .venv/bin/paysidecar-cli call '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli call --scheme batch-settlement '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli channels --sidecar {sidecar_target}",
             f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_target}",
             f"  .venv/bin/paysidecar-cli status --sidecar {sidecar_target}",
         ]
