@@ -156,6 +156,10 @@ class ChannelStore(Protocol):
         holder whose request was verified against `charged`; the reservation ends.
         None when the request no longer holds the channel: nothing changed."""
 
+    async def uncharge(self, channel_id: str, charged: int, charge: int, max_claimable: int) -> bool:
+        """Take back a committed charge whose answer was not delivered, while the
+        channel is as that commit left it (`charged` after it, its voucher, no hold)."""
+
     async def unreserve(self, channel_id: str, token: uuid.UUID) -> bool:
         """End the holder's reservation, changing nothing else."""
 

@@ -80,6 +80,15 @@ WHERE channel_id = $1 AND reserved_by = $2 AND charged_cumulative = $3
 RETURNING *
 """
 
+# A charge taken back: the answer it paid for never reached the client. Only while
+# nothing happened on the channel since (the same total, the same voucher, no hold).
+UNCHARGE = """
+UPDATE payment_channels
+SET charged_cumulative = charged_cumulative - $3, updated_at = now()
+WHERE channel_id = $1 AND charged_cumulative = $2 AND signed_max_claimable = $4
+  AND (reserved_by IS NULL OR reserved_until < now())
+"""
+
 UNRESERVE = """
 UPDATE payment_channels
 SET reserved_by = NULL, reserved_until = NULL, reserved_kind = NULL, reserved_amount = NULL,
@@ -225,6 +234,10 @@ class PgChannels:
                 else (None, None, None, None)
             ),
         )
+
+    async def uncharge(self, channel_id: str, charged: int, charge: int, max_claimable: int) -> bool:
+        status = await self._run(lambda conn: conn.execute(UNCHARGE, channel_id, charged, charge, max_claimable))
+        return status == "UPDATE 1"
 
     async def unreserve(self, channel_id: str, token: uuid.UUID) -> bool:
         status = await self._run(lambda conn: conn.execute(UNRESERVE, channel_id, token))

@@ -122,3 +122,73 @@ async def test_a_deposits_refused_settle_charges_nothing_and_frees_the_channel(s
     row = await _channel_row(database_url, channel_id(paid.payload))
     assert (row["charged_cumulative"], row["reserved_by"]) == (0, None)
     assert paid.settled.reason == codes.ERR_INVALID_VOUCHER_SIGNATURE
+
+
+async def test_a_deposit_whose_answer_was_lost_is_charged_once_the_chain_shows_it(sidecar, facilitators, chain, database_url):
+    # The deposit runs, its answer is lost; the retry of the same payload is refused
+    # (its authorization is used up): the chain shows the channel funded, so it is paid.
+    facilitators[0].arm(stage="settle", mode="drop", after_transfer=True, times=1)
+    client = ChannelClient(sidecar)
+    paid = await client.pay()
+    assert paid.settled.success, paid.settled
+    assert facilitators[0].stats.settle_calls == 2
+    deposit = int(paid.payload.payload["deposit"]["amount"])
+    assert chain.channel(channel_id(paid.payload)).balance == deposit
+    row = await _channel_row(database_url, channel_id(paid.payload))
+    assert (row["charged_cumulative"], row["balance"]) == (PRICE, deposit)
+
+
+async def test_a_deposit_the_chain_does_not_show_is_in_doubt_and_charges_nothing(sidecar, facilitators, chain, database_url):
+    facilitators[0].arm(stage="settle", mode="drop", times=2)  # nothing ran, nobody answered
+    client = ChannelClient(sidecar)
+    paid = await client.pay()
+    assert not paid.settled.success
+    assert (paid.settled.answer.status, paid.settled.reason) == (503, "payment_in_doubt")
+    assert chain.channel(channel_id(paid.payload)).balance == 0
+    row = await _channel_row(database_url, channel_id(paid.payload))
+    assert (row["charged_cumulative"], row["reserved_by"]) == (0, None)
+    # The same payment, sent again, goes through.
+    again = await client.settle(await client.authorize(paid.payload))
+    assert again.settled.success
+
+
+async def test_a_deposit_falls_back_to_the_next_facilitator_and_settles_where_it_was_verified(
+    make_channel_sidecar, facilitators
+):
+    facilitators[0].arm(stage="verify", mode="status", status=502)
+    sidecar = await make_channel_sidecar([facilitators[0].url, facilitators[1].url])
+    try:
+        paid = await ChannelClient(sidecar).pay()
+    finally:
+        await sidecar.stop()
+    assert paid.settled.success
+    assert (facilitators[0].stats.settle_calls, facilitators[1].stats.settle_calls) == (0, 1)
+    assert facilitators[1].stats.verify_calls == 1
+
+
+async def test_a_charge_whose_answer_was_not_delivered_is_taken_back(sidecar, database_url):
+    client = ChannelClient(sidecar)
+    await client.pay()
+    payload = await client.next_payload()
+    paid = await client.authorize(payload)
+    settled = await sidecar.payments.Settle(settle_request(paid.authorized))
+    assert settled.success
+    # Sending the paid answer failed: the client never saw it nor its receipt.
+    released = await sidecar.payments.Release(release_request(paid.authorized, "response_not_delivered"))
+    assert released.state == "released"
+    assert (await _channel_row(database_url, channel_id(payload)))["charged_cumulative"] == PRICE
+    # Its next voucher is the same one, and it pays.
+    again = await client.settle(await client.authorize(payload))
+    assert again.settled.success
+    assert (await _channel_row(database_url, channel_id(payload)))["charged_cumulative"] == 2 * PRICE
+
+
+async def test_a_late_not_delivered_report_leaves_a_charge_the_channel_moved_on_from(sidecar, database_url):
+    client = ChannelClient(sidecar)
+    await client.pay()
+    first = await client.pay()
+    await client.pay()  # the channel moved on
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await sidecar.payments.Release(release_request(first.authorized, "response_not_delivered"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (await _channel_row(database_url, channel_id(first.payload)))["charged_cumulative"] == 3 * PRICE

@@ -5,6 +5,7 @@ between Authorize and Settle or Release."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 import uuid
@@ -105,8 +106,37 @@ class ChannelFlights:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """A charge committed for an answer on its way to the client."""
+
+    flight: ChannelFlight
+    charge: int
+    charged: int  # the channel's total after the charge
+
+
+class Deliveries:
+    """The last charges committed here, by claim token: a Release reporting that the
+    answer never reached the client takes the charge back. Bounded: the caller
+    reports a failed delivery right after Settle."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._by_token: collections.OrderedDict[str, Delivery] = collections.OrderedDict()
+
+    def add(self, delivery: Delivery) -> None:
+        self._by_token[str(delivery.flight.token)] = delivery
+        while len(self._by_token) > self.LIMIT:
+            self._by_token.popitem(last=False)
+
+    def take(self, claim_token: str) -> Delivery | None:
+        return self._by_token.pop(claim_token, None)
+
+
+@dataclass(frozen=True)
 class ChannelRoom:
     store: ChannelStore
     authorizers: ReceiverAuthorizers
     policy: ChannelPolicy
     flights: ChannelFlights = field(default_factory=ChannelFlights)
+    deliveries: Deliveries = field(default_factory=Deliveries)

@@ -6,7 +6,10 @@ that verified it (the deposit transaction); then the charge (the caller's, at mo
 the price, else the price) is committed with the voucher that covers it, in one
 conditional UPDATE under the request's hold: durable before the content may
 leave, and impossible twice. No facilitator is asked for a voucher. Release:
-nothing changes but the hold; the same voucher can be sent again.
+nothing changes but the hold; the same voucher can be sent again. A Release
+reporting that a settled answer never reached the client takes its charge back
+while nothing happened on the channel since (never a charge for an answer not
+served).
 
 A request verified by another replica is settled from the channel's row (its
 hold carries the voucher); a deposit only by the replica that verified it."""
@@ -19,7 +22,7 @@ from typing import Any
 
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 
-from ...constants import Reason
+from ...constants import RELEASE_NOT_DELIVERED, Reason
 from .. import answers
 from .. import records as tracking
 from ..claims import closed
@@ -31,7 +34,7 @@ from ..settlement import ask_facilitator
 from ..verification import sanitize_reason
 from . import receipts, records
 from .accounting import charge_of
-from .room import ChannelFlight, ChannelRoom, parse_payment_id
+from .room import ChannelFlight, ChannelRoom, Delivery, parse_payment_id
 from .state import DEPOSIT, VOUCHER, Channel, Mirror
 
 log = logging.getLogger(__name__)
@@ -81,8 +84,25 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
 
 async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
     room = _room(ctx)
+    if req.reason == RELEASE_NOT_DELIVERED:
+        delivery = room.deliveries.take(req.claim_token)
+        if delivery is not None and delivery.flight.payment_id == req.payment_id:
+            return await _uncharge(ctx, room, delivery, req)
     flight = await _take(ctx, room, req.payment_id, req.claim_token)
     await _release(ctx, room, flight, req.reason, req.response_status, req.response_time_ms)
+    return RELEASED
+
+
+async def _uncharge(ctx: PaymentContext, room: ChannelRoom, delivery: Delivery, req: ReleaseInput) -> str:
+    """The paid answer never reached the client: its charge is taken back, so the
+    client's next voucher (it never saw the receipt) matches again. Refused once
+    anything happened on the channel since: the charge then stands."""
+    flight = delivery.flight
+    taken_back = await room.store.uncharge(flight.channel_id, delivery.charged, delivery.charge, flight.max_claimable)
+    if not taken_back:
+        raise closed("the channel moved on since its charge; the charge stands")
+    _track(ctx, flight, Step.RELEASE, tracking.release_fields(req.reason, RELEASED, req.response_status, req.response_time_ms))
+    log.info("channel charge taken back (not delivered) payer=%s channel=%s", flight.payer, flight.channel_id)
     return RELEASED
 
 
@@ -206,6 +226,7 @@ def _charged(
     _track(ctx, flight, Step.FINALIZE, tracking.finalize_fields(status, elapsed_ms))
     _event(ctx, flight, "payment_settled", transaction=transaction, charge=str(charge), cumulative=str(channel.charged))
     headers = receipts.charged(channel, charge, transaction=transaction, deposit=flight.payment.deposit if flight.payment else 0)
+    _room(ctx).deliveries.add(Delivery(flight, charge, channel.charged))
     return SettleResult(True, headers, transaction, flight.payer, flight.network)
 
 
