@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
-import pytest
 from x402 import x402ClientSync
 from x402.http.utils import decode_payment_response_header
 from x402.http.x402_http_client import x402HTTPClientSync
@@ -30,21 +28,9 @@ from devnet.chain import NETWORK
 from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
 from tests.channels.support import PRICE, facilitator_settle
 from tests.devnet.channels import settle_request
-from tests.support.stack import PaidStack, running_paid_stack
-
-from .conftest import running_gateway
 
 PAYER = 4
 VOUCHERS = 100
-
-
-@pytest.fixture
-async def channel_stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
-    """The devnet, a sidecar whose routes offer both schemes, and the gateway."""
-    async with running_paid_stack(database_url, tmp_path / "spool", schemes=["exact", "batch-settlement"]) as stack:
-        async with running_gateway(sidecar_target=stack.sidecar.target, sidecar_settle_timeout_s=20.0) as gateway:
-            stack.gateway = gateway
-            yield stack
 
 
 def _fetch(url: str, headers: dict[str, str]) -> _RefundResponse:
