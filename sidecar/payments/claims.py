@@ -79,8 +79,12 @@ async def move_taken(
 
 def check_holder(entry: LedgerEntry, claim_token: str) -> None:
     """Only the caller Authorize gave the claim token to may Settle or Release."""
+    check_token(entry.claim_token, claim_token)
+
+
+def check_token(held_by: uuid.UUID, claim_token: str) -> None:
     try:
-        held = uuid.UUID(claim_token) == entry.claim_token
+        held = uuid.UUID(claim_token) == held_by
     except ValueError:
         held = False
     if not held:

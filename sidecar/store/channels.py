@@ -19,8 +19,7 @@ import asyncpg
 from x402.mechanisms.evm.batch_settlement.types import ChannelConfig
 
 from ..payments.channels.state import Channel, Mirror, Reservation
-from ..payments.errors import LedgerUnavailable
-from .db import UNAVAILABLE_ERRORS
+from .db import on_the_money_path
 
 T = TypeVar("T")
 
@@ -162,11 +161,7 @@ class PgChannels:
         self._db_pool = db_pool
 
     async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        try:
-            async with self._db_pool.acquire() as conn:
-                return await call(conn)
-        except UNAVAILABLE_ERRORS as exc:
-            raise LedgerUnavailable(str(exc)) from exc
+        return await on_the_money_path(self._db_pool, call)
 
     async def _one(self, sql: str, *args: object) -> Channel | None:
         row = await self._run(lambda conn: conn.fetchrow(sql, *args))

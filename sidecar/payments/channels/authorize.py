@@ -36,7 +36,7 @@ from .. import records as tracking
 from ..answers import IN_DOUBT_MESSAGE, HttpAnswer
 from ..codec import Envelope
 from ..context import PaymentContext
-from ..errors import LedgerUnavailable, PaymentError
+from ..errors import PaymentError
 from ..flow import AuthorizeInput, Completed, Verified
 from ..lifecycle import Step
 from ..ports import Facilitator
@@ -339,9 +339,5 @@ def _after_refund(channel: Channel, refunded: int) -> Mirror:
 
 
 async def _give_back(call: _Call) -> None:
-    """Release the hold of a refused request; if the database is gone, the hold
-    runs out by itself."""
-    try:
-        await call.room.store.unreserve(call.payment.channel_id, call.reservation.token)
-    except LedgerUnavailable:
-        log.warning("channel %s: hold not released (database unavailable); it expires", call.payment.channel_id)
+    """A refused request gives its channel back unchanged."""
+    await call.room.free(call.payment.channel_id, call.reservation.token)

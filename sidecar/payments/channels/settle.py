@@ -17,7 +17,6 @@ hold carries the voucher); a deposit only by the replica that verified it."""
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
@@ -25,9 +24,9 @@ from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEME
 from ...constants import RELEASE_NOT_DELIVERED, Reason
 from .. import answers
 from .. import records as tracking
-from ..claims import closed
+from ..claims import check_token, closed
 from ..context import PaymentContext
-from ..errors import CallerError, ClaimRefused, LedgerUnavailable, RouteError, UnknownPayment
+from ..errors import CallerError, LedgerUnavailable, RouteError, UnknownPayment
 from ..flow import ReleaseInput, SettleInput, SettleResult
 from ..lifecycle import Step
 from ..settlement import ask_facilitator
@@ -74,7 +73,7 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
         room.flights.hold(flight)  # nothing was served: a retry of the Settle can still commit
         raise
     except _NotCharged as refused:
-        await _unreserve(room, flight)
+        await room.free(flight.channel_id, flight.token)
         return _not_charged(ctx, flight, refused, status, elapsed_ms)
     if committed is None:
         # Our hold ran out and another request took the channel: not charged, not served.
@@ -131,12 +130,7 @@ async def _take(ctx: PaymentContext, room: ChannelRoom, pid: str, claim_token: s
     flight = room.flights.get(claim_token)
     if flight is None or flight.payment_id != pid:
         flight = await _adopt(room, pid)
-    try:
-        held = uuid.UUID(claim_token) == flight.token
-    except ValueError:
-        held = False
-    if not held:
-        raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
+    check_token(flight.token, claim_token)
     room.flights.take(claim_token)
     return flight
 
@@ -258,16 +252,9 @@ def _not_charged(
 async def _release(
     ctx: PaymentContext, room: ChannelRoom, flight: ChannelFlight, reason: str, status: int, elapsed_ms: int
 ) -> None:
-    await _unreserve(room, flight)
+    await room.free(flight.channel_id, flight.token)
     _track(ctx, flight, Step.RELEASE, tracking.release_fields(reason, RELEASED, status, elapsed_ms))
     _track(ctx, flight, Step.FINALIZE, tracking.finalize_fields(status, elapsed_ms))
-
-
-async def _unreserve(room: ChannelRoom, flight: ChannelFlight) -> None:
-    try:
-        await room.store.unreserve(flight.channel_id, flight.token)
-    except LedgerUnavailable:
-        log.warning("channel %s: hold not released (database unavailable); it expires", flight.channel_id)
 
 
 def _track(ctx: PaymentContext, flight: ChannelFlight, step: Step, fields: dict[str, Any]) -> None:
