@@ -9,7 +9,8 @@ Every refusal carries the binding's error code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -147,6 +148,13 @@ def decode(envelope: Envelope) -> ChannelPayment:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _binding_problem(config: tuple[Any, ...], channel_id: str, network: str) -> str | None:
+    """The SDK's channel id check (an EIP-712 hash, about a millisecond), once per
+    channel: every request of a channel brings the same config and id."""
+    return channel_id_binding_error(ChannelConfig(*config), channel_id, network)
+
+
 def _refuse(reason: str, message: str) -> PaymentError:
     return PaymentError(reason, message, status=402)
 
@@ -161,7 +169,7 @@ def check_terms(payment: ChannelPayment, route: PricedRoute, terms: ChannelTerms
     accepted, config = payment.accepted, payment.config
     if accepted.network != route.network:
         raise _refuse(codes.ERR_NETWORK_MISMATCH, f"this route is paid on {route.network}")
-    problem = channel_id_binding_error(config, payment.channel_id, route.network)
+    problem = _binding_problem(astuple(config), payment.channel_id, route.network)
     if problem:
         raise _refuse(problem, "the channel config does not hash to the voucher's channel id")
     if not _same(config.token, route.asset):
