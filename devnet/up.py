@@ -34,6 +34,7 @@ from .chain import NETWORK
 DEFAULT_GATEWAY_PORT = 8402
 DEFAULT_SIDECAR_PORT = 50051
 DEFAULT_FACILITATOR_PORT = 4021
+DEFAULT_SCHEMES = "exact,batch-settlement"
 PGDATA = Path(".devnet") / "pgdata"
 # The sidecar's own default PAYSIDECAR_SPOOL_DIR: the first sidecar keeps it, the
 # others add "-2", "-3"... (a spool directory has one owner, kept across restarts).
@@ -270,6 +271,9 @@ class Launcher:
                 **env,
                 "PAYSIDECAR_PORT": str(port),
                 "PAYSIDECAR_SPOOL_DIR": spool if number == 1 else f"{spool}-{number}",
+                # DESIGN §10: the default route offers both schemes (exact first, so a client
+                # that takes the first offer it knows keeps paying exact).
+                "PAYSIDECAR_SCHEMES": env.get("PAYSIDECAR_SCHEMES") or DEFAULT_SCHEMES,
             }
             sidecar = await self._spawn(name, [python, "-m", "sidecar.main"], sidecar_env, SIDECAR_READY)
             ready = await self._until(sidecar.wait_ready(READY_TIMEOUT_S))
@@ -363,6 +367,8 @@ class Launcher:
             f"  curl -i {self.gateway_url}/v1/datasets",
             f"  curl -i {self.gateway_url}/v1/records",
             f"  .venv/bin/paysidecar-cli call '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli call --scheme batch-settlement '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli channels --sidecar {sidecar_targets[0]}",
             f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_targets[0]}",
             *(f"  .venv/bin/paysidecar-cli status --sidecar {target}" for target in sidecar_targets),
         ]

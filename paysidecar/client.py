@@ -39,6 +39,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from paysidecar.v1 import (
+    channels_pb2,
+    channels_pb2_grpc,
     payment_pb2,
     payment_pb2_grpc,
     status_pb2,
@@ -165,6 +167,7 @@ class SidecarClient:
         self._payments = payment_pb2_grpc.PaymentServiceStub(self._channel)
         self._tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
         self._status = status_pb2_grpc.StatusServiceStub(self._channel)
+        self._channels = channels_pb2_grpc.ChannelServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def __aenter__(self) -> SidecarClient:
@@ -203,12 +206,15 @@ class SidecarClient:
         request_id: str,
         payment_signature: str = "",
         x_payment: str = "",
+        charge: int | None = None,
     ) -> payment_pb2.SettleResponse:
         """`claim_token` is Verified.claim_token: only the claim's holder may settle it.
         `payment_signature` / `x_payment` are the payment header the request came
         with, as sent to Authorize: with them any replica of a pool can settle the
         claim, not only the one that verified it (without, another replica answers
-        NOT_FOUND)."""
+        NOT_FOUND). `charge` (atomic units, at most Verified.amount): what a
+        batch-settlement request costs when less than the route's price; None: the
+        price."""
         request = payment_pb2.SettleRequest(
             payment_id=payment_id,
             claim_token=claim_token,
@@ -219,6 +225,8 @@ class SidecarClient:
             payment_signature=payment_signature,
             x_payment=x_payment,
         )
+        if charge is not None:
+            request.charge = str(charge)
         return await self._call(
             self._payments.Settle, request, request_id=request_id, timeout_s=self._settle_timeout_s
         )
@@ -304,6 +312,15 @@ class SidecarClient:
         """Deletes records older than `older_than` (unset: the sidecar's retention)."""
         request = tracking_pb2.PruneRequest(older_than=_timestamp(older_than))
         return await self._read(self._tracking.Prune, request, request_id)
+
+    # -- channels ---------------------------------------------------------
+
+    async def list_channels(
+        self, *, payer: str = "", limit: int = 0, cursor: str = "", request_id: str | None = None
+    ) -> channels_pb2.ListChannelsResponse:
+        """batch-settlement channels by id; limit 0 means the sidecar's default (50)."""
+        request = channels_pb2.ListChannelsRequest(payer=payer, limit=limit, cursor=cursor)
+        return await self._read(self._channels.ListChannels, request, request_id)
 
     # -- status -----------------------------------------------------------
 

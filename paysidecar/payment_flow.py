@@ -241,6 +241,11 @@ class PaymentFlow:
             rejected = authorized.rejected
             tag_request(outcome="rejected", reason=rejected.reason)
             return sidecar_answer(rejected.status, rejected.headers, rejected.body)
+        if outcome == "completed":
+            # A payment operation the sidecar carried out (a channel refund): no handler runs.
+            completed = authorized.completed
+            tag_request(outcome="completed")
+            return sidecar_answer(completed.status, completed.headers, completed.body)
         if outcome != "verified":
             logger.error("authorize for request %s returned no outcome", rid)
             return payment_service_unavailable(rid)
@@ -331,9 +336,11 @@ class PaidRequest:
             return
         logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
 
-    async def settle(self) -> Settlement:
+    async def settle(self, charge: int | None = None) -> Settlement:
+        """`charge`: what the request costs when less than the route's price (a
+        batch-settlement request; an exact payment settles what its payer signed)."""
         try:
-            settled = await self._settle()
+            settled = await self._settle(charge)
         except grpc.RpcError as exc:
             logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
             self._flow.call_failed("settle", exc, self.request_id, self.route)
@@ -357,7 +364,7 @@ class PaidRequest:
         )
         return Settlement(headers={**settled.headers, "Cache-Control": PAID_CACHE_CONTROL})
 
-    async def _settle(self) -> payment_pb2.SettleResponse:
+    async def _settle(self, charge: int | None) -> payment_pb2.SettleResponse:
         settling = asyncio.ensure_future(
             self._client.settle(
                 payment_id=self._verified.payment_id,
@@ -368,6 +375,7 @@ class PaidRequest:
                 request_id=self.request_id,
                 payment_signature=self._payment_signature,
                 x_payment=self._x_payment,
+                charge=charge,
             )
         )
         try:

@@ -163,7 +163,9 @@ function paywall(sidecar, route) {
       console.error(`authorize failed for request ${requestId}: ${error.message}`);
       return serviceUnavailable(res, requestId);
     }
-    if (authorized.outcome === 'payment_required' || authorized.outcome === 'rejected') {
+    // completed: a payment operation the sidecar carried out itself (a channel
+    // refund); like a 402 or a rejection it is sent as it is, and no handler runs.
+    if (['payment_required', 'rejected', 'completed'].includes(authorized.outcome)) {
       return sendAnswer(res, requestId, authorized[authorized.outcome]);
     }
     if (authorized.outcome !== 'verified') return serviceUnavailable(res, requestId);

@@ -103,16 +103,24 @@ async def forget_closed(ledger: LedgerStore, claims: InFlightClaims) -> int:
 
 def holds(entry: LedgerEntry, claim_token: str) -> bool:
     """Whether `claim_token` is the token of the claim under `entry`."""
-    try:
-        return uuid.UUID(claim_token) == entry.claim_token
-    except ValueError:
-        return False
+    return _is_token(entry.claim_token, claim_token)
 
 
 def check_holder(entry: LedgerEntry, claim_token: str) -> None:
     """Only the caller Authorize gave the claim token to may Settle or Release."""
-    if not holds(entry, claim_token):
+    check_token(entry.claim_token, claim_token)
+
+
+def check_token(held_by: uuid.UUID, claim_token: str) -> None:
+    if not _is_token(held_by, claim_token):
         raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
+
+
+def _is_token(held_by: uuid.UUID, claim_token: str) -> bool:
+    try:
+        return uuid.UUID(claim_token) == held_by
+    except ValueError:
+        return False
 
 
 def closed(why: str) -> ClaimRefused:
