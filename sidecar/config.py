@@ -26,16 +26,21 @@ from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
 from .payments.production import production_refusal
-from .payments.routes import DEFAULT_SCHEMES, SCHEMES, RouteDefaults, RouteTerms
+from .payments.errors import RouteError
+from .payments.routes import DEFAULT_SCHEMES, SCHEMES, RouteDefaults, RouteTerms, resolve_route
 
 # The devnet merchant wallet (see devnet/wallets.py); production must set its own.
 DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 
 class RouteConfig(BaseModel):
-    """A paid route the sidecar knows by name (from the TOML file)."""
+    """A paid route the sidecar knows by name (PAYSIDECAR_ROUTES, or `[routes.NAME]`
+    in the TOML file): the one place its money terms are set. Unset terms take the
+    config's defaults (PAYSIDECAR_DEFAULT_PRICE, _PAY_TO, _NETWORK)."""
 
-    price: str = "$0.001"
+    # "$0.001" (USD, in the network's USDC), or `amount` in atomic units of `asset`.
+    price: str | None = None
+    amount: str | None = None
     pay_to: str | None = None
     network: str | None = None
     asset: str | None = None
@@ -49,7 +54,8 @@ class RouteConfig(BaseModel):
     def terms(self, name: str) -> RouteTerms:
         return RouteTerms(
             key=name,
-            price=self.price,
+            price=self.price or "",
+            amount=self.amount or "",
             pay_to=self.pay_to or "",
             network=self.network or "",
             asset=self.asset or "",
@@ -235,6 +241,18 @@ class Settings(BaseSettings):
             )
             if problem:
                 raise ValueError(f"route {name!r}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _routes_price(self) -> Settings:
+        # A route that cannot be priced fails at start, not at its first request.
+        defaults = self.route_defaults()
+        for name in ("", *self.routes):
+            try:
+                resolve_route(RouteTerms(key=name or "default"), name, defaults)
+            except RouteError as exc:
+                where = f"route {name!r}" if name else "the default route (PAYSIDECAR_DEFAULT_PRICE, _NETWORK)"
+                raise ValueError(f"{where}: {exc.message}") from None
         return self
 
     def route_defaults(self) -> RouteDefaults:

@@ -245,3 +245,35 @@ class ReleaseResponse(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     state: str
     def __init__(self, state: _Optional[str] = ...) -> None: ...
+
+class DescribeRouteRequest(_message.Message):
+    __slots__ = ("route",)
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    route: Route
+    def __init__(self, route: _Optional[_Union[Route, _Mapping]] = ...) -> None: ...
+
+class RouteDescription(_message.Message):
+    __slots__ = ("key", "name", "price", "amount", "asset", "asset_name", "asset_version", "network", "pay_to", "schemes", "max_timeout_seconds")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    ASSET_NAME_FIELD_NUMBER: _ClassVar[int]
+    ASSET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PAY_TO_FIELD_NUMBER: _ClassVar[int]
+    SCHEMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    name: str
+    price: str
+    amount: str
+    asset: str
+    asset_name: str
+    asset_version: str
+    network: str
+    pay_to: str
+    schemes: _containers.RepeatedScalarFieldContainer[str]
+    max_timeout_seconds: int
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., asset_name: _Optional[str] = ..., asset_version: _Optional[str] = ..., network: _Optional[str] = ..., pay_to: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ...) -> None: ...

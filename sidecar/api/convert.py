@@ -81,6 +81,26 @@ def authorize_input(
     )
 
 
+def route_description(
+    request: payment_pb2.DescribeRouteRequest, routes: RouteDefaults
+) -> payment_pb2.RouteDescription:
+    """The route Authorize would offer for the same Route, resolved the same way."""
+    route = resolve_route(route_terms(request.route), request.route.name, routes)
+    return payment_pb2.RouteDescription(
+        key=route.key,
+        name=request.route.name,
+        price=route.price,
+        amount=str(route.amount),
+        asset=route.asset,
+        asset_name=route.asset_name,
+        asset_version=route.asset_version,
+        network=route.network,
+        pay_to=route.pay_to,
+        schemes=list(route.schemes),
+        max_timeout_seconds=route.max_timeout_seconds,
+    )
+
+
 def authorize_response(
     tracking_id: str, outcome: Challenge | Rejection | Verified | Completed
 ) -> payment_pb2.AuthorizeResponse:

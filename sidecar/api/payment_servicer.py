@@ -82,3 +82,9 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.ReleaseResponse:
         state = await self._service.release(convert.release_input(request))
         return payment_pb2.ReleaseResponse(state=state)
+
+    @mapped
+    async def DescribeRoute(
+        self, request: payment_pb2.DescribeRouteRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.RouteDescription:
+        return convert.route_description(request, self._routes)
