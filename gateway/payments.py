@@ -1,19 +1,44 @@
-"""The gateway's payments: one SidecarClient for the app's lifetime, the price of
-each records request, and the paywall (the client package's x402 middleware, used
-as any service would) in the gateway's middleware chain."""
+"""The gateway's payments: one SidecarClient for the app's lifetime, the sidecar
+route each records request is paid with, the terms the sidecar holds for it, and
+the paywall (the client package's x402 middleware, used as any service would) in
+the gateway's middleware chain."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
+import grpc
 from aiohttp import web
 
 from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
+from paysidecar.payment_flow import rpc_summary
 
+from .config import Settings
 from .http_helpers import Handler
 from .keys import EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
 from .render import CONTENT_TYPES
+
+logger = logging.getLogger(__name__)
+
+# A free listing waits this long at most for the sidecar to say what datasets cost.
+TERMS_TIMEOUT_S = 2.0
+
+
+def dataset_route(settings: Settings, dataset: str, mime_type: str = "application/json") -> RouteSpec:
+    """What the gateway sends for `dataset`: the sidecar route's name (the money
+    terms are the sidecar's) and what describes the data; in development, the
+    terms it overrides."""
+    return RouteSpec(
+        key=f"GET /v1/datasets/{dataset}/records",
+        name=settings.route_of(dataset),
+        description=settings.description_of(dataset),
+        mime_type=mime_type,
+        **settings.terms_of(dataset),
+    )
 
 
 def paid_route(request: web.Request) -> RouteSpec | None:
@@ -21,16 +46,33 @@ def paid_route(request: web.Request) -> RouteSpec | None:
     query = request.get(RECORDS_QUERY)
     if query is None:
         return None
-    settings = request.app[SETTINGS]
-    name = query.dataset.name
-    return RouteSpec(
-        key=f"GET /v1/datasets/{name}/records",
-        price=settings.price_of(name),
-        pay_to=settings.pay_to,
-        network=settings.network,
-        description=settings.description_of(name),
-        mime_type=CONTENT_TYPES[query.plan.format],
-    )
+    return dataset_route(request.app[SETTINGS], query.dataset.name, CONTENT_TYPES[query.plan.format])
+
+
+async def dataset_terms(app: web.Application, datasets: Iterable[str], request_id: str) -> dict[str, dict[str, Any]]:
+    """What each dataset costs, from the sidecar (the terms its 402 will offer).
+    A dataset whose terms the sidecar cannot give (down, unknown route) shows
+    them as null: the listing stays free and up."""
+    names = list(datasets)
+    answers = await asyncio.gather(*(_route_terms(app, name, request_id) for name in names))
+    return dict(zip(names, answers, strict=True))
+
+
+async def _route_terms(app: web.Application, dataset: str, request_id: str) -> dict[str, Any]:
+    route = dataset_route(app[SETTINGS], dataset).to_proto()
+    try:
+        terms = await app[SIDECAR].describe_route(route, request_id=request_id, timeout_s=TERMS_TIMEOUT_S)
+    except grpc.RpcError as exc:
+        logger.warning("no terms for dataset %s from the sidecar: %s", dataset, rpc_summary(exc))
+        return dict.fromkeys(("price", "amount", "asset", "network", "pay_to", "schemes"))
+    return {
+        "price": terms.price or None,
+        "amount": terms.amount,
+        "asset": terms.asset,
+        "network": terms.network,
+        "pay_to": terms.pay_to,
+        "schemes": list(terms.schemes),
+    }
 
 
 async def sidecar_context(app: web.Application) -> AsyncIterator[None]:

@@ -59,7 +59,10 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """A paid route as sent to the sidecar (payment_pb2.Route); empty = the sidecar's default."""
+    """A paid route as sent to the sidecar (payment_pb2.Route). `name` is a route of
+    the sidecar's config (empty: its default route), where the money terms live;
+    `price`/`amount`, `pay_to`, `network`, `asset` and `facilitators` override
+    them, which only a sidecar outside production accepts. Empty = the sidecar's."""
 
     key: str
     price: str = ""
@@ -71,12 +74,15 @@ class RouteSpec:
     name: str = ""
     facilitators: tuple[str, ...] = field(default=())
     max_timeout_seconds: int = 0
+    # Price in atomic units of `asset`; overrides `price` when set.
+    amount: str = ""
 
     def to_proto(self) -> payment_pb2.Route:
         return payment_pb2.Route(
             key=self.key,
             name=self.name,
             price=self.price,
+            amount=self.amount,
             pay_to=self.pay_to,
             network=self.network,
             asset=self.asset,

@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from devnet.wallets import MERCHANT_ADDRESS
 from paysidecar.asgi_middleware import REQUEST_ID_SCOPE_KEY, X402Middleware
 from paysidecar.client import SidecarClient
 
@@ -21,7 +20,8 @@ WEATHER = {
     "tokyo": {"temperature_c": 22, "conditions": "clear"},
 }
 SECRET = "paid-content-51c9"
-PRICED: Mapping[str, Any] = {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"}
+# The sidecar's route "weather" (tests/integration/conftest.py) holds the terms.
+PRICED: Mapping[str, Any] = {"name": "weather"}
 
 
 async def weather(request: Request) -> Response:
