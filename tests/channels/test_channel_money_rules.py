@@ -8,11 +8,22 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import grpc
+import pytest
+from x402.http.utils import encode_payment_signature_header
 from x402.mechanisms.evm.batch_settlement import errors as codes
 
-from tests.channels.support import PRICE, ChannelClient, batch_offer, receipt, required_of, settle_request
+from tests.channels.support import (
+    PRICE,
+    ChannelClient,
+    batch_offer,
+    receipt,
+    release_request,
+    required_of,
+    settle_request,
+)
 from tests.channels.test_channel_verification import voucher_payload
-from tests.devnet.channels import channel_id
+from tests.devnet.channels import ChannelPayer, channel_id
 
 
 async def _charged(database_url: str, channel: str) -> tuple[int, int]:
@@ -66,6 +77,57 @@ async def test_two_replicas_never_count_one_voucher_twice(make_channel_sidecar, 
     assert moved.success
     assert receipt(moved.headers)["extra"]["channelState"]["chargedCumulativeAmount"] == str(3 * PRICE)
     assert await _charged(database_url, channel_id(payload)) == (3 * PRICE, 3 * PRICE)
+
+
+async def test_a_deposit_verified_by_one_replica_is_settled_by_another_with_its_header(
+    make_channel_sidecar, database_url
+):
+    a, b = await make_channel_sidecar(), await make_channel_sidecar()
+    try:
+        client = ChannelClient(a)
+        deposit = await client.authorize(await client.next_payload())
+        assert deposit.outcome == "verified"
+        settle = settle_request(deposit.authorized)
+        settle.payment_signature = encode_payment_signature_header(deposit.payload)
+        deposit.settled = await b.payments.Settle(settle)
+    finally:
+        await a.stop()
+        await b.stop()
+    assert deposit.settled.success, deposit.settled
+    assert receipt(deposit.settled.headers)["transaction"]  # the deposit's transaction
+    assert await _charged(database_url, channel_id(deposit.payload)) == (PRICE, PRICE)
+
+
+async def test_a_deposit_without_its_header_is_not_settled_elsewhere_but_can_be_released(
+    make_channel_sidecar, database_url
+):
+    a, b = await make_channel_sidecar(), await make_channel_sidecar(channel_busy_wait_s=0.2)
+    try:
+        client = ChannelClient(a)
+        deposit = await client.authorize(await client.next_payload())
+        stranger = ChannelClient(a, ChannelPayer(1))
+        other = await stranger.authorize(await stranger.next_payload())  # another payer's deposit
+        assert other.outcome == "verified"
+        headerless = await _settle_error(b, settle_request(deposit.authorized))
+        wrong = settle_request(deposit.authorized)
+        wrong.payment_signature = encode_payment_signature_header(other.payload)
+        mismatched = await _settle_error(b, wrong)
+        released = await b.payments.Release(release_request(deposit.authorized))
+        # Released: the same deposit may be sent again, and now it is charged.
+        again = await client.pay()
+    finally:
+        await a.stop()
+        await b.stop()
+    assert headerless == mismatched == grpc.StatusCode.NOT_FOUND
+    assert released.state == "released"
+    assert again.settled is not None and again.settled.success
+    assert await _charged(database_url, channel_id(deposit.payload)) == (PRICE, PRICE)
+
+
+async def _settle_error(sidecar, request) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await sidecar.payments.Settle(request)
+    return refused.value.code()
 
 
 async def test_a_request_on_a_held_channel_waits_then_gets_channel_busy(sidecar, database_url):

@@ -12,7 +12,8 @@ while nothing happened on the channel since (never a charge for an answer not
 served).
 
 A request verified by another replica is settled from the channel's row (its
-hold carries the voucher); a deposit only by the replica that verified it."""
+hold carries the voucher); a deposit also needs the client's payment header
+(Settle carries it), which must bring the voucher the channel is held for."""
 
 from __future__ import annotations
 
@@ -26,15 +27,17 @@ from .. import answers
 from .. import records as tracking
 from ..claims import check_token, closed
 from ..context import PaymentContext
-from ..errors import CallerError, LedgerUnavailable, RouteError, UnknownPayment
+from ..codec import decode_envelope
+from ..errors import CallerError, LedgerUnavailable, PaymentError, RouteError, UnknownPayment
 from ..flow import ReleaseInput, SettleInput, SettleResult
 from ..lifecycle import Step
 from ..settlement import ask_facilitator
 from ..verification import sanitize_reason
-from . import receipts, records
+from . import receipts, records, vouchers
 from .accounting import charge_of
 from .room import ChannelFlight, ChannelRoom, Delivery, parse_payment_id
-from .state import DEPOSIT, VOUCHER, Channel, Mirror
+from .state import DEPOSIT, VOUCHER, Channel, Mirror, Reservation
+from .vouchers import ChannelPayment
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class _NotCharged(Exception):
 
 async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
     room = _room(ctx)
-    flight = await _take(ctx, room, req.payment_id, req.claim_token)
+    flight = await _take(ctx, room, req.payment_id, req.claim_token, req.header)
     status, elapsed_ms = req.response_status, req.response_time_ms
     if not 200 <= status < 300:
         await _release(ctx, room, flight, f"handler_status_{status}", status, elapsed_ms)
@@ -124,19 +127,24 @@ def _room(ctx: PaymentContext) -> ChannelRoom:
     return ctx.channels
 
 
-async def _take(ctx: PaymentContext, room: ChannelRoom, pid: str, claim_token: str) -> ChannelFlight:
+async def _take(
+    ctx: PaymentContext, room: ChannelRoom, pid: str, claim_token: str, header: tuple[str, str] | None = None
+) -> ChannelFlight:
     """The request to settle or release, for the holder of its claim token only:
     the one held here, else one another replica verified."""
     flight = room.flights.get(claim_token)
     if flight is None or flight.payment_id != pid:
-        flight = await _adopt(room, pid)
+        flight = await _adopt(ctx, room, pid, header)
     check_token(flight.token, claim_token)
     room.flights.take(claim_token)
     return flight
 
 
-async def _adopt(room: ChannelRoom, pid: str) -> ChannelFlight:
-    """A voucher another replica verified: its channel's hold carries all a commit needs."""
+async def _adopt(
+    ctx: PaymentContext, room: ChannelRoom, pid: str, header: tuple[str, str] | None
+) -> ChannelFlight:
+    """A request another replica verified: its channel's hold carries all a voucher's
+    commit needs; a deposit's settle also needs its payload, from the client's header."""
     parsed = parse_payment_id(pid)
     if parsed is None:
         raise UnknownPayment(pid)
@@ -147,8 +155,8 @@ async def _adopt(room: ChannelRoom, pid: str) -> ChannelFlight:
         if channel is None:
             raise UnknownPayment(pid)
         raise closed("the channel is not held for this voucher (settled, released or expired)")
-    if hold.kind != VOUCHER:
-        # A deposit's payload lives only where it was verified.
+    payment = _held_deposit(channel_id, hold, header) if hold.kind == DEPOSIT else None
+    if hold.kind not in (VOUCHER, DEPOSIT):
         raise UnknownPayment(pid)
     return ChannelFlight(
         payment_id=pid,
@@ -162,7 +170,36 @@ async def _adopt(room: ChannelRoom, pid: str) -> ChannelFlight:
         max_claimable=hold.max_claimable,
         signature=hold.signature,
         tracking_id=hold.tracking_id,
+        payment=payment,
+        offer=payment.accepted if payment is not None else None,
+        # Any facilitator may settle a deposit: its ERC-3009 nonce makes a second
+        # settle fail, and an ambiguous answer is decided by reading the chain.
+        facilitator=_first_facilitator(ctx) if payment is not None else "",
     )
+
+
+def _held_deposit(channel_id: str, hold: Reservation, header: tuple[str, str] | None) -> ChannelPayment | None:
+    """The deposit the channel is held for, from the client's header; None without
+    one or when the header brings another payment (then it can be released, not
+    settled)."""
+    if header is None:
+        return None
+    try:
+        payment = vouchers.decode(decode_envelope(*header))
+    except PaymentError:
+        return None
+    same = (
+        payment.kind == DEPOSIT
+        and payment.channel_id == channel_id
+        and payment.max_claimable == hold.max_claimable
+        and payment.signature.lower() == hold.signature.lower()
+    )
+    return payment if same else None
+
+
+def _first_facilitator(ctx: PaymentContext) -> str:
+    candidates = ctx.facilitators.candidates(())
+    return candidates[0].url if candidates else ""
 
 
 async def _deposited(ctx: PaymentContext, flight: ChannelFlight) -> tuple[str, Mirror | None]:
