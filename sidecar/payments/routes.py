@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
-from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.default_assets import get_default_asset
+from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
 from ..constants import V1_TO_CAIP2, Reason
