@@ -15,7 +15,6 @@ from aiohttp import web
 
 from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
-from paysidecar.payment_flow import rpc_summary
 
 from .config import Settings
 from .http_helpers import Handler
@@ -62,8 +61,8 @@ async def _route_terms(app: web.Application, dataset: str, request_id: str) -> d
     route = dataset_route(app[SETTINGS], dataset).to_proto()
     try:
         terms = await app[SIDECAR].describe_route(route, request_id=request_id, timeout_s=TERMS_TIMEOUT_S)
-    except grpc.RpcError as exc:
-        logger.warning("no terms for dataset %s from the sidecar: %s", dataset, rpc_summary(exc))
+    except grpc.aio.AioRpcError as exc:
+        logger.warning("no terms for dataset %s from the sidecar: %s %s", dataset, exc.code().name, exc.details())
         return dict.fromkeys(("price", "amount", "asset", "network", "pay_to", "schemes"))
     return {
         "price": terms.price or None,
