@@ -6,7 +6,8 @@ Loaded once in main() and passed down; nothing deeper reads the environment.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -19,6 +20,8 @@ from pydantic_settings import (
 from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
+from .payments.discovery import check_service_metadata, parse_declaration
+from .payments.errors import RouteError
 from .payments.production import production_refusal
 from .payments.routes import RouteDefaults, RouteTerms
 
@@ -37,6 +40,24 @@ class RouteConfig(BaseModel):
     mime_type: str = "application/json"
     facilitators: list[str] = Field(default_factory=list)
     max_timeout_seconds: int = 60
+    # x402 extensions: payment-identifier required (else optional), and Bazaar
+    # discovery (the route's declaration as a TOML table, its tags and service name).
+    payment_identifier_required: bool = False
+    discovery: dict[str, Any] | None = None
+    tags: list[str] = Field(default_factory=list)
+    service_name: str = ""
+
+    @model_validator(mode="after")
+    def _extensions(self) -> RouteConfig:
+        try:
+            check_service_metadata(self.tags, self.service_name)
+            parse_declaration(self._discovery_text())
+        except RouteError as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+    def _discovery_text(self) -> str:
+        return json.dumps(self.discovery) if self.discovery else ""
 
     def terms(self, name: str) -> RouteTerms:
         return RouteTerms(
@@ -49,6 +70,10 @@ class RouteConfig(BaseModel):
             mime_type=self.mime_type,
             facilitators=tuple(self.facilitators),
             max_timeout_seconds=self.max_timeout_seconds,
+            payment_identifier_required=self.payment_identifier_required,
+            discovery=self._discovery_text(),
+            tags=tuple(self.tags),
+            service_name=self.service_name,
         )
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
 from ..constants import V1_TO_CAIP2, Reason
+from .discovery import check_service_metadata, parse_declaration
 from .errors import RouteError
 from .production import production_refusal
 
@@ -34,6 +36,12 @@ class RouteTerms:
     mime_type: str = ""
     facilitators: tuple[str, ...] = ()
     max_timeout_seconds: int = 0
+    # The x402 extensions the route declares: payment-identifier (required or
+    # optional) and Bazaar discovery (the JSON of its declaration, tags, name).
+    payment_identifier_required: bool = False
+    discovery: str = ""
+    tags: tuple[str, ...] = ()
+    service_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class PricedRoute:
     mime_type: str
     facilitators: tuple[str, ...]
     max_timeout_seconds: int
+    payment_identifier_required: bool = False
+    # The route's `extensions.bazaar`, checked (discovery.py); None: not declared.
+    discovery: dict[str, Any] | None = field(default=None, compare=False)
+    tags: tuple[str, ...] = ()
+    service_name: str = ""
 
     @property
     def extra(self) -> dict[str, str]:
@@ -117,6 +130,11 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
         mime_type=asked.mime_type or named.mime_type,
         facilitators=asked.facilitators or named.facilitators,
         max_timeout_seconds=asked.max_timeout_seconds or named.max_timeout_seconds,
+        # A caller may require an id of a route its config leaves optional, not the reverse.
+        payment_identifier_required=asked.payment_identifier_required or named.payment_identifier_required,
+        discovery=asked.discovery or named.discovery,
+        tags=asked.tags or named.tags,
+        service_name=asked.service_name or named.service_name,
     )
     if defaults.production:
         # The guard of the config check at start, for what a caller names per request.
@@ -127,8 +145,11 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
 
 
 def price_route(terms: RouteTerms) -> PricedRoute:
-    """Turn route terms into atomic amounts with the SDK's price parser."""
+    """Turn route terms into atomic amounts with the SDK's price parser, and
+    check what the route declares."""
     _check_facilitators(terms.facilitators)
+    check_service_metadata(terms.tags, terms.service_name)
+    discovery = parse_declaration(terms.discovery)
     if not terms.key:
         raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:
@@ -162,8 +183,13 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         mime_type=terms.mime_type or "application/json",
         facilitators=terms.facilitators,
         max_timeout_seconds=terms.max_timeout_seconds or 60,
+        payment_identifier_required=terms.payment_identifier_required,
+        discovery=discovery,
+        tags=terms.tags,
+        service_name=terms.service_name,
     )
 
 
-# Pricing goes through the SDK's parser; routes repeat, so remember the answer.
+# Pricing goes through the SDK's parser and a declaration through its validators;
+# routes repeat, so remember the answer.
 _cached_price_route = functools.lru_cache(maxsize=1024)(price_route)
