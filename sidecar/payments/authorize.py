@@ -16,7 +16,7 @@ from typing import Any
 
 from ..constants import Reason
 from . import answers, ledger, records, redeem
-from .binding import bind
+from .binding import bind, forwarded_payload
 from .claims import InFlight
 from .codec import DecodedPayment, decode_payment, pick_header
 from .context import PaymentContext
@@ -137,7 +137,11 @@ async def _held_already(
 async def _verify(ctx: PaymentContext, bound: _Bound, req: AuthorizeInput, audit: _Audit) -> Facilitator:
     """The facilitator that verified the payment (DESIGN §5), or a PaymentError."""
     payment = bound.payment
-    body = {"x402Version": payment.version, "paymentPayload": payment.wire, "paymentRequirements": bound.requirements}
+    body = {
+        "x402Version": payment.version,
+        "paymentPayload": forwarded_payload(payment, req.route, req.url),
+        "paymentRequirements": bound.requirements,
+    }
     result = await verify_with_fallback(ctx.facilitators.candidates(req.route.facilitators), body)
     audit.attempts = result.attempts
     if result.facilitator is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..constants import Reason
 from . import answers, ledger, records, redeem
+from .binding import forwarded_payload
 from .claims import InFlight, check_holder, closed, move_taken
 from .codec import decode_payment
 from .context import PaymentContext
@@ -110,7 +111,7 @@ async def _settle_on_facilitator(ctx: PaymentContext, flight: InFlight) -> Settl
     entry = flight.entry
     body = {
         "x402Version": flight.payment.version,
-        "paymentPayload": flight.payment.wire,
+        "paymentPayload": forwarded_payload(flight.payment, flight.route, flight.url),
         "paymentRequirements": entry.requirements,
     }
     facilitator = ctx.facilitators.get(entry.facilitator)
