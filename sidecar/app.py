@@ -21,6 +21,7 @@ from .chain.reader import Web3ChainReader
 from .config import Settings
 from .constants import RELEASE_AT_SHUTDOWN
 from .facilitators.pool import Pool
+from .payments.idempotency import IdempotencyPolicy
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
@@ -31,6 +32,7 @@ from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
 from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
+from .store.identifiers import PgIdentifiers
 from .store.ledger import PgLedger
 from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
@@ -84,6 +86,9 @@ class Sidecar:
                 # A payment in doubt is asked about again by the recovery job.
                 retry_after_s=math.ceil(s.recovery_interval_s),
             ),
+            identifiers=PgIdentifiers(self.db_pool),
+            # A replay whose caller vanished gives its id back like a claim does.
+            idempotency=IdempotencyPolicy(s.idempotency_window_s, replay_timeout_s=s.claim_timeout_s),
         )
         if self._tracing:
             self._tracing.observe(self)

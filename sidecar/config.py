@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # A claim verified but neither settled nor released for this long (its caller
     # vanished) is released by the recovery job; no settle was ever sent for it.
     claim_timeout_s: float = Field(600.0, gt=0)
+    # x402 payment-identifier: how long a delivered payment is served again to a
+    # payment with the same id (and the same request), without a new transfer.
+    idempotency_window_s: float = Field(86400.0, gt=0)
 
     tracking_enabled: bool = True
     tracking_batch_size: int = Field(500, ge=1)

@@ -29,6 +29,10 @@ class InFlight:
     url: str
     request_id: str
     redeem: bool
+    # A replay (replay.py): served from this payment, the first its id paid with;
+    # `entry` is then that payment's row as the replay sees it (its claim token
+    # and tracking record are the replay's).
+    replay_of: LedgerEntry | None = None
 
 
 class InFlightClaims:
@@ -50,6 +54,12 @@ class InFlightClaims:
 
     def get(self, payment_id: str) -> InFlight | None:
         return self._by_payment.get(payment_id)
+
+    def held_by(self, payment_id: str, claim_token: str) -> InFlight | None:
+        """The claim in flight here under this token. Another token finds none:
+        a replay of a payment and a late Release of the payment itself share its id."""
+        flight = self._by_payment.get(payment_id)
+        return flight if flight is not None and holds(flight.entry, claim_token) else None
 
     def take(self, payment_id: str) -> InFlight | None:
         return self._by_payment.pop(payment_id, None)
@@ -77,13 +87,20 @@ async def move_taken(
         raise
 
 
+def token_of(claim_token: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(claim_token)
+    except ValueError:
+        return None
+
+
+def holds(entry: LedgerEntry, claim_token: str) -> bool:
+    return token_of(claim_token) == entry.claim_token
+
+
 def check_holder(entry: LedgerEntry, claim_token: str) -> None:
     """Only the caller Authorize gave the claim token to may Settle or Release."""
-    try:
-        held = uuid.UUID(claim_token) == entry.claim_token
-    except ValueError:
-        held = False
-    if not held:
+    if not holds(entry, claim_token):
         raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
 
 

@@ -1,12 +1,14 @@
-"""What the payment flows (authorize, settle, release, redeem) work with: the
-ports, the reconcile policy and the claims in flight, built once per process."""
+"""What the payment flows (authorize, settle, release, redeem, replay) work
+with: the ports, the reconcile and idempotency policies and the claims in
+flight, built once per process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .claims import InFlightClaims
-from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
+from .idempotency import IdempotencyPolicy
+from .ports import ChainReader, FacilitatorPool, IdentifierStore, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
 
 
@@ -19,3 +21,5 @@ class PaymentContext:
     telemetry: Telemetry
     policy: ReconcilePolicy
     claims: InFlightClaims
+    identifiers: IdentifierStore
+    idempotency: IdempotencyPolicy

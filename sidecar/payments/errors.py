@@ -6,13 +6,15 @@ from __future__ import annotations
 
 
 class PaymentError(Exception):
-    """A payment the client must fix (400) or pay again for (402)."""
+    """A payment the client must fix (400), pay again for (402), or send again
+    later (409, 503: after `retry_after_s` when set)."""
 
-    def __init__(self, reason: str, message: str, status: int = 402) -> None:
+    def __init__(self, reason: str, message: str, status: int = 402, *, retry_after_s: int = 0) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class CallerError(Exception):

@@ -96,11 +96,20 @@ def verification_fields(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {"payment_verified": verified, "verification_error": None if verified else error}
-    if attempts:
-        fields["metadata"] = {"verify_attempts": [a.as_record() for a in attempts]}
+    metadata = {"verify_attempts": [a.as_record() for a in attempts]} if attempts else {}
     if extra:
         fields.update(extra)
+        metadata.update(extra.get("metadata", {}))
+    if metadata:
+        fields["metadata"] = metadata
     return fields
+
+
+def identifier_fields(identifier: str, replay_of: str = "") -> dict[str, Any]:
+    """The payment-identifier id a call's payment carried: every call paid with
+    one id shows it; a replay also names the payment it was served from."""
+    named = {"id": identifier, **({"replay_of": replay_of} if replay_of else {})}
+    return {"metadata": {"payment_identifier": named}}
 
 
 def settlement_fields(
@@ -137,6 +146,23 @@ def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: in
         "response_status": response_status,
         "response_time_ms": response_time_ms,
         "metadata": {"redeem": {"payment_id": entry.payment_id}},
+    }
+
+
+def replay_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
+    """Served again from the payment `entry` (its id's first), without a settle."""
+    return {
+        "settlement": _settlement(
+            entry,
+            success=True,
+            status=ledger.SETTLED,
+            transaction=entry.transaction,
+            source=entry.reconciled_by,
+            replay_of=entry.payment_id,
+        ),
+        "handler_executed": True,
+        "response_status": response_status,
+        "response_time_ms": response_time_ms,
     }
 
 

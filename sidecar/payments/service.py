@@ -1,6 +1,6 @@
 """Authorize -> (handler) -> Settle | Release: the payment flow of one request,
 as the API calls it. Each flow reads like its rules in a module of its own
-(authorize.py, settle.py, release.py, redeem.py); they share the ports, the
+(authorize.py, settle.py, release.py, redeem.py, replay.py); they share the ports, the
 reconcile policy and the claims in flight (context.py).
 
 Pure domain: talks to facilitators, the chain, the ledger, tracking and telemetry
@@ -14,7 +14,8 @@ from . import authorize, release, settle
 from .claims import InFlightClaims
 from .context import PaymentContext
 from .flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
-from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
+from .idempotency import IdempotencyPolicy
+from .ports import ChainReader, FacilitatorPool, IdentifierStore, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
 
 
@@ -28,8 +29,20 @@ class PaymentService:
         tracker: Tracker,
         telemetry: Telemetry,
         policy: ReconcilePolicy,
+        identifiers: IdentifierStore,
+        idempotency: IdempotencyPolicy,
     ) -> None:
-        self._ctx = PaymentContext(facilitators, ledger_store, chain, tracker, telemetry, policy, InFlightClaims())
+        self._ctx = PaymentContext(
+            facilitators,
+            ledger_store,
+            chain,
+            tracker,
+            telemetry,
+            policy,
+            InFlightClaims(),
+            identifiers,
+            idempotency,
+        )
 
     @property
     def in_flight(self) -> InFlightClaims:

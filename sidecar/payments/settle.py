@@ -6,7 +6,8 @@ settle goes to the facilitator that verified (settlement.py); the content may
 leave only when the payment settled and the ledger recorded its delivery. A
 failed settle is a 402 with a receipt saying why; one in doubt is a 503 asking
 for the same header again. A redeem claim is served without a settle
-(redeem.py); a claim another replica verified is adopted with the client's
+(redeem.py), and so is a replay of a payment its payment-identifier id paid
+for (replay.py); a claim another replica verified is adopted with the client's
 payment header."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..constants import Reason
-from . import answers, ledger, records, redeem
+from . import answers, ledger, records, redeem, replay
 from .binding import forwarded_payload
 from .claims import InFlight, check_holder, closed, move_taken
 from .codec import decode_payment
@@ -24,8 +25,9 @@ from .context import PaymentContext
 from .errors import PaymentError, RouteError, UnknownPayment
 from .flow import SettleInput, SettleResult
 from .identity import is_payment_id, payment_id
+from .ledger import LedgerEntry
 from .lifecycle import Step
-from .release import release_entry
+from .release import release_flight
 from .routes import PricedRoute
 from .settlement import SettleOutcome, settle_payment
 from .used_nonce import ExpectedTransfer
@@ -37,8 +39,11 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
     flight = await _take_claim(ctx, req.payment_id, req.claim_token, req.header)
     response_status, response_time_ms = req.response_status, req.response_time_ms
     if not 200 <= response_status < 300:
-        await release_entry(ctx, flight.entry, f"handler_status_{response_status}", response_status, response_time_ms)
+        await release_flight(ctx, flight, f"handler_status_{response_status}", response_status, response_time_ms)
         raise RouteError(Reason.INVALID_SETTLE, "Settle is only for 2xx handler answers; the claim was released")
+    if flight.replay_of is not None:
+        transaction = await replay.serve(ctx, flight, flight.replay_of, response_status, response_time_ms)
+        return _success(ctx, flight, transaction, response_status, response_time_ms)
     if flight.redeem:
         transaction = await redeem.serve(ctx, flight, response_status, response_time_ms)
         return _success(ctx, flight, transaction, response_status, response_time_ms)
@@ -56,10 +61,9 @@ async def _take_claim(ctx: PaymentContext, pid: str, claim_token: str, header: t
     another replica verified."""
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    flight = ctx.claims.get(pid)
+    flight = ctx.claims.held_by(pid, claim_token)
     if flight is None:
         return await _adopt(ctx, pid, claim_token, header)
-    check_holder(flight.entry, claim_token)
     ctx.claims.take(pid)
     return flight
 
@@ -70,17 +74,25 @@ async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[
     entry = await ctx.ledger.get(pid)
     if entry is None:
         raise UnknownPayment(pid)
-    check_holder(entry, claim_token)
-    if entry.state not in (ledger.VERIFIED, ledger.REDEEMING):
-        raise closed(f"it is {entry.state}")
     try:
         payment = decode_payment(*header) if header is not None else None
     except PaymentError:
         payment = None
+    replayed = await replay.adopt(ctx, entry, claim_token, payment, _route_of(entry))
+    if replayed is not None:
+        return replayed
+    check_holder(entry, claim_token)
+    if entry.state not in (ledger.VERIFIED, ledger.REDEEMING):
+        raise closed(f"it is {entry.state}")
     if payment is None or payment_id(payment) != pid or payment.payload_hash != entry.payload_hash:
         # Only the payment header lets this replica settle what another one verified.
         raise UnknownPayment(pid)
-    route = PricedRoute(
+    return InFlight(entry, payment, _route_of(entry), entry.resource, "", redeem=entry.state == ledger.REDEEMING)
+
+
+def _route_of(entry: LedgerEntry) -> PricedRoute:
+    """The route a ledger row was claimed for, as far as the row tells it."""
+    return PricedRoute(
         key=entry.route_key,
         amount=entry.amount,
         asset=entry.asset,
@@ -93,7 +105,6 @@ async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[
         facilitators=(),
         max_timeout_seconds=int(entry.requirements.get("maxTimeoutSeconds", 60)),
     )
-    return InFlight(entry, payment, route, entry.resource, "", redeem=entry.state == ledger.REDEEMING)
 
 
 async def _start_settling(ctx: PaymentContext, flight: InFlight) -> None:
