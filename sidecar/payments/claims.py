@@ -52,9 +52,6 @@ class InFlightClaims:
     def hold(self, flight: InFlight) -> None:
         self._by_payment[flight.entry.payment_id] = flight
 
-    def get(self, payment_id: str) -> InFlight | None:
-        return self._by_payment.get(payment_id)
-
     def held_by(self, payment_id: str, claim_token: str) -> InFlight | None:
         """The claim in flight here under this token. Another token finds none:
         a replay of a payment and a late Release of the payment itself share its id."""

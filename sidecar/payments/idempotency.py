@@ -73,7 +73,7 @@ class Binding:
     fingerprint: str
     payment_id: str
     age_s: float  # since the payment was bound
-    replay_token: uuid.UUID | None = None
+    # The tracking record of the replay holding the id, if one does.
     replay_tracking_id: uuid.UUID | None = None
 
 

@@ -12,7 +12,8 @@ from ..constants import RELEASE_STALE_CLAIM, SECRET_HEADERS
 from . import ledger
 from .codec import DecodedPayment
 from .ledger import LedgerEntry
-from .ports import Attempt
+from .lifecycle import Step
+from .ports import Attempt, Tracker
 from .routes import PricedRoute
 from .settlement import FROM_CHAIN, SettleOutcome
 
@@ -133,37 +134,33 @@ def settlement_fields(
 
 
 def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
-    return {
-        "settlement": _settlement(
-            entry,
-            success=True,
-            status=ledger.SETTLED,
-            transaction=entry.transaction,
-            source=entry.reconciled_by,
-            redeemed=True,
-        ),
-        "handler_executed": True,
-        "response_status": response_status,
-        "response_time_ms": response_time_ms,
-        "metadata": {"redeem": {"payment_id": entry.payment_id}},
-    }
+    fields = _served_unsettled(entry, response_status, response_time_ms, redeemed=True)
+    return {**fields, "metadata": {"redeem": {"payment_id": entry.payment_id}}}
 
 
 def replay_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
     """Served again from the payment `entry` (its id's first), without a settle."""
+    return _served_unsettled(entry, response_status, response_time_ms, replay_of=entry.payment_id)
+
+
+def _served_unsettled(entry: LedgerEntry, response_status: int, response_time_ms: int, **how: Any) -> dict[str, Any]:
+    """Served on the strength of `entry`'s settled payment; no settle was sent."""
     return {
         "settlement": _settlement(
-            entry,
-            success=True,
-            status=ledger.SETTLED,
-            transaction=entry.transaction,
-            source=entry.reconciled_by,
-            replay_of=entry.payment_id,
+            entry, success=True, status=ledger.SETTLED, transaction=entry.transaction, source=entry.reconciled_by, **how
         ),
         "handler_executed": True,
         "response_status": response_status,
         "response_time_ms": response_time_ms,
     }
+
+
+def record_release(
+    tracker: Tracker, record_id: uuid.UUID, reason: str, state: str, response_status: int, elapsed_ms: int
+) -> None:
+    """A released claim's record: why, where the payment stands, and the call's end."""
+    tracker.record(record_id, Step.RELEASE, release_fields(reason, state, response_status, elapsed_ms))
+    tracker.record(record_id, Step.FINALIZE, finalize_fields(response_status, elapsed_ms))
 
 
 def release_fields(reason: str, state: str, response_status: int, response_time_ms: int) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from .errors import UnknownPayment
 from .flow import ReleaseInput
 from .identity import is_payment_id
 from .ledger import LedgerEntry
-from .lifecycle import Step
 
 
 async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
@@ -87,12 +86,7 @@ async def release_entry(
         served_at=None,
     )
     if moved is not None and entry.tracking_id is not None:
-        ctx.tracker.record(
-            entry.tracking_id,
-            Step.RELEASE,
-            records.release_fields(reason, moved.state, response_status, elapsed_ms),
-        )
-        ctx.tracker.record(entry.tracking_id, Step.FINALIZE, records.finalize_fields(response_status, elapsed_ms))
+        records.record_release(ctx.tracker, entry.tracking_id, reason, moved.state, response_status, elapsed_ms)
     return moved
 
 

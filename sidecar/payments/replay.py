@@ -125,12 +125,7 @@ async def release(
     if not await ctx.identifiers.end_replay(entry.payment_id, entry.claim_token):
         return False
     if entry.tracking_id is not None:
-        ctx.tracker.record(
-            entry.tracking_id,
-            Step.RELEASE,
-            records.release_fields(reason, entry.state, response_status, response_time_ms),
-        )
-        ctx.tracker.record(entry.tracking_id, Step.FINALIZE, records.finalize_fields(response_status, response_time_ms))
+        records.record_release(ctx.tracker, entry.tracking_id, reason, entry.state, response_status, response_time_ms)
     return True
 
 

@@ -13,7 +13,7 @@ from ..payments.ledger import RECLAIMABLE, LedgerEntry
 from .ledger import claim_row, ledger_entry, run_on_ledger
 
 _COLUMNS = """
-payer, identifier, fingerprint, payment_id, replay_token, replay_tracking_id,
+payer, identifier, fingerprint, payment_id, replay_tracking_id,
 extract(epoch FROM now() - bound_at)::float8 AS age_s
 """
 
@@ -69,7 +69,6 @@ def _binding(row: asyncpg.Record) -> Binding:
         fingerprint=row["fingerprint"],
         payment_id=row["payment_id"],
         age_s=row["age_s"],
-        replay_token=row["replay_token"],
         replay_tracking_id=row["replay_tracking_id"],
     )
 
