@@ -36,6 +36,8 @@ def _well_formed(stage: str, status: int, data: Any) -> bool:
         valid = data.get("isValid")
         # A 4xx is a clean answer only when it says "invalid".
         return isinstance(valid, bool) and (status < 400 or valid is False)
+    if stage == "supported":
+        return status < 400 and isinstance(data.get("kinds"), list)
     success = data.get("success")  # settle
     if success is True:
         tx = data.get("transaction")
@@ -68,6 +70,9 @@ class HttpFacilitator:
     async def settle(self, body: dict[str, Any]) -> FacilitatorAnswer:
         return await self._call("settle", body)
 
+    async def supported(self) -> FacilitatorAnswer:
+        return await self._call("supported", None)
+
     def _answer(
         self, stage: str, outcome: Outcome, started: float, what: str = "", status: int = 0, data: Any = None
     ) -> FacilitatorAnswer:
@@ -76,13 +81,13 @@ class HttpFacilitator:
         self.health.record(outcome is Outcome.OK, latency_ms)
         return FacilitatorAnswer(Attempt(self.name, stage, outcome, latency_ms, reason, status), data)
 
-    async def _call(self, stage: str, body: dict[str, Any]) -> FacilitatorAnswer:
+    async def _call(self, stage: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
         with attempt_span(self.name, stage) as span:
             answer = await self._send(stage, body)
             record_attempt(span, answer.attempt)
         return answer
 
-    async def _send(self, stage: str, body: dict[str, Any]) -> FacilitatorAnswer:
+    async def _send(self, stage: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
         started = time.perf_counter()
         if not self.health.allow():
             # Not an attempt on the wire, so it does not feed the health figures.
@@ -92,8 +97,13 @@ class HttpFacilitator:
             total=self._timeouts_s[stage], sock_connect=self._connect_timeout_s
         )
         try:
-            async with self._session.post(
-                f"{self.url}/{stage}", json=body, headers=self._headers, timeout=timeout
+            # /supported is the one GET of the facilitator API; verify and settle POST a body.
+            async with self._session.request(
+                "GET" if body is None else "POST",
+                f"{self.url}/{stage}",
+                json=body,
+                headers=self._headers,
+                timeout=timeout,
             ) as response:
                 status = response.status
                 raw = await response.content.read(MAX_BODY_BYTES + 1)

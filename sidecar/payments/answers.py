@@ -82,8 +82,9 @@ def resource_info(route: PricedRoute, url: str) -> ResourceInfo:
 
 
 def extensions(route: PricedRoute) -> dict[str, Any]:
-    """The x402 extensions every 402 of the route declares: payment-identifier
-    (required when the route says so) and its Bazaar discovery declaration."""
+    """The x402 extensions every 402 of the route declares, whatever schemes it
+    offers: payment-identifier (required when the route says so) and its Bazaar
+    discovery declaration."""
     declared: dict[str, Any] = {
         PAYMENT_IDENTIFIER: declare_payment_identifier_extension(required=route.payment_identifier_required)
     }
@@ -92,17 +93,22 @@ def extensions(route: PricedRoute) -> dict[str, Any]:
     return declared
 
 
-def payment_required(route: PricedRoute, url: str, error: str, version: int = 2) -> HttpAnswer:
-    """The 402 challenge: header and body carry the same PaymentRequired JSON."""
-    if version == 1:
-        # v1 clients read the body only; the header is v2's invention.
+def payment_required(
+    route: PricedRoute, url: str, error: str, version: int = 2, *, batch: PaymentRequirements | None = None
+) -> HttpAnswer:
+    """The 402 challenge: header and body carry the same PaymentRequired JSON, with
+    what the route offers in the order of its schemes (`batch`: its batch-settlement
+    offer, when it makes one)."""
+    if version == 1 and route.offers("exact"):
+        # v1 clients read the body only; the header is v2's invention. v1 knows exact only.
         v1 = PaymentRequiredV1(error=error, accepts=[requirements_v1(route, url)])
         body = v1.model_dump_json(by_alias=True, exclude_none=True).encode()
         return HttpAnswer(402, {"Content-Type": _JSON}, body)
+    offers = {"exact": requirements_v2(route), "batch-settlement": batch}
     required = PaymentRequired(
         error=error,
         resource=resource_info(route, url),
-        accepts=[requirements_v2(route)],
+        accepts=[offer for scheme in route.schemes if (offer := offers.get(scheme)) is not None],
         extensions=extensions(route),
     )
     body = required.model_dump_json(by_alias=True, exclude_none=True).encode()

@@ -4,17 +4,30 @@ these are anybody's fault but ours, anything else is a bug (INTERNAL)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PaymentError(Exception):
     """A payment the client must fix (400), pay again for (402), or send again
-    later (409, 503: after `retry_after_s` when set)."""
+    later (409, 503). A 402 may offer the client a corrected batch-settlement
+    offer (`offer`: the channel's state to resynchronise with); any answer may
+    carry more headers (`headers`: a receipt, a Retry-After)."""
 
-    def __init__(self, reason: str, message: str, status: int = 402, *, retry_after_s: int = 0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        status: int = 402,
+        *,
+        offer: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.status = status
-        self.retry_after_s = retry_after_s
+        self.offer = offer
+        self.headers = headers or {}
 
 
 class CallerError(Exception):

@@ -176,5 +176,5 @@ def refusal(verdict: Verdict, policy: IdempotencyPolicy, in_doubt_message: str) 
         Reason.PAYMENT_IDENTIFIER_IN_FLIGHT,
         "a request paid with this payment identifier is under way; retry with the same identifier",
         409,
-        retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
+        headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
     )

@@ -27,15 +27,19 @@ async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
         ctx.claims.take(pid)
         if flight.replay_of is not None:
             return await _release_replay(ctx, flight.entry, req)
-    entry = flight.entry if flight is not None else await ctx.ledger.get(pid)
-    if entry is None:
-        raise UnknownPayment(pid)
-    if flight is None:
+        entry = flight.entry
+    else:
+        found = await ctx.ledger.get(pid)  # as in settle.py: the ledger decides
+        if found is None:
+            raise UnknownPayment(pid)
         # A replay another replica authorized is held on its id, not in the row.
-        replayed = await replay.held(ctx, entry, req.claim_token)
+        replayed = await replay.held(ctx, found, req.claim_token)
         if replayed is not None:
             return await _release_replay(ctx, replayed, req)
+        entry = found
     check_holder(entry, req.claim_token)
+    if flight is None:
+        ctx.claims.drop_older(pid)
     moved = await release_entry(
         ctx,
         entry,

@@ -65,7 +65,12 @@ def _flight(
 
 
 async def adopt(
-    ctx: PaymentContext, first: LedgerEntry, claim_token: str, payment: DecodedPayment | None, route: PricedRoute
+    ctx: PaymentContext,
+    first: LedgerEntry,
+    claim_token: str,
+    payment: DecodedPayment | None,
+    route: PricedRoute,
+    request_id: str,
 ) -> InFlight | None:
     """Settle on a replica that did not authorize the replay: the replay this
     token holds, when the client's header is a payment with the same id from
@@ -81,7 +86,7 @@ async def adopt(
     if identifier != binding.identifier or payment.authorization.payer.lower() != binding.payer:
         # Only a payment with the id, from its payer, lets this replica serve the replay.
         raise UnknownPayment(first.payment_id)
-    return _flight(first, token, binding.replay_tracking_id, payment, route, first.resource, "")
+    return _flight(first, token, binding.replay_tracking_id, payment, route, first.resource, request_id)
 
 
 async def serve(

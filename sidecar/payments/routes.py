@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
@@ -20,6 +21,11 @@ from .errors import RouteError
 from .production import production_refusal
 
 _PRICE_PARSER = ExactEvmServerScheme()
+
+EXACT = "exact"
+# The schemes a route may offer, and what it offers when nobody says.
+SCHEMES = (EXACT, SCHEME_BATCH_SETTLEMENT)
+DEFAULT_SCHEMES = (EXACT,)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class RouteTerms:
     discovery: str = ""
     tags: tuple[str, ...] = ()
     service_name: str = ""
+    schemes: tuple[str, ...] = ()  # empty: not said
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class RouteDefaults:
     # Routes the config knows by name; a caller may name one instead of spelling it out.
     named: Mapping[str, RouteTerms] = field(default_factory=dict)
     production: bool = False
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class PricedRoute:
     discovery: dict[str, Any] | None = field(default=None, compare=False)
     tags: tuple[str, ...] = ()
     service_name: str = ""
+    # What the 402 offers, in this order (the order of `accepts`).
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+
+    def offers(self, scheme: str) -> bool:
+        return scheme in self.schemes
 
     @property
     def extra(self) -> dict[str, str]:
@@ -135,6 +148,7 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
         discovery=asked.discovery or named.discovery,
         tags=asked.tags or named.tags,
         service_name=asked.service_name or named.service_name,
+        schemes=asked.schemes or named.schemes or defaults.schemes,
     )
     if defaults.production:
         # The guard of the config check at start, for what a caller names per request.
@@ -144,12 +158,21 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
     return terms
 
 
+def _check_schemes(schemes: tuple[str, ...]) -> tuple[str, ...]:
+    schemes = schemes or DEFAULT_SCHEMES
+    unknown = [scheme for scheme in schemes if scheme not in SCHEMES]
+    if unknown or len(set(schemes)) != len(schemes):
+        raise RouteError(Reason.INVALID_ROUTE, f"route schemes must be distinct, from {', '.join(SCHEMES)}")
+    return schemes
+
+
 def price_route(terms: RouteTerms) -> PricedRoute:
     """Turn route terms into atomic amounts with the SDK's price parser, and
     check what the route declares."""
     _check_facilitators(terms.facilitators)
     check_service_metadata(terms.tags, terms.service_name)
     discovery = parse_declaration(terms.discovery)
+    schemes = _check_schemes(terms.schemes)
     if not terms.key:
         raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:
@@ -187,6 +210,7 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         discovery=discovery,
         tags=terms.tags,
         service_name=terms.service_name,
+        schemes=schemes,
     )
 
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
-    flight = await _take_claim(ctx, req.payment_id, req.claim_token, req.header)
+    flight = await _take_claim(ctx, req)
     response_status, response_time_ms = req.response_status, req.response_time_ms
     if not 200 <= response_status < 300:
         await release_flight(ctx, flight, f"handler_status_{response_status}", response_status, response_time_ms)
@@ -56,19 +56,27 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
     return await _not_settled(ctx, flight, outcome, response_time_ms)
 
 
-async def _take_claim(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:
+async def _take_claim(ctx: PaymentContext, req: SettleInput) -> InFlight:
     """The claim to settle, for its holder only: the one held here, else one
-    another replica verified."""
+    another replica verified. What is held here under another token is an older
+    claim of the payment, closed elsewhere (and claimed again there): the ledger
+    decides, and it is forgotten."""
+    pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    flight = ctx.claims.held_by(pid, claim_token)
-    if flight is None:
-        return await _adopt(ctx, pid, claim_token, header)
-    ctx.claims.take(pid)
+    flight = ctx.claims.held_by(pid, req.claim_token)
+    if flight is not None:
+        ctx.claims.take(pid)
+        return flight
+    flight = await _adopt(ctx, pid, req.claim_token, req.header, req.request_id)
+    if flight.replay_of is None:
+        ctx.claims.drop_older(pid)
     return flight
 
 
-async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:
+async def _adopt(
+    ctx: PaymentContext, pid: str, claim_token: str, header: tuple[str, str] | None, request_id: str
+) -> InFlight:
     """Settle a payment verified by another replica, for the holder of its claim:
     the client's header is re-decoded and must hash to the claimed payment."""
     entry = await ctx.ledger.get(pid)
@@ -78,7 +86,7 @@ async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[
         payment = decode_payment(*header) if header is not None else None
     except PaymentError:
         payment = None
-    replayed = await replay.adopt(ctx, entry, claim_token, payment, _route_of(entry))
+    replayed = await replay.adopt(ctx, entry, claim_token, payment, _route_of(entry), request_id)
     if replayed is not None:
         return replayed
     check_holder(entry, claim_token)
@@ -87,7 +95,8 @@ async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[
     if payment is None or payment_id(payment) != pid or payment.payload_hash != entry.payload_hash:
         # Only the payment header lets this replica settle what another one verified.
         raise UnknownPayment(pid)
-    return InFlight(entry, payment, _route_of(entry), entry.resource, "", redeem=entry.state == ledger.REDEEMING)
+    redeem = entry.state == ledger.REDEEMING
+    return InFlight(entry, payment, _route_of(entry), entry.resource, request_id, redeem=redeem)
 
 
 def _route_of(entry: LedgerEntry) -> PricedRoute:

@@ -10,7 +10,8 @@ import asyncpg
 
 from ..payments.idempotency import Binding, IdentifiedRequest
 from ..payments.ledger import RECLAIMABLE, LedgerEntry
-from .ledger import claim_row, ledger_entry, run_on_ledger
+from .db import on_the_money_path
+from .ledger import claim_row, ledger_entry
 
 _COLUMNS = """
 payer, identifier, fingerprint, payment_id, replay_tracking_id,
@@ -78,7 +79,7 @@ class PgIdentifiers:
         self._db_pool = db_pool
 
     async def get(self, payer: str, identifier: str) -> Binding | None:
-        row = await run_on_ledger(self._db_pool, lambda c: c.fetchrow(GET, payer, identifier))
+        row = await on_the_money_path(self._db_pool, lambda c: c.fetchrow(GET, payer, identifier))
         return _binding(row) if row else None
 
     async def claim(self, entry: LedgerEntry, request: IdentifiedRequest) -> LedgerEntry | None:
@@ -97,19 +98,19 @@ class PgIdentifiers:
             except _Held:
                 return None
 
-        row = await run_on_ledger(self._db_pool, claim_and_bind)
+        row = await on_the_money_path(self._db_pool, claim_and_bind)
         return ledger_entry(row) if row else None
 
     async def take_replay(
         self, binding: Binding, claim_token: uuid.UUID, tracking_id: uuid.UUID, timeout_s: float
     ) -> bool:
         args = (binding.payer, binding.identifier, binding.payment_id, claim_token, tracking_id, timeout_s)
-        return await run_on_ledger(self._db_pool, lambda c: c.fetchval(TAKE_REPLAY, *args)) is not None
+        return await on_the_money_path(self._db_pool, lambda c: c.fetchval(TAKE_REPLAY, *args)) is not None
 
     async def replay_held(self, payment_id: str, claim_token: uuid.UUID) -> Binding | None:
-        row = await run_on_ledger(self._db_pool, lambda c: c.fetchrow(REPLAY_HELD, payment_id, claim_token))
+        row = await on_the_money_path(self._db_pool, lambda c: c.fetchrow(REPLAY_HELD, payment_id, claim_token))
         return _binding(row) if row else None
 
     async def end_replay(self, payment_id: str, claim_token: uuid.UUID) -> bool:
-        ended = await run_on_ledger(self._db_pool, lambda c: c.fetchval(END_REPLAY, payment_id, claim_token))
+        ended = await on_the_money_path(self._db_pool, lambda c: c.fetchval(END_REPLAY, payment_id, claim_token))
         return ended is not None

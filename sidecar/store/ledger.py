@@ -10,9 +10,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ..payments.errors import LedgerUnavailable
 from ..payments.ledger import RECLAIMABLE, REDEEMING, SETTLED_UNSERVED, VERIFIED, LedgerEntry
-from .db import UNAVAILABLE_ERRORS
+from .db import on_the_money_path
 
 T = TypeVar("T")
 
@@ -104,16 +103,6 @@ def ledger_entry(row: asyncpg.Record) -> LedgerEntry:
     )
 
 
-async def run_on_ledger(db_pool: asyncpg.Pool, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run `call` on a pooled connection; a database that cannot be reached is
-    LedgerUnavailable (the money path refuses), never another error."""
-    try:
-        async with db_pool.acquire() as conn:
-            return await call(conn)
-    except UNAVAILABLE_ERRORS as exc:
-        raise LedgerUnavailable(str(exc)) from exc
-
-
 async def claim_row(conn: asyncpg.Connection, entry: LedgerEntry) -> asyncpg.Record | None:
     """Claim `entry`'s payment, inside the caller's transaction: a new row, or a
     released or failed one of the same payload claimed again; None if held."""
@@ -166,7 +155,7 @@ class PgLedger:
         self._db_pool = db_pool
 
     async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        return await run_on_ledger(self._db_pool, call)
+        return await on_the_money_path(self._db_pool, call)
 
     async def get(self, payment_id: str) -> LedgerEntry | None:
         row = await self._run(lambda c: c.fetchrow(GET, payment_id))
