@@ -333,6 +333,8 @@ async def run_call(args: argparse.Namespace) -> int:
             channel = args.scheme == BATCH_SETTLEMENT
             if channel and (args.x402_version == 1 or required.x402_version != 2):
                 raise CliError(f"{BATCH_SETTLEMENT} is paid with x402 v2 only")
+            if channel and args.payment_id:
+                raise CliError(f"--payment-id is for exact payments; a {BATCH_SETTLEMENT} voucher is charged once")
             if args.x402_version == 1 and required.x402_version != 1:
                 required = _as_v1(required, args.url)
             elif args.x402_version == 2 and required.x402_version != 2:
@@ -769,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--payment-id",
         help="x402 payment-identifier id (16-128 of A-Z a-z 0-9 _ -): a call repeated with the same id"
-        " (after a lost answer) is served again without a second charge",
+        " (after a lost answer) is served again without a second charge (exact payments only)",
     )
     call.set_defaults(run=run_call)
 

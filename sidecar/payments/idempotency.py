@@ -18,6 +18,13 @@ moved no money (released, failed) binds nothing; the next payment with the id
 takes it. Ids are checked as the extension says (400 when invalid), and a route
 may require one (400 without).
 
+Ids are kept for exact payments only. A batch-settlement payment carrying one is
+refused (400) before its channel is touched, never charged with the promise
+unkept: a retry re-signed after a lost answer would be a second charge. Sent
+again without the id, the voucher is charged once, by its cumulative amount (and
+a charge whose answer was not delivered is taken back). A route requiring ids
+offers exact payments only.
+
 Here: the rules, pure. The flow is authorize.py's (`_identified`), the replays'
 claims replay.py's, the SQL sidecar/store/identifiers.py's."""
 
@@ -36,7 +43,7 @@ from x402.extensions.payment_identifier import (
 
 from ..constants import Reason
 from . import ledger
-from .codec import DecodedPayment
+from .codec import DecodedPayment, Envelope
 from .errors import PaymentError
 from .identity import canonical_hash
 from .ledger import LedgerEntry
@@ -102,7 +109,25 @@ def identify(payment: DecodedPayment, route: PricedRoute, method: str, url: str)
     return IdentifiedRequest(payment.authorization.payer.lower(), identifier, fingerprint(payment, route, method, url))
 
 
-def payment_identifier(payment: DecodedPayment) -> str | None:
+def refuse_on_channel(payment: Envelope, route: PricedRoute) -> None:
+    """A batch-settlement payment may carry no id (see above): PaymentError(400)
+    for one it carries (invalid or not), and on a route that requires ids."""
+    if payment_identifier(payment) is not None:
+        raise PaymentError(
+            Reason.PAYMENT_IDENTIFIER_UNSUPPORTED,
+            "payment identifiers are kept for exact payments only; send the batch-settlement payment"
+            " without one (a voucher is charged once, by its cumulative amount), or pay exact with it",
+            400,
+        )
+    if route.payment_identifier_required:
+        raise PaymentError(
+            Reason.PAYMENT_IDENTIFIER_REQUIRED,
+            "this route requires a payment identifier, which only exact payments carry",
+            400,
+        )
+
+
+def payment_identifier(payment: DecodedPayment | Envelope) -> str | None:
     """The id the payment carries (None: none), or PaymentError(400) for one the
     extension refuses. Checked against the extension's own schema (the SDK's),
     never against the schema the payer sent with it: that one is the payer's to

@@ -173,6 +173,9 @@ def price_route(terms: RouteTerms) -> PricedRoute:
     check_service_metadata(terms.tags, terms.service_name)
     discovery = parse_declaration(terms.discovery)
     schemes = _check_schemes(terms.schemes)
+    if terms.payment_identifier_required and EXACT not in schemes:
+        # Only exact payments carry payment identifiers (idempotency.py).
+        raise RouteError(Reason.INVALID_ROUTE, "a route requiring payment identifiers must offer exact")
     if not terms.key:
         raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:

@@ -230,3 +230,13 @@ async def test_the_cli_refuses_a_payment_id_the_extension_would_refuse(paid_stac
     with pytest.raises(CliError, match="--payment-id"):
         await run_call(args)
     assert paid_stack.chain.transfers_applied == 0
+
+
+async def test_the_cli_refuses_a_payment_id_on_a_channel_payment(channel_stack):
+    # Ids are kept for exact payments only (the sidecar refuses one on a voucher).
+    url = channel_stack.gateway.url + "/v1/records?_limit=1"
+    args = build_parser().parse_args(["call", url, "--scheme", "batch-settlement", "--payment-id", PAYMENT_ID])
+
+    with pytest.raises(CliError, match="--payment-id is for exact payments"):
+        await run_call(args)
+    assert channel_stack.chain.transfers_applied == 0

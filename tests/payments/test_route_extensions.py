@@ -114,3 +114,12 @@ def test_service_metadata_the_bazaar_would_drop_is_the_callers_error(metadata):
 def test_a_named_route_with_a_bad_declaration_fails_at_start():
     with pytest.raises(ValidationError, match="discovery declaration"):
         Settings(routes={"weather": {"discovery": {"info": {}, "schema": {}}}})
+
+
+def test_a_route_requiring_ids_must_offer_exact():
+    # Only exact payments carry payment identifiers (sidecar/payments/idempotency.py).
+    with pytest.raises(RouteError) as refused:
+        _route(payment_identifier_required=True, schemes=("batch-settlement",))
+
+    assert refused.value.reason == Reason.INVALID_ROUTE
+    assert _route(payment_identifier_required=True, schemes=("batch-settlement", "exact")).offers("exact")
