@@ -12,7 +12,7 @@ from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
 
 from .http_helpers import Handler
-from .keys import EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
+from .keys import DISCOVERY, EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
 from .render import CONTENT_TYPES
 
 
@@ -30,6 +30,10 @@ def paid_route(request: web.Request) -> RouteSpec | None:
         network=settings.network,
         description=settings.description_of(name),
         mime_type=CONTENT_TYPES[query.plan.format],
+        payment_identifier_required=settings.require_payment_identifier,
+        discovery=request.app[DISCOVERY].get(name, ""),
+        tags=settings.tags_of(name),
+        service_name=settings.service_name,
     )
 
 

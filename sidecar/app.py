@@ -25,6 +25,7 @@ from .constants import RELEASE_AT_SHUTDOWN
 from .facilitators.pool import Pool
 from .payments.channels.authorizer import ReceiverAuthorizers
 from .payments.channels.room import ChannelPolicy, ChannelRoom
+from .payments.idempotency import IdempotencyPolicy
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
@@ -36,6 +37,7 @@ from .store.tracking import TrackingWriter
 from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
 from .store.channels import PgChannels
+from .store.identifiers import PgIdentifiers
 from .store.ledger import PgLedger
 from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
@@ -91,6 +93,9 @@ class Sidecar:
                 # A payment in doubt is asked about again by the recovery job.
                 retry_after_s=math.ceil(s.recovery_interval_s),
             ),
+            identifiers=PgIdentifiers(self.db_pool),
+            # A replay whose caller vanished gives its id back like a claim does.
+            idempotency=IdempotencyPolicy(s.idempotency_window_s, replay_timeout_s=s.claim_timeout_s),
             channels=self._channel_room(),
         )
         if self._tracing:

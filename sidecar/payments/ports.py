@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .channels.state import Channel, Mirror, Reservation
+from .idempotency import Binding, IdentifiedRequest
 from .ledger import LedgerEntry
 from .record_queries import RecordPage, RecordQuery, Stats
 
@@ -165,6 +166,27 @@ class ChannelStore(Protocol):
 
     async def page(self, after: str, limit: int, payer: str = "") -> list[Channel]:
         """Channels by id after `after`, at most `limit`, of one payer when given."""
+class IdentifierStore(Protocol):
+    """Payment-identifier ids bound to their payer, request and payment (idempotency.py)."""
+
+    async def get(self, payer: str, identifier: str) -> Binding | None: ...
+
+    async def claim(self, entry: LedgerEntry, request: IdentifiedRequest) -> LedgerEntry | None:
+        """Claim the payment in the ledger (as LedgerStore.claim) and bind the
+        request's id to it, both or neither: the id must be free, or bound to a
+        payment that moved no money. None when either is held."""
+
+    async def take_replay(
+        self, binding: Binding, claim_token: uuid.UUID, tracking_id: uuid.UUID, timeout_s: float
+    ) -> bool:
+        """Hold the id for one replay of its payment, unless another replay holds
+        it (one taken longer than `timeout_s` ago no longer does)."""
+
+    async def replay_held(self, payment_id: str, claim_token: uuid.UUID) -> Binding | None:
+        """The binding whose replay of `payment_id` this claim token holds."""
+
+    async def end_replay(self, payment_id: str, claim_token: uuid.UUID) -> bool:
+        """Give the id back after a replay; False when the token held none."""
 
 
 class Tracker(Protocol):
