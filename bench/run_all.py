@@ -241,7 +241,13 @@ async def run(args: argparse.Namespace) -> str:
         if with_stack:
             info.postgres = await postgres_p50(db_url)
             postmaster = await postgres_server_pid(db_url)
-            sidecar = await keep(await stack.start_sidecar("sidecar", db_url, facilitator.url, run_dir))
+            # The gateway's 402 offers both schemes, as under `make run` (exact first: the
+            # exact targets pay exact, the voucher target picks batch-settlement).
+            sidecar = await keep(
+                await stack.start_sidecar(
+                    "sidecar", db_url, facilitator.url, run_dir, PAYSIDECAR_SCHEMES="exact,batch-settlement"
+                )
+            )
             info.grpc_ms = await grpc_p50_ms(f"127.0.0.1:{sidecar.port}")
             gateway = await keep(await stack.start_gateway("gateway", sidecar.port, run_dir))
         if report.PEER in selected:

@@ -2,11 +2,13 @@
 
 Steps: PostgreSQL ($DATABASE_URL, else an embedded pgserver in .devnet/pgdata) →
 migrations (`python -m sidecar.store.migrate`) → the devnet facilitator, unless
-$FACILITATOR_URLS names others → the sidecar → the gateway. Each child must print its
-ready line in time, or everything started so far is stopped and the child's last output
-shown. Then the gateway URL, the sidecar target and the facilitator URL are printed on
-stdout, each alone on its line, with commands to try. SIGINT/SIGTERM stop the children
-in order gateway → sidecar → facilitator → PostgreSQL.
+$FACILITATOR_URLS names others → the sidecar ($SIDECARS of them, default 1, all on the
+one database, each with its own port and spool directory) → the gateway, balancing over
+every sidecar. Each child must print its ready line in time, or everything started so
+far is stopped and the child's last output shown. Then the gateway URL, each sidecar's
+target and the facilitator URL are printed on stdout, each alone on its line, with
+commands to try. SIGINT/SIGTERM stop the children in order gateway → sidecars (last
+first) → facilitator → PostgreSQL.
 
 Child output goes to this process's stderr, prefixed with the child's name, so stdout
 carries only the summary.
@@ -32,7 +34,12 @@ from .chain import NETWORK
 DEFAULT_GATEWAY_PORT = 8402
 DEFAULT_SIDECAR_PORT = 50051
 DEFAULT_FACILITATOR_PORT = 4021
+DEFAULT_SCHEMES = "exact,batch-settlement"
 PGDATA = Path(".devnet") / "pgdata"
+# The sidecar's own default PAYSIDECAR_SPOOL_DIR: the first sidecar keeps it, the
+# others add "-2", "-3"... (a spool directory has one owner, kept across restarts).
+SIDECAR_SPOOL_DIR = str(Path(".paysidecar") / "spool")
+MAX_SIDECARS = 16
 
 READY_TIMEOUT_S = 60.0
 MIGRATE_TIMEOUT_S = 120.0
@@ -166,6 +173,27 @@ def pick_port(env: Mapping[str, str], name: str, default: int) -> int:
     return default if port_is_free(default) else 0
 
 
+def sidecar_count(env: Mapping[str, str]) -> int:
+    """$SIDECARS: how many sidecars to start (default 1)."""
+    value = env.get("SIDECARS", "").strip() or "1"
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SIDECARS:
+        raise LaunchError(f"SIDECARS must be a whole number from 1 to {MAX_SIDECARS}, got {value!r}")
+    return int(value)
+
+
+def sidecar_ports(env: Mapping[str, str], count: int) -> list[int]:
+    """One port per sidecar: $PAYSIDECAR_PORT and the ones after it (0 = any free
+    port for each), else 50051, 50052... where free, else any free port."""
+    first = pick_port(env, "PAYSIDECAR_PORT", DEFAULT_SIDECAR_PORT)
+    if first == 0:
+        return [0] * count
+    chosen = bool(env.get("PAYSIDECAR_PORT", "").strip())
+    ports = [first + n for n in range(count)]
+    if any(port > 65535 for port in ports):
+        raise LaunchError(f"PAYSIDECAR_PORT {first} leaves no room for {count} sidecars")
+    return [port if chosen or port_is_free(port) else 0 for port in ports]
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the servers themselves bind: a port in TIME_WAIT counts as free.
@@ -188,7 +216,7 @@ class Launcher:
         self._postgres: Any = None  # pgserver.PostgresServer when we run one
         self._stop = asyncio.Event()
         self.gateway_url = ""
-        self.sidecar_url = ""
+        self.sidecar_urls: list[str] = []
         self.facilitator_url: str | None = None
 
     def request_stop(self) -> None:
@@ -215,6 +243,7 @@ class Launcher:
         python = sys.executable
         env.setdefault("PYTHONUNBUFFERED", "1")
 
+        sidecars = sidecar_count(env)
         if not env.get("DATABASE_URL"):
             # Not abandoned on a stop: the server must be known before it can be stopped.
             env["DATABASE_URL"] = await asyncio.to_thread(self._start_postgres)
@@ -234,15 +263,28 @@ class Launcher:
             env["FACILITATOR_URLS"] = self.facilitator_url
             env.setdefault("CHAIN_RPC_URLS", f"{NETWORK}={self.facilitator_url}/rpc")
 
-        sidecar_env = {**env, "PAYSIDECAR_PORT": str(pick_port(env, "PAYSIDECAR_PORT", DEFAULT_SIDECAR_PORT))}
-        sidecar = await self._spawn("sidecar", [python, "-m", "sidecar.main"], sidecar_env, SIDECAR_READY)
-        ready = await self._until(sidecar.wait_ready(READY_TIMEOUT_S))
-        self.sidecar_url, sidecar_port = ready.group(1), int(ready.group(2))
+        spool = env.get("PAYSIDECAR_SPOOL_DIR") or SIDECAR_SPOOL_DIR
+        ready_ports = []
+        for number, port in enumerate(sidecar_ports(env, sidecars), start=1):
+            name = "sidecar" if sidecars == 1 else f"sidecar-{number}"
+            sidecar_env = {
+                **env,
+                "PAYSIDECAR_PORT": str(port),
+                "PAYSIDECAR_SPOOL_DIR": spool if number == 1 else f"{spool}-{number}",
+                # DESIGN §10: the default route offers both schemes (exact first, so a client
+                # that takes the first offer it knows keeps paying exact).
+                "PAYSIDECAR_SCHEMES": env.get("PAYSIDECAR_SCHEMES") or DEFAULT_SCHEMES,
+            }
+            sidecar = await self._spawn(name, [python, "-m", "sidecar.main"], sidecar_env, SIDECAR_READY)
+            ready = await self._until(sidecar.wait_ready(READY_TIMEOUT_S))
+            self.sidecar_urls.append(ready.group(1))
+            ready_ports.append(int(ready.group(2)))
 
         gateway_env = {
             **env,
             "GATEWAY_PORT": str(pick_port(env, "GATEWAY_PORT", DEFAULT_GATEWAY_PORT)),
-            "GATEWAY_SIDECAR_TARGET": f"127.0.0.1:{sidecar_port}",
+            # Several addresses: the gateway balances over them (round_robin, health checks).
+            "GATEWAY_SIDECAR_TARGET": ",".join(f"127.0.0.1:{port}" for port in ready_ports),
         }
         gateway = await self._spawn("gateway", [python, "-m", "gateway.main"], gateway_env, GATEWAY_READY)
         self.gateway_url = (await self._until(gateway.wait_ready(READY_TIMEOUT_S))).group(1)
@@ -303,13 +345,13 @@ class Launcher:
             self._say("devnet: PostgreSQL stopped")
 
     def _summary(self) -> None:
-        sidecar_target = self.sidecar_url.removeprefix("grpc://")
+        sidecar_targets = [url.removeprefix("grpc://") for url in self.sidecar_urls]
         lines = [
             "paysidecar devnet is up.",
             "Gateway (HTTP):",
             self.gateway_url,
-            "Sidecar (gRPC):",
-            self.sidecar_url,
+            "Sidecar (gRPC):" if len(self.sidecar_urls) == 1 else "Sidecars (gRPC; the gateway balances over them):",
+            *self.sidecar_urls,
         ]
         if self.facilitator_url:
             lines += [
@@ -325,8 +367,10 @@ class Launcher:
             f"  curl -i {self.gateway_url}/v1/datasets",
             f"  curl -i {self.gateway_url}/v1/records",
             f"  .venv/bin/paysidecar-cli call '{self.gateway_url}/v1/records?_limit=3'",
-            f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_target}",
-            f"  .venv/bin/paysidecar-cli status --sidecar {sidecar_target}",
+            f"  .venv/bin/paysidecar-cli call --scheme batch-settlement '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli channels --sidecar {sidecar_targets[0]}",
+            f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_targets[0]}",
+            *(f"  .venv/bin/paysidecar-cli status --sidecar {target}" for target in sidecar_targets),
         ]
         if self.facilitator_url:
             lines.append(f"  .venv/bin/paysidecar-cli discover {self.facilitator_url}")

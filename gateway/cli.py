@@ -4,10 +4,15 @@ and telemetry.
 
 `call` pays with the private key in $PAYSIDECAR_PAYER_KEY. Without it, only a
 gateway on this machine (the devnet `make run` starts) is paid, from a devnet test
-wallet (`--payer-index`); the devnet code is loaded for that case alone.
+wallet (`--payer-index`); the devnet code is loaded for that case alone. With
+`--scheme batch-settlement` it pays through a channel (the SDK's client): a
+deposit first, then a voucher per call; the channel's state is kept in a local
+directory (`--channel-dir`), so the next call goes on from it.
 
     paysidecar-cli call http://127.0.0.1:8402/v1/records?_limit=3
     paysidecar-cli call URL --payer-index 1 --x402-version 1 --json
+    paysidecar-cli call URL --scheme batch-settlement      # through a payment channel
+    paysidecar-cli channels
     paysidecar-cli discover http://127.0.0.1:4021
     paysidecar-cli records --settled yes --since 1h
     paysidecar-cli stats --since 24h
@@ -66,6 +71,9 @@ _ATOMIC = re.compile(r"[0-9]{1,78}")
 # The private key (hex) `call` pays with. Never an option: a command line is seen by
 # every user of the machine.
 PAYER_KEY_VARIABLE = "PAYSIDECAR_PAYER_KEY"
+BATCH_SETTLEMENT = "batch-settlement"
+# Where `call --scheme batch-settlement` keeps its channels' state (the SDK's file storage).
+DEFAULT_CHANNEL_DIR = ".paysidecar/channels"
 
 
 class CliError(Exception):
@@ -222,6 +230,62 @@ async def _payment_headers(required: PaymentRequired | PaymentRequiredV1, accoun
     return x402HTTPClient(client).encode_payment_signature_header(payload)
 
 
+def _offering(required: PaymentRequired | PaymentRequiredV1, scheme: str | None) -> PaymentRequired | PaymentRequiredV1:
+    """The requirements narrowed to `scheme` (None: as offered)."""
+    if scheme is None:
+        return required
+    accepts = [accepted for accepted in required.accepts if accepted.scheme == scheme]
+    if not accepts:
+        offered = ", ".join(sorted({accepted.scheme for accepted in required.accepts})) or "nothing"
+        raise CliError(f"the server does not offer {scheme} (it offers {offered})")
+    return required.model_copy(update={"accepts": accepts})
+
+
+def _channel_client(account: LocalAccount, directory: str, rpc_url: str | None) -> Any:
+    """The SDK's batch-settlement client, its channels kept in `directory`. With a
+    JSON-RPC URL it can read a channel on chain (to recover state it lost)."""
+    from x402 import x402ClientSync
+    from x402.http.x402_http_client import x402HTTPClientSync
+    from x402.mechanisms.evm.batch_settlement.client import (
+        BatchSettlementEvmScheme,
+        BatchSettlementEvmSchemeOptions,
+        FileChannelStorageOptions,
+        FileClientChannelStorage,
+    )
+    from x402.mechanisms.evm.signers import EthAccountSigner, EthAccountSignerWithRPC
+
+    signer = EthAccountSignerWithRPC(account, rpc_url) if rpc_url else EthAccountSigner(account)
+    storage = FileClientChannelStorage(FileChannelStorageOptions(directory=directory))
+    scheme = BatchSettlementEvmScheme(signer, BatchSettlementEvmSchemeOptions(storage=storage))
+    client = x402ClientSync()
+    client.register("eip155:*", scheme)
+    return x402HTTPClientSync(client)
+
+
+async def _pay_channel(session: aiohttp.ClientSession, url: str, required: PaymentRequired, http: Any) -> Reply:
+    """Pay through the channel; after a corrective 402 (our channel state was behind
+    the server's) the client resynchronises and pays once more. The SDK's client
+    blocks (file storage, chain reads), so it runs in a thread."""
+    for _ in range(2):
+        try:
+            payload = await asyncio.to_thread(http.create_payment_payload, required)
+        except Exception as exc:  # the SDK's selection and signing errors, reported as one line
+            raise CliError(f"cannot pay: {type(exc).__name__}: {exc}") from None
+        reply = await _get(session, url, http.encode_payment_signature_header(payload))
+        result = await asyncio.to_thread(http.process_payment_result, payload, reply.headers.get, reply.status)
+        if not result.recovered:
+            break
+    return reply
+
+
+def _rpc_url(args: argparse.Namespace) -> str | None:
+    """Where a channel payer reads the chain: --rpc-url, else the devnet facilitator's
+    JSON-RPC for a gateway on this machine."""
+    if args.rpc_url:
+        return args.rpc_url
+    return DEVNET_FACILITATOR_URL + "/rpc" if _on_this_machine(args.url) else None
+
+
 def _settlement(reply: Reply) -> dict[str, Any] | None:
     header = reply.headers.get(PAYMENT_RESPONSE_HEADER) or reply.headers.get(X_PAYMENT_RESPONSE_HEADER)
     if not header:
@@ -245,13 +309,20 @@ async def run_call(args: argparse.Namespace) -> int:
         reply = await _get(session, args.url, {})
         payer_address = None
         if reply.status == 402:
-            required = _payment_required(reply)
+            required = _offering(_payment_required(reply), args.scheme)
+            channel = args.scheme == BATCH_SETTLEMENT
+            if channel and (args.x402_version == 1 or required.x402_version != 2):
+                raise CliError(f"{BATCH_SETTLEMENT} is paid with x402 v2 only")
             if args.x402_version == 1 and required.x402_version != 1:
                 required = _as_v1(required, args.url)
             elif args.x402_version == 2 and required.x402_version != 2:
                 raise CliError("the server answered with x402 v1 requirements only")
             account = payer(args.url, args.payer_index)
-            reply = await _get(session, args.url, await _payment_headers(required, account))
+            if channel:
+                http = _channel_client(account, args.channel_dir, _rpc_url(args))
+                reply = await _pay_channel(session, args.url, required, http)
+            else:
+                reply = await _get(session, args.url, await _payment_headers(required, account))
             payer_address = account.address
     settlement = _settlement(reply)
     body = _body(reply)
@@ -262,6 +333,10 @@ async def run_call(args: argparse.Namespace) -> int:
         "transaction": (settlement or {}).get("transaction"),
         "network": (settlement or {}).get("network"),
     }
+    charged = ((settlement or {}).get("extra") or {}).get("chargedAmount")
+    if charged is not None:  # a channel payment: what this call cost, and the channel's total
+        state = settlement["extra"].get("channelState") or {}
+        summary |= {"charged": charged, "channel": state.get("channelId"), "cumulative": state.get("chargedCumulativeAmount")}
     if args.json:
         print_json({**summary, "settlement": settlement, "body": body})
     else:
@@ -571,6 +646,33 @@ async def run_status(args: argparse.Namespace, client: SidecarClient) -> None:
     )
 
 
+def _channel_row(channel: dict[str, Any]) -> dict[str, Any]:
+    withdrawal = int(channel.get("withdraw_requested_at", 0))
+    return {
+        "channel": channel.get("channel_id"),
+        "payer": channel.get("payer"),
+        "charged": channel.get("charged"),
+        "signed": channel.get("signed"),
+        "balance": channel.get("balance"),
+        "claimed": channel.get("claimed"),
+        "withdrawal": datetime.fromtimestamp(withdrawal, UTC).isoformat(timespec="seconds") if withdrawal else "",
+        "busy": channel.get("busy", False),
+        "last request": channel.get("last_request_at"),
+    }
+
+
+async def run_channels(args: argparse.Namespace, client: SidecarClient) -> None:
+    answer = await client.list_channels(payer=args.payer or "", limit=args.limit, cursor=args.cursor or "")
+    if args.json:
+        print_json(as_dict(answer))
+        return
+    print_table([_channel_row(as_dict(channel)) for channel in answer.channels])
+    pending = sum(1 for channel in answer.channels if channel.withdraw_requested_at)
+    print(f"\n{len(answer.channels)} channels" + (f", {pending} with a withdrawal pending: claim before it completes" if pending else ""))
+    if answer.has_more:
+        print(f"more: --cursor {answer.next_cursor}")
+
+
 async def run_telemetry(args: argparse.Namespace, client: SidecarClient) -> None:
     answer = await client.get_telemetry(args.limit)
     if args.json:
@@ -594,7 +696,11 @@ def _with_sidecar(
     command: Callable[[argparse.Namespace, SidecarClient], Awaitable[None]],
 ) -> Callable[[argparse.Namespace], Awaitable[int]]:
     async def run(args: argparse.Namespace) -> int:
-        async with SidecarClient(args.sidecar.removeprefix("grpc://"), token=args.token, timeout_s=args.timeout) as client:
+        try:
+            client = SidecarClient(args.sidecar, token=args.token, timeout_s=args.timeout)
+        except ValueError as exc:  # a target gRPC cannot balance over
+            raise CliError(str(exc)) from None
+        async with client:
             try:
                 await command(args, client)
             except grpc.aio.AioRpcError as exc:
@@ -624,6 +730,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="without a key, the devnet payer wallet, for a gateway on this machine (default 0)",
     )
     call.add_argument("--x402-version", type=int, choices=(1, 2), help="protocol to pay with (default: the server's)")
+    call.add_argument(
+        "--scheme",
+        choices=("exact", BATCH_SETTLEMENT),
+        help="pay with this scheme (default: exact, whatever else the server offers)",
+    )
+    call.add_argument(
+        "--channel-dir",
+        default=DEFAULT_CHANNEL_DIR,
+        help=f"{BATCH_SETTLEMENT}: where the channels' state is kept (default {DEFAULT_CHANNEL_DIR})",
+    )
+    call.add_argument(
+        "--rpc-url",
+        help=f"{BATCH_SETTLEMENT}: the chain's JSON-RPC, to recover a channel's lost state "
+        "(default: the devnet facilitator's, for a gateway on this machine)",
+    )
     call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")
     call.set_defaults(run=run_call)
 
@@ -645,7 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     discover.set_defaults(run=run_discover)
 
     sidecar = argparse.ArgumentParser(add_help=False, parents=[common])
-    sidecar.add_argument("--sidecar", default="127.0.0.1:50051", help="gRPC target (default 127.0.0.1:50051)")
+    sidecar.add_argument(
+        "--sidecar", default="127.0.0.1:50051", help="gRPC target, or several comma-separated (default 127.0.0.1:50051)"
+    )
     sidecar.add_argument("--token", default=os.environ.get("PAYSIDECAR_AUTH_TOKEN"), help="sidecar bearer token")
 
     records = commands.add_parser("records", parents=[sidecar], help="tracking records, newest first")
@@ -671,6 +794,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[sidecar], help="facilitator health, queues, database")
     status.set_defaults(run=_with_sidecar(run_status))
 
+    channels = commands.add_parser(
+        "channels", parents=[sidecar], help="batch-settlement channels: charged, signed, balance, claimed, withdrawals"
+    )
+    channels.add_argument("--payer", help="only this payer's channels")
+    channels.add_argument("--limit", type=int, default=20, help="1..100 (default 20)")
+    channels.add_argument("--cursor")
+    channels.set_defaults(run=_with_sidecar(run_channels))
+
     telemetry = commands.add_parser("telemetry", parents=[sidecar], help="recent sidecar events, newest first")
     telemetry.add_argument("--limit", type=int, default=50, help="1..1000 (default 50)")
     telemetry.set_defaults(run=_with_sidecar(run_telemetry))
@@ -678,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The client logs its one retry as a warning; a CLI reports only the outcome.
+    # Libraries' warnings stay quiet: a CLI reports only the outcome.
     logging.basicConfig(level=logging.ERROR)
     args = build_parser().parse_args(argv)
     try:

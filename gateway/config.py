@@ -14,6 +14,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from paysidecar.client import channel_target
 from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
@@ -86,8 +87,9 @@ class Settings(BaseSettings):
     @field_validator("sidecar_target")
     @classmethod
     def _target(cls, target: str) -> str:
-        # `make run` prints the sidecar as grpc://host:port; accept that form too.
-        return target.removeprefix("grpc://")
+        # One sidecar, several (balanced over), or a DNS name of a pool; each
+        # address may keep the grpc:// prefix `make run` prints.
+        return channel_target(target)
 
     @model_validator(mode="after")
     def _production_needs_own_terms(self) -> Settings:

@@ -1,12 +1,23 @@
 """Async client for the sidecar's gRPC API (`paysidecar.v1`) over one grpc.aio channel.
 
+The channel reaches one sidecar or a pool of them (`channel_target`): gRPC's own
+client-side `round_robin` spreads the calls over every address the target
+resolves to, and health checking (`grpc.health.v1` Watch) takes a replica out of
+the rotation while it is not SERVING (shutting down) or unreachable. Any replica
+can finish a payment another one authorized: Settle carries the client's payment
+header and the claim token, which is what the replica needs to adopt the claim.
+
 Every call carries a deadline, `x-request-id` and, when a token is set,
-`authorization: Bearer <token>`. Retries stay on the safe side of the money rules:
-a call is re-sent at most once, unchanged, and only on UNAVAILABLE (the request
-never got an answer). That covers Settle too: the re-sent Settle carries the same
-payment_id, and the sidecar's ledger makes a repeated Settle of one payment settle
-at most once. Nothing is retried on DEADLINE_EXCEEDED or any other status, where
-the first attempt may still be running.
+`authorization: Bearer <token>`. Retries come from the channel's service config
+and stay on the safe side of the money rules: a call is re-sent at most once,
+unchanged, within its deadline, and only on UNAVAILABLE (it never got an answer;
+the retry goes to another replica when there is one). That covers Authorize (the
+same message, so the same `call_key`: the retry continues the call's tracking
+record) and Settle (the re-sent Settle carries the same payment_id and claim
+token, and the ledger settles a payment at most once: a Settle that finds its
+claim already being settled is refused, never settled again). Nothing is retried
+on DEADLINE_EXCEEDED or any other status, where the first attempt may still be
+running.
 
 Create the client inside a running event loop; close it with `close()` or
 `async with`.
@@ -14,8 +25,8 @@ Create the client inside a running event loop; close it with `close()` or
 
 from __future__ import annotations
 
-import logging
-import time
+import ipaddress
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -28,6 +39,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from paysidecar.v1 import (
+    channels_pb2,
+    channels_pb2_grpc,
     payment_pb2,
     payment_pb2_grpc,
     status_pb2,
@@ -38,8 +51,6 @@ from paysidecar.v1 import (
 from paysidecar_common.request_ids import REQUEST_ID_METADATA
 from paysidecar_common.trace_attributes import onto_client_span
 
-logger = logging.getLogger(__name__)
-
 _SORT_FIELDS = {
     "timestamp": tracking_pb2.SORT_FIELD_TIMESTAMP,
     "response_time": tracking_pb2.SORT_FIELD_RESPONSE_TIME,
@@ -47,12 +58,72 @@ _SORT_FIELDS = {
 
 _Response = TypeVar("_Response", bound=Message)
 
-# While the sidecar is down, calls fail fast (UNAVAILABLE → 503); once it is back,
-# the channel must notice within seconds, not after gRPC's default 120 s backoff.
+# Re-sent once, unchanged, only when the call never got an answer (see above).
+_RETRY_POLICY = {
+    "maxAttempts": 2,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+_SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    # "": the sidecar's overall health, NOT_SERVING from the start of its shutdown.
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [{"name": [{}], "retryPolicy": _RETRY_POLICY}],
+}
+
 _CHANNEL_OPTIONS = (
+    ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
+    # This config, never one a DNS TXT record names: the money rules depend on it.
+    ("grpc.service_config_disable_resolution", 1),
+    ("grpc.enable_retries", 1),
+    # While a sidecar is down, calls fail fast (UNAVAILABLE → 503) or go to another
+    # replica; once it is back, the channel must notice within seconds, not after
+    # gRPC's default 120 s backoff.
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2000),
 )
+
+_ADDRESS_FAMILIES = ((ipaddress.IPv4Address, "ipv4"), (ipaddress.IPv6Address, "ipv6"))
+
+
+def channel_target(target: str) -> str:
+    """The gRPC target for one sidecar or a pool of them.
+
+    One address goes as it is: `host:port` (a name is resolved by DNS, and every
+    address it has is balanced over), `dns:///name:port`, or any gRPC target.
+    Several go comma-separated: IP addresses (`127.0.0.1:50051,127.0.0.1:50052`,
+    or `[::1]:50051,[::1]:50052`) become gRPC's `ipv4:`/`ipv6:` target, and that
+    form itself (`ipv4:127.0.0.1:50051,127.0.0.1:50052`) is taken as it is; for
+    names, use one DNS name that resolves to all of them. Each address may keep the
+    `grpc://` prefix `make run` prints. ValueError for anything else."""
+    addresses = [part.strip().removeprefix("grpc://") for part in target.split(",")]
+    if not all(addresses):
+        raise ValueError(f"sidecar target {target!r} has an empty address")
+    if len(addresses) == 1 or addresses[0].startswith(("ipv4:", "ipv6:")):
+        return ",".join(addresses)
+    hosts = [_ip_address(address) for address in addresses]
+    for family, scheme in _ADDRESS_FAMILIES:
+        if all(isinstance(host, family) for host in hosts):
+            return f"{scheme}:{','.join(addresses)}"
+    raise ValueError(
+        f"sidecar target {target!r}: several sidecars are IP:port addresses of one family, "
+        "or one dns:///name:port that resolves to all of them"
+    )
+
+
+def _ip_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP of an `ip:port` or `[ipv6]:port` address; None for a name or no port."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return None
+    return ip if bracketed == isinstance(ip, ipaddress.IPv6Address) else None
 
 
 def _timestamp(moment: datetime | None) -> Timestamp | None:
@@ -65,7 +136,8 @@ def _timestamp(moment: datetime | None) -> Timestamp | None:
 
 
 class SidecarClient:
-    """One channel to the sidecar, shared by every request of a process."""
+    """One channel to the sidecar (or a pool of them, see `channel_target`),
+    shared by every request of a process."""
 
     def __init__(
         self,
@@ -82,6 +154,7 @@ class SidecarClient:
         self._timeout_s = timeout_s
         self._settle_timeout_s = settle_timeout_s
         self._token = token
+        target = channel_target(target)
         # Client spans, and the trace carried to the sidecar as `traceparent`; their
         # request.id and x402 facts come from the caller's request scope (trace_attributes.py).
         interceptors: Sequence[Any] = aio_client_interceptors(request_hook=onto_client_span)
@@ -95,6 +168,7 @@ class SidecarClient:
         self._payments = payment_pb2_grpc.PaymentServiceStub(self._channel)
         self._tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
         self._status = status_pb2_grpc.StatusServiceStub(self._channel)
+        self._channels = channels_pb2_grpc.ChannelServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def __aenter__(self) -> SidecarClient:
@@ -110,9 +184,9 @@ class SidecarClient:
 
     async def authorize(self, request: payment_pb2.AuthorizeRequest) -> payment_pb2.AuthorizeResponse:
         """Authorize one call. Unless the request carries a `call_key`, it gets a
-        fresh one (the request passed in is left as it is), which the one retry
-        re-sends: the sidecar then continues the call's tracking record instead
-        of opening a second one for the same request id."""
+        fresh one (the request passed in is left as it is), which a retry re-sends
+        (on any replica): the sidecar then continues the call's tracking record
+        instead of opening a second one for the same request id."""
         if not request.call_key:
             keyed = payment_pb2.AuthorizeRequest()
             keyed.CopyFrom(request)
@@ -131,8 +205,17 @@ class SidecarClient:
         response_status: int,
         response_time_ms: int,
         request_id: str,
+        payment_signature: str = "",
+        x_payment: str = "",
+        charge: int | None = None,
     ) -> payment_pb2.SettleResponse:
-        """`claim_token` is Verified.claim_token: only the claim's holder may settle it."""
+        """`claim_token` is Verified.claim_token: only the claim's holder may settle it.
+        `payment_signature` / `x_payment` are the payment header the request came
+        with, as sent to Authorize: with them any replica of a pool can settle the
+        claim, not only the one that verified it (without, another replica answers
+        NOT_FOUND). `charge` (atomic units, at most Verified.amount): what a
+        batch-settlement request costs when less than the route's price; None: the
+        price."""
         request = payment_pb2.SettleRequest(
             payment_id=payment_id,
             claim_token=claim_token,
@@ -140,7 +223,11 @@ class SidecarClient:
             response_status=response_status,
             response_time_ms=response_time_ms,
             request_id=request_id,
+            payment_signature=payment_signature,
+            x_payment=x_payment,
         )
+        if charge is not None:
+            request.charge = str(charge)
         return await self._call(
             self._payments.Settle, request, request_id=request_id, timeout_s=self._settle_timeout_s
         )
@@ -227,6 +314,15 @@ class SidecarClient:
         request = tracking_pb2.PruneRequest(older_than=_timestamp(older_than))
         return await self._read(self._tracking.Prune, request, request_id)
 
+    # -- channels ---------------------------------------------------------
+
+    async def list_channels(
+        self, *, payer: str = "", limit: int = 0, cursor: str = "", request_id: str | None = None
+    ) -> channels_pb2.ListChannelsResponse:
+        """batch-settlement channels by id; limit 0 means the sidecar's default (50)."""
+        request = channels_pb2.ListChannelsRequest(payer=payer, limit=limit, cursor=cursor)
+        return await self._read(self._channels.ListChannels, request, request_id)
+
     # -- status -----------------------------------------------------------
 
     async def get_status(self, *, request_id: str | None = None) -> status_pb2.GetStatusResponse:
@@ -268,14 +364,6 @@ class SidecarClient:
         request_id: str | None,
         timeout_s: float,
     ) -> _Response:
-        """One call with an overall deadline, re-sent once (unchanged) on UNAVAILABLE."""
+        """One call; its deadline covers the retry the service config allows."""
         metadata = self._metadata(request_id or str(uuid.uuid4()))
-        deadline = time.monotonic() + timeout_s
-        try:
-            return await rpc(request, timeout=timeout_s, metadata=metadata)
-        except grpc.aio.AioRpcError as exc:
-            remaining = deadline - time.monotonic()
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
-                raise
-            logger.warning("sidecar unavailable for %s, retrying once: %s", type(request).__name__, exc.details())
-        return await rpc(request, timeout=remaining, metadata=metadata)
+        return await rpc(request, timeout=timeout_s, metadata=metadata)

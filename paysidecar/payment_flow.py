@@ -241,6 +241,11 @@ class PaymentFlow:
             rejected = authorized.rejected
             tag_request(outcome="rejected", reason=rejected.reason)
             return sidecar_answer(rejected.status, rejected.headers, rejected.body)
+        if outcome == "completed":
+            # A payment operation the sidecar carried out (a channel refund): no handler runs.
+            completed = authorized.completed
+            tag_request(outcome="completed")
+            return sidecar_answer(completed.status, completed.headers, completed.body)
         if outcome != "verified":
             logger.error("authorize for request %s returned no outcome", rid)
             return payment_service_unavailable(rid)
@@ -252,7 +257,16 @@ class PaymentFlow:
             network=verified.network,
             amount=verified.amount,
         )
-        return PaidRequest(self, self._client, route, rid, authorized.tracking_id, verified)
+        return PaidRequest(
+            self,
+            self._client,
+            route,
+            rid,
+            authorized.tracking_id,
+            verified,
+            payment_signature=request.payment_signature,
+            x_payment=request.x_payment,
+        )
 
 
 @dataclass(frozen=True)
@@ -266,7 +280,11 @@ class Settlement:
 
 class PaidRequest:
     """One verified request. The adapter runs the handler, sets `response_status`,
-    then calls `settle()` (2xx and still wanted, see `release_reason`) or `release()`."""
+    then calls `settle()` (2xx and still wanted, see `release_reason`) or `release()`.
+
+    Settle sends the payment header again with the claim token: the replica of a
+    sidecar pool that gets it may not be the one that verified the payment, and
+    adopts the claim from them. Release needs the claim token alone."""
 
     def __init__(
         self,
@@ -276,6 +294,9 @@ class PaidRequest:
         request_id: str,
         tracking_id: str,
         verified: payment_pb2.Verified,
+        *,
+        payment_signature: str,
+        x_payment: str,
     ) -> None:
         self._flow = flow
         self._client = client
@@ -283,6 +304,8 @@ class PaidRequest:
         self.request_id = request_id
         self._tracking_id = tracking_id
         self._verified = verified
+        self._payment_signature = payment_signature
+        self._x_payment = x_payment
         self._started = time.monotonic()
         self.response_status = 0
 
@@ -313,9 +336,11 @@ class PaidRequest:
             return
         logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
 
-    async def settle(self) -> Settlement:
+    async def settle(self, charge: int | None = None) -> Settlement:
+        """`charge`: what the request costs when less than the route's price (a
+        batch-settlement request; an exact payment settles what its payer signed)."""
         try:
-            settled = await self._settle()
+            settled = await self._settle(charge)
         except grpc.RpcError as exc:
             logger.error("settle failed for request %s: %s", self.request_id, rpc_summary(exc))
             self._flow.call_failed("settle", exc, self.request_id, self.route)
@@ -339,7 +364,7 @@ class PaidRequest:
         )
         return Settlement(headers={**settled.headers, "Cache-Control": PAID_CACHE_CONTROL})
 
-    async def _settle(self) -> payment_pb2.SettleResponse:
+    async def _settle(self, charge: int | None) -> payment_pb2.SettleResponse:
         settling = asyncio.ensure_future(
             self._client.settle(
                 payment_id=self._verified.payment_id,
@@ -348,6 +373,9 @@ class PaidRequest:
                 response_status=self.response_status,
                 response_time_ms=self._elapsed_ms(),
                 request_id=self.request_id,
+                payment_signature=self._payment_signature,
+                x_payment=self._x_payment,
+                charge=charge,
             )
         )
         try:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+from x402.mechanisms.evm.batch_settlement.authorizer_signer import LocalAuthorizerSigner
 
 from paysidecar_common.events import EventRing
 
+from .api.channel_servicer import ChannelServicer
 from .api.payment_servicer import PaymentServicer
 from .api.status_servicer import StatusServicer
 from .api.tracking_servicer import TrackingServicer
@@ -21,6 +23,8 @@ from .chain.reader import Web3ChainReader
 from .config import Settings
 from .constants import RELEASE_AT_SHUTDOWN
 from .facilitators.pool import Pool
+from .payments.channels.authorizer import ReceiverAuthorizers
+from .payments.channels.room import ChannelPolicy, ChannelRoom
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
@@ -31,6 +35,7 @@ from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
 from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
+from .store.channels import PgChannels
 from .store.ledger import PgLedger
 from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
@@ -60,6 +65,7 @@ class Sidecar:
             batch_size=s.tracking_batch_size,
             flush_interval_s=s.tracking_flush_interval_s,
             hold_s=s.tracking_hold_s,
+            row_wait_s=s.tracking_row_wait_s,
             spool_dir=Path(s.spool_dir),
         )
         await self.writer.start()
@@ -70,6 +76,7 @@ class Sidecar:
         self.ledger = PgLedger(self.db_pool)
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         tracker = self.writer if s.tracking_enabled else _NoTracking()
+        self.channels = PgChannels(self.db_pool)
         self.service = PaymentService(
             facilitators=self.facilitators,
             ledger_store=ledger_store,
@@ -83,6 +90,7 @@ class Sidecar:
                 # A payment in doubt is asked about again by the recovery job.
                 retry_after_s=math.ceil(s.recovery_interval_s),
             ),
+            channels=self._channel_room(),
         )
         if self._tracing:
             self._tracing.observe(self)
@@ -92,6 +100,7 @@ class Sidecar:
             TrackingServicer(PgTrackingRecords(self.db_pool), s),
             StatusServicer(s, self, self.events),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
+            channels=ChannelServicer(self.channels),
         )
         await self.server.start()
         await self.recover()
@@ -109,6 +118,25 @@ class Sidecar:
             asyncio.create_task(self._every(s.tracking_partition_interval_s, self.keep_partitions)),
         ]
         return self.port
+
+    def _channel_room(self) -> ChannelRoom:
+        s = self.settings
+        key = s.receiver_authorizer_key
+        return ChannelRoom(
+            store=self.channels,
+            authorizers=ReceiverAuthorizers(
+                self.facilitators,
+                s.withdraw_delay_s,
+                signer=LocalAuthorizerSigner(key.get_secret_value()) if key is not None else None,
+                deposit_requests=s.min_deposit_requests,
+            ),
+            policy=ChannelPolicy(
+                busy_wait_s=s.channel_busy_wait_s,
+                hold_s=s.channel_hold_s,
+                mirror_ttl_s=s.channel_mirror_ttl_s,
+                retries=s.settle_retries,
+            ),
+        )
 
     async def keep_partitions(self) -> None:
         s = self.settings
@@ -139,7 +167,7 @@ class Sidecar:
                 rejected_rows=writer.rejected_rows,
                 journal_failures=writer.journal_failures,
             ),
-            in_flight_payments=len(self.service.in_flight),
+            in_flight_payments=len(self.service.in_flight) + self.service.channels_in_flight,
         )
 
     async def recover(self) -> None:
@@ -155,6 +183,7 @@ class Sidecar:
             )
             if report.settled_unserved or report.failed or report.released:
                 log.info("ledger recovery: %s", report)
+            await self.service.forget_closed()
         except Exception:
             log.exception("ledger recovery failed; will retry")
 

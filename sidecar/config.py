@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from eth_account import Account
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from x402.mechanisms.evm.batch_settlement.constants import (
+    DEFAULT_ONCHAIN_STATE_TTL_MS,
+    MAX_WITHDRAW_DELAY,
+    MIN_WITHDRAW_DELAY,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -20,7 +26,7 @@ from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
 from .payments.production import production_refusal
-from .payments.routes import RouteDefaults, RouteTerms
+from .payments.routes import DEFAULT_SCHEMES, SCHEMES, RouteDefaults, RouteTerms
 
 # The devnet merchant wallet (see devnet/wallets.py); production must set its own.
 DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -37,6 +43,8 @@ class RouteConfig(BaseModel):
     mime_type: str = "application/json"
     facilitators: list[str] = Field(default_factory=list)
     max_timeout_seconds: int = 60
+    # What its 402 offers, in this order; empty: PAYSIDECAR_SCHEMES.
+    schemes: list[str] = Field(default_factory=list)
 
     def terms(self, name: str) -> RouteTerms:
         return RouteTerms(
@@ -49,6 +57,7 @@ class RouteConfig(BaseModel):
             mime_type=self.mime_type,
             facilitators=tuple(self.facilitators),
             max_timeout_seconds=self.max_timeout_seconds,
+            schemes=tuple(self.schemes),
         )
 
 
@@ -108,10 +117,29 @@ class Settings(BaseSettings):
     network: str = BASE_SEPOLIA
     default_price: str = "$0.001"
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    # What a route's 402 offers when neither the caller nor its config says, in this order.
+    schemes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SCHEMES))
+
+    # batch-settlement channels (DESIGN §12). The receiver authorizer signs our claims
+    # and refunds: with a key here it is ours, without one the facilitator's (/supported).
+    receiver_authorizer_key: SecretStr | None = None
+    # The withdraw delay of the channels we open: after a payer starts a withdrawal,
+    # what we charged must be claimed within it.
+    withdraw_delay_s: int = Field(86400, ge=MIN_WITHDRAW_DELAY, le=MAX_WITHDRAW_DELAY)
+    # The deposit the 402 suggests (extra.minDeposit), in requests at the route's price.
+    min_deposit_requests: int = Field(10, ge=1)
+    # How long a request waits for another one on its channel before it is answered
+    # channel_busy, and how long a request holds its channel at most.
+    channel_busy_wait_s: float = Field(2.0, ge=0)
+    channel_hold_s: float = Field(60.0, gt=0)
+    # A voucher is verified here, without a facilitator, while our copy of the
+    # channel's contract state is younger than this.
+    channel_mirror_ttl_s: float = Field(DEFAULT_ONCHAIN_STATE_TTL_MS / 1000, ge=0)
 
     connect_timeout_s: float = Field(2.0, gt=0)
     verify_timeout_s: float = Field(5.0, gt=0)
     settle_timeout_s: float = Field(15.0, gt=0)
+    supported_timeout_s: float = Field(5.0, gt=0)
     settle_retries: int = Field(1, ge=0, le=5)
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(30.0, gt=0)
@@ -130,6 +158,8 @@ class Settings(BaseSettings):
     tracking_flush_interval_s: float = Field(0.05, gt=0)
     # How long a record of a call still under way may wait to be written whole.
     tracking_hold_s: float = Field(0.25, ge=0)
+    # How long a step waits for its row when another replica began the call.
+    tracking_row_wait_s: float = Field(30.0, ge=0)
     spool_dir: str = ".paysidecar/spool"
     retention_days: int = Field(90, ge=1)
     # Prune refuses a cutoff younger than this (and one in the future).
@@ -144,10 +174,27 @@ class Settings(BaseSettings):
     telemetry_capacity: int = Field(1000, ge=1)
     shutdown_grace_s: float = Field(10.0, ge=0)
 
-    @field_validator("facilitator_urls", mode="before")
+    @field_validator("facilitator_urls", "schemes", mode="before")
     @classmethod
     def _urls(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("schemes")
+    @classmethod
+    def _schemes(cls, schemes: list[str]) -> list[str]:
+        if not schemes or any(scheme not in SCHEMES for scheme in schemes) or len(set(schemes)) != len(schemes):
+            raise ValueError(f"schemes must be distinct, from {', '.join(SCHEMES)}")
+        return schemes
+
+    @field_validator("receiver_authorizer_key")
+    @classmethod
+    def _authorizer_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            try:
+                Account.from_key(key.get_secret_value())
+            except (ValueError, TypeError):
+                raise ValueError("receiver_authorizer_key is not a hex private key") from None  # not echoed
+        return key
 
     @field_validator("facilitator_api_keys", "chain_rpc_urls", mode="before")
     @classmethod
@@ -198,6 +245,7 @@ class Settings(BaseSettings):
             network=self.network,
             named={name: route.terms(name) for name, route in self.routes.items()},
             production=self.env == "production",
+            schemes=tuple(self.schemes),
         )
 
     @classmethod

@@ -130,3 +130,5 @@ class Reason:
     INVALID_ARGUMENT = "invalid_argument"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
     INVALID_PRUNE_CUTOFF = "invalid_prune_cutoff"
+    # Settle's charge is not a whole number from 0 to the route's amount.
+    INVALID_CHARGE = "invalid_charge"

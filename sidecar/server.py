@@ -9,7 +9,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from paysidecar.v1 import payment_pb2, payment_pb2_grpc, status_pb2, status_pb2_grpc, tracking_pb2, tracking_pb2_grpc
+from paysidecar.v1 import (
+    channels_pb2,
+    channels_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+    tracking_pb2,
+    tracking_pb2_grpc,
+)
 
 from .api.auth import BearerTokenInterceptor
 from .api.decoding import RequestDecodingInterceptor
@@ -19,6 +28,7 @@ SERVICE_NAMES = (
     payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name,
     tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
     status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
+    channels_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
 )
 
 
@@ -46,6 +56,7 @@ async def build_server(
     tracking: tracking_pb2_grpc.TrackingServiceServicer,
     status: status_pb2_grpc.StatusServiceServicer,
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+    channels: channels_pb2_grpc.ChannelServiceServicer | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     chain = list(interceptors)
     if settings.auth_token:
@@ -55,6 +66,9 @@ async def build_server(
     payment_pb2_grpc.add_PaymentServiceServicer_to_server(payment, server)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(tracking, server)
     status_pb2_grpc.add_StatusServiceServicer_to_server(status, server)
+    channels_pb2_grpc.add_ChannelServiceServicer_to_server(
+        channels or channels_pb2_grpc.ChannelServiceServicer(), server
+    )
     health_servicer = await add_health_and_reflection(server)
     address = f"{settings.host}:{settings.port}"
     credentials = _credentials(settings)

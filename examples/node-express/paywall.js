@@ -143,6 +143,9 @@ function paywall(sidecar, route) {
     res.setHeader('X-Request-ID', requestId);
     const query = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
 
+    // Sent to Authorize, and again with Settle: then any replica of a pool of
+    // sidecars can settle the payment, not only the one that verified it.
+    const payment = { payment_signature: req.get('PAYMENT-SIGNATURE') ?? '', x_payment: req.get('X-PAYMENT') ?? '' };
     let authorized;
     try {
       authorized = await sidecar.call('Authorize', {
@@ -150,8 +153,7 @@ function paywall(sidecar, route) {
         method: req.method,
         url: `${req.protocol}://${req.get('Host')}${req.originalUrl}`, // the payment is bound to it
         route,
-        payment_signature: req.get('PAYMENT-SIGNATURE') ?? '',
-        x_payment: req.get('X-PAYMENT') ?? '',
+        ...payment,
         client_ip: req.socket.remoteAddress ?? '',
         user_agent: req.get('User-Agent') ?? '',
         headers: flatHeaders(req),
@@ -161,7 +163,9 @@ function paywall(sidecar, route) {
       console.error(`authorize failed for request ${requestId}: ${error.message}`);
       return serviceUnavailable(res, requestId);
     }
-    if (authorized.outcome === 'payment_required' || authorized.outcome === 'rejected') {
+    // completed: a payment operation the sidecar carried out itself (a channel
+    // refund); like a 402 or a rejection it is sent as it is, and no handler runs.
+    if (['payment_required', 'rejected', 'completed'].includes(authorized.outcome)) {
       return sendAnswer(res, requestId, authorized[authorized.outcome]);
     }
     if (authorized.outcome !== 'verified') return serviceUnavailable(res, requestId);
@@ -197,7 +201,8 @@ function paywall(sidecar, route) {
 
     let settled;
     try {
-      settled = await sidecar.call('Settle', { ...claim, response_status: status, response_time_ms: Date.now() - started }, SETTLE_TIMEOUT_MS);
+      const request = { ...claim, ...payment, response_status: status, response_time_ms: Date.now() - started };
+      settled = await sidecar.call('Settle', request, SETTLE_TIMEOUT_MS);
     } catch (error) {
       console.error(`settle failed for request ${requestId}: ${error.message}`);
       // The sidecar may or may not have settled: it releases, or keeps the

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Route(_message.Message):
-    __slots__ = ("key", "name", "price", "pay_to", "network", "asset", "description", "mime_type", "facilitators", "max_timeout_seconds", "amount")
+    __slots__ = ("key", "name", "price", "pay_to", "network", "asset", "description", "mime_type", "facilitators", "max_timeout_seconds", "amount", "schemes")
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class Route(_message.Message):
     FACILITATORS_FIELD_NUMBER: _ClassVar[int]
     MAX_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMES_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     price: str
@@ -30,7 +31,8 @@ class Route(_message.Message):
     facilitators: _containers.RepeatedScalarFieldContainer[str]
     max_timeout_seconds: int
     amount: str
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...
+    schemes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
     __slots__ = ("request_id", "method", "url", "route", "payment_signature", "x_payment", "client_ip", "user_agent", "headers", "query", "call_key")
@@ -121,7 +123,7 @@ class Rejected(_message.Message):
     def __init__(self, status: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class Verified(_message.Message):
-    __slots__ = ("payment_id", "payer", "scheme", "network", "amount", "x402_version", "redeem", "claim_token")
+    __slots__ = ("payment_id", "payer", "scheme", "network", "amount", "x402_version", "redeem", "claim_token", "channel_id")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYER_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +132,7 @@ class Verified(_message.Message):
     X402_VERSION_FIELD_NUMBER: _ClassVar[int]
     REDEEM_FIELD_NUMBER: _ClassVar[int]
     CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     payer: str
     scheme: str
@@ -138,22 +141,42 @@ class Verified(_message.Message):
     x402_version: int
     redeem: bool
     claim_token: str
-    def __init__(self, payment_id: _Optional[str] = ..., payer: _Optional[str] = ..., scheme: _Optional[str] = ..., network: _Optional[str] = ..., amount: _Optional[str] = ..., x402_version: _Optional[int] = ..., redeem: _Optional[bool] = ..., claim_token: _Optional[str] = ...) -> None: ...
+    channel_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., payer: _Optional[str] = ..., scheme: _Optional[str] = ..., network: _Optional[str] = ..., amount: _Optional[str] = ..., x402_version: _Optional[int] = ..., redeem: _Optional[bool] = ..., claim_token: _Optional[str] = ..., channel_id: _Optional[str] = ...) -> None: ...
+
+class Completed(_message.Message):
+    __slots__ = ("status", "headers", "body")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    headers: _containers.ScalarMap[str, str]
+    body: bytes
+    def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class AuthorizeResponse(_message.Message):
-    __slots__ = ("tracking_id", "payment_required", "rejected", "verified")
+    __slots__ = ("tracking_id", "payment_required", "rejected", "verified", "completed")
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
     tracking_id: str
     payment_required: PaymentRequired
     rejected: Rejected
     verified: Verified
-    def __init__(self, tracking_id: _Optional[str] = ..., payment_required: _Optional[_Union[PaymentRequired, _Mapping]] = ..., rejected: _Optional[_Union[Rejected, _Mapping]] = ..., verified: _Optional[_Union[Verified, _Mapping]] = ...) -> None: ...
+    completed: Completed
+    def __init__(self, tracking_id: _Optional[str] = ..., payment_required: _Optional[_Union[PaymentRequired, _Mapping]] = ..., rejected: _Optional[_Union[Rejected, _Mapping]] = ..., verified: _Optional[_Union[Verified, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
-    __slots__ = ("payment_id", "tracking_id", "response_status", "response_time_ms", "request_id", "payment_signature", "x_payment", "claim_token")
+    __slots__ = ("payment_id", "tracking_id", "response_status", "response_time_ms", "request_id", "payment_signature", "x_payment", "claim_token", "charge")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TRACKING_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +185,7 @@ class SettleRequest(_message.Message):
     PAYMENT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     X_PAYMENT_FIELD_NUMBER: _ClassVar[int]
     CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     tracking_id: str
     response_status: int
@@ -170,7 +194,8 @@ class SettleRequest(_message.Message):
     payment_signature: str
     x_payment: str
     claim_token: str
-    def __init__(self, payment_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., response_status: _Optional[int] = ..., response_time_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., payment_signature: _Optional[str] = ..., x_payment: _Optional[str] = ..., claim_token: _Optional[str] = ...) -> None: ...
+    charge: str
+    def __init__(self, payment_id: _Optional[str] = ..., tracking_id: _Optional[str] = ..., response_status: _Optional[int] = ..., response_time_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., payment_signature: _Optional[str] = ..., x_payment: _Optional[str] = ..., claim_token: _Optional[str] = ..., charge: _Optional[str] = ...) -> None: ...
 
 class SettleResponse(_message.Message):
     __slots__ = ("success", "headers", "transaction", "payer", "network", "answer", "reason")

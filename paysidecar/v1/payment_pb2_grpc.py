@@ -67,6 +67,8 @@ class PaymentServiceServicer:
 
     def Settle(self, request, context):
         """Called after a 2xx handler answer; content may leave only when success is true.
+        batch-settlement: the charge is committed (durably) before success is
+        answered; a voucher needs no facilitator, a deposit is settled first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from paysidecar.v1 import payment_pb2
+import re
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from paysidecar.v1 import channels_pb2, payment_pb2
 
 from ..constants import RELEASE_UNSPECIFIED, Reason
 from ..payments.answers import HttpAnswer
+from ..payments.channels.state import Channel
 from ..payments.codec import is_url, pick_header
 from ..payments.errors import InvalidRequest
-from ..payments.flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
+from ..payments.flow import (
+    AuthorizeInput,
+    Challenge,
+    Completed,
+    Rejection,
+    ReleaseInput,
+    SettleInput,
+    SettleResult,
+    Verified,
+)
 from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
 
 
@@ -25,6 +40,7 @@ def route_terms(route: payment_pb2.Route) -> RouteTerms:
         mime_type=route.mime_type,
         facilitators=tuple(route.facilitators),
         max_timeout_seconds=route.max_timeout_seconds,
+        schemes=tuple(route.schemes),
     )
 
 
@@ -65,7 +81,9 @@ def authorize_input(
     )
 
 
-def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verified) -> payment_pb2.AuthorizeResponse:
+def authorize_response(
+    tracking_id: str, outcome: Challenge | Rejection | Verified | Completed
+) -> payment_pb2.AuthorizeResponse:
     response = payment_pb2.AuthorizeResponse(tracking_id=tracking_id)
     if isinstance(outcome, Verified):
         response.verified.CopyFrom(
@@ -78,8 +96,12 @@ def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verifi
                 x402_version=outcome.version,
                 redeem=outcome.redeem,
                 claim_token=outcome.claim_token,
+                channel_id=outcome.channel_id,
             )
         )
+    elif isinstance(outcome, Completed):
+        a = outcome.answer
+        response.completed.CopyFrom(payment_pb2.Completed(status=a.status, headers=a.headers, body=a.body))
     elif isinstance(outcome, Rejection):
         a = outcome.answer
         response.rejected.CopyFrom(
@@ -93,6 +115,17 @@ def authorize_response(tracking_id: str, outcome: Challenge | Rejection | Verifi
     return response
 
 
+_ATOMIC = re.compile(r"[0-9]{1,78}")
+
+
+def _charge(request: payment_pb2.SettleRequest) -> int | None:
+    if not request.HasField("charge"):
+        return None
+    if not _ATOMIC.fullmatch(request.charge):
+        raise InvalidRequest(Reason.INVALID_CHARGE, "charge must be a whole number of atomic units")
+    return int(request.charge)
+
+
 def settle_input(request: payment_pb2.SettleRequest) -> SettleInput:
     return SettleInput(
         payment_id=request.payment_id,
@@ -100,6 +133,8 @@ def settle_input(request: payment_pb2.SettleRequest) -> SettleInput:
         response_status=request.response_status,
         response_time_ms=int(request.response_time_ms),
         header=pick_header(request.payment_signature, request.x_payment),
+        request_id=request.request_id,
+        charge=_charge(request),
     )
 
 
@@ -129,3 +164,54 @@ def settle_response(result: SettleResult) -> payment_pb2.SettleResponse:
     if result.answer is not None:
         response.answer.CopyFrom(http_answer(result.answer))
     return response
+
+
+# -- channels ----------------------------------------------------------------
+
+MAX_CHANNELS_PAGE = 100
+DEFAULT_CHANNELS_PAGE = 50
+_CHANNEL_CURSOR = re.compile(r"0x[0-9a-f]{64}")
+
+
+def channels_page(request: channels_pb2.ListChannelsRequest) -> tuple[str, int, str]:
+    """(after, limit, payer) of a ListChannels request; the cursor is the last
+    channel id of the previous page."""
+    limit = request.limit or DEFAULT_CHANNELS_PAGE
+    if not 1 <= limit <= MAX_CHANNELS_PAGE:
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, f"limit must be from 1 to {MAX_CHANNELS_PAGE}")
+    if request.cursor and not _CHANNEL_CURSOR.fullmatch(request.cursor):
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "cursor is not one this sidecar made")
+    if "\x00" in request.payer:
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "payer may not contain NUL characters")
+    return request.cursor, limit, request.payer
+
+
+def _stamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def channel_message(channel: Channel) -> channels_pb2.Channel:
+    config, mirror = channel.config, channel.mirror
+    return channels_pb2.Channel(
+        channel_id=channel.channel_id,
+        network=channel.network,
+        payer=config.payer,
+        payer_authorizer=config.payer_authorizer,
+        receiver=config.receiver,
+        receiver_authorizer=config.receiver_authorizer,
+        token=config.token,
+        withdraw_delay_seconds=config.withdraw_delay,
+        charged=str(channel.charged),
+        signed=str(channel.signed_max_claimable),
+        balance=str(mirror.balance),
+        claimed=str(mirror.total_claimed),
+        refund_nonce=str(mirror.refund_nonce),
+        withdraw_requested_at=mirror.withdraw_requested_at,
+        synced_at=_stamp(channel.synced_at),
+        last_request_at=_stamp(channel.last_request_at),
+        busy=channel.reservation is not None,
+    )

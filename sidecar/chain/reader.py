@@ -1,7 +1,8 @@
 """Reads EIP-3009 state from the token contract over Ethereum JSON-RPC (web3.py,
 async), one endpoint per network (CHAIN_RPC_URLS): `authorizationState(from, nonce)`,
-the events that used a nonce, and transaction receipts. Judging what they mean is
-the payment domain's job (payments/used_nonce.py)."""
+the events that used a nonce, and transaction receipts; and a batch-settlement
+channel's fields from the x402BatchSettlement contract. Judging what they mean is
+the payment domain's job (payments/used_nonce.py, payments/channels/)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Any
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound
+from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
+from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
 from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC
+from ..payments.channels.state import Mirror
 from ..payments.ports import ChainLog
 from ..telemetry.chain_spans import chain_failed, chain_span
 
@@ -108,6 +112,25 @@ class Web3ChainReader:
         if receipt["status"] != 1:
             return ()
         return tuple(_chain_log(entry) for entry in receipt["logs"])
+
+    async def channel(self, network: str, channel_id: str) -> Mirror | None:
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return None
+        contract = w3.eth.contract(address=BATCH_SETTLEMENT_ADDRESS, abi=BATCH_SETTLEMENT_ABI)
+        key = bytes.fromhex(channel_id.removeprefix("0x"))
+
+        async def read() -> Mirror:
+            balance, total_claimed = await contract.functions.channels(key).call()
+            _, initiated_at = await contract.functions.pendingWithdrawals(key).call()
+            refund_nonce = await contract.functions.refundNonce(key).call()
+            return Mirror(int(balance), int(total_claimed), int(initiated_at), int(refund_nonce))
+
+        try:
+            return await asyncio.wait_for(read(), self._timeout_s)
+        except Exception as exc:  # transport, timeout, revert: all mean "could not read"
+            log.warning("chain channel read failed on %s: %s", network, type(exc).__name__)
+            return None
 
     async def close(self) -> None:
         for w3 in self._clients.values():

@@ -42,6 +42,8 @@ def _well_formed(stage: str, status: int, data: Any) -> bool:
         valid = data.get("isValid")
         # A 4xx is a clean answer only when it says "invalid".
         return isinstance(valid, bool) and (status < 400 or valid is False)
+    if stage == "supported":
+        return status < 400 and isinstance(data.get("kinds"), list)
     success = data.get("success")  # settle
     if success is True:
         tx = data.get("transaction")
@@ -74,6 +76,9 @@ class HttpFacilitator:
     async def settle(self, body: dict[str, Any]) -> FacilitatorAnswer:
         return await self._call("settle", body)
 
+    async def supported(self) -> FacilitatorAnswer:
+        return await self._call("supported", None)
+
     def _answer(
         self, stage: str, outcome: Outcome, started: float, what: str = "", status: int = 0, data: Any = None
     ) -> FacilitatorAnswer:
@@ -88,7 +93,7 @@ class HttpFacilitator:
         if self.health.state != before:
             record_breaker_change(self.name, before, self.health.state)
 
-    async def _call(self, stage: str, body: dict[str, Any]) -> FacilitatorAnswer:
+    async def _call(self, stage: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
         before = self.health.state
         allowed = self.health.allow()
         self._breaker_moved(before)
@@ -97,20 +102,21 @@ class HttpFacilitator:
             attempt = Attempt(self.name, stage, Outcome.UNREACHABLE, 0.0, f"{self.name}_circuit_open")
             record_skipped(attempt)
             return FacilitatorAnswer(attempt, None)
-        url = f"{self.url}/{stage}"
-        with attempt_span(self.name, stage, url) as span:
-            answer = await self._send(stage, url, body)
+        # /supported is the one GET of the facilitator API; verify and settle POST a body.
+        method, url = "GET" if body is None else "POST", f"{self.url}/{stage}"
+        with attempt_span(self.name, stage, method, url) as span:
+            answer = await self._send(stage, method, url, body)
             record_attempt(span, answer.attempt)
         return answer
 
-    async def _send(self, stage: str, url: str, body: dict[str, Any]) -> FacilitatorAnswer:
+    async def _send(self, stage: str, method: str, url: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
         started = time.perf_counter()
         timeout = aiohttp.ClientTimeout(
             total=self._timeouts_s[stage], sock_connect=self._connect_timeout_s
         )
         try:
-            async with self._session.post(
-                url, json=body, headers=with_trace_context(self._headers), timeout=timeout
+            async with self._session.request(
+                method, url, json=body, headers=with_trace_context(self._headers), timeout=timeout
             ) as response:
                 status = response.status
                 raw = await response.content.read(MAX_BODY_BYTES + 1)

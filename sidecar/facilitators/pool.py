@@ -43,7 +43,11 @@ class Pool:
                 Health(s.breaker_failures, s.breaker_cooldown_s, s.health_alpha),
                 api_key=s.facilitator_api_keys.get(url),
                 connect_timeout_s=s.connect_timeout_s,
-                timeouts_s={"verify": s.verify_timeout_s, "settle": s.settle_timeout_s},
+                timeouts_s={
+                    "verify": s.verify_timeout_s,
+                    "settle": s.settle_timeout_s,
+                    "supported": s.supported_timeout_s,
+                },
             )
             self._by_url[url] = facilitator
         return facilitator
@@ -56,9 +60,10 @@ class Pool:
             self._by_url.pop(dropped, None)
 
     def candidates(self, explicit: tuple[str, ...]) -> list[HttpFacilitator]:
-        urls = explicit or tuple(self._settings.facilitator_urls)
-        ordered = [self.get(url) for url in urls]
-        return sorted(ordered, key=lambda f: f.health.rank())  # stable: config order breaks ties
+        return sorted(self.in_order(explicit), key=lambda f: f.health.rank())  # stable: config order breaks ties
+
+    def in_order(self, explicit: tuple[str, ...]) -> list[HttpFacilitator]:
+        return [self.get(url) for url in explicit or tuple(self._settings.facilitator_urls)]
 
     def all(self) -> list[HttpFacilitator]:
         return list(self._by_url.values())

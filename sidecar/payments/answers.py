@@ -61,17 +61,22 @@ def requirements_v1(route: PricedRoute, url: str) -> PaymentRequirementsV1:
     )
 
 
-def payment_required(route: PricedRoute, url: str, error: str, version: int = 2) -> HttpAnswer:
-    """The 402 challenge: header and body carry the same PaymentRequired JSON."""
-    if version == 1:
-        # v1 clients read the body only; the header is v2's invention.
+def payment_required(
+    route: PricedRoute, url: str, error: str, version: int = 2, *, batch: PaymentRequirements | None = None
+) -> HttpAnswer:
+    """The 402 challenge: header and body carry the same PaymentRequired JSON, with
+    what the route offers in the order of its schemes (`batch`: its batch-settlement
+    offer, when it makes one)."""
+    if version == 1 and route.offers("exact"):
+        # v1 clients read the body only; the header is v2's invention. v1 knows exact only.
         v1 = PaymentRequiredV1(error=error, accepts=[requirements_v1(route, url)])
         body = v1.model_dump_json(by_alias=True, exclude_none=True).encode()
         return HttpAnswer(402, {"Content-Type": _JSON}, body)
+    offers = {"exact": requirements_v2(route), "batch-settlement": batch}
     required = PaymentRequired(
         error=error,
         resource=ResourceInfo(url=url, description=route.description, mime_type=route.mime_type),
-        accepts=[requirements_v2(route)],
+        accepts=[offer for scheme in route.schemes if (offer := offers.get(scheme)) is not None],
     )
     body = required.model_dump_json(by_alias=True, exclude_none=True).encode()
     headers = {"Content-Type": _JSON, PAYMENT_REQUIRED_HEADER: encode_payment_required_header(required)}

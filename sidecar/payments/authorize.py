@@ -14,14 +14,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
+from x402.schemas import PaymentRequirements
+
 from ..constants import Reason
 from . import answers, ledger, records, redeem
 from .binding import bind
+from .channels import authorize as channels
 from .claims import InFlight
-from .codec import DecodedPayment, decode_payment, pick_header
+from .codec import DecodedPayment, Envelope, decode_envelope, exact_payment, pick_header
 from .context import PaymentContext
 from .errors import LedgerUnavailable, PaymentError
-from .flow import AuthorizeInput, Challenge, Rejection, Verified
+from .flow import AuthorizeInput, Challenge, Completed, Rejection, Verified
 from .identity import canonical_hash, header_hash, payment_id
 from .ledger import LedgerEntry
 from .lifecycle import Step
@@ -29,7 +33,10 @@ from .ports import Attempt, Facilitator
 from .verification import verify_with_fallback
 
 
-async def authorize(ctx: PaymentContext, req: AuthorizeInput) -> tuple[uuid.UUID, Challenge | Rejection | Verified]:
+Outcome = Challenge | Rejection | Verified | Completed
+
+
+async def authorize(ctx: PaymentContext, req: AuthorizeInput) -> tuple[uuid.UUID, Outcome]:
     route = req.route
     call = (req.request_id, req.method, req.url, route.key, req.payment_signature, req.x_payment, req.client_ip)
     tracking_id = records.tracking_id(req.call_key, *call)
@@ -44,6 +51,8 @@ async def authorize(ctx: PaymentContext, req: AuthorizeInput) -> tuple[uuid.UUID
     _event(ctx, "request_received", req, network=route.network)
     audit = _Audit()
     try:
+        # The route's batch-settlement offer, for its 402s (None: exact only).
+        audit.batch_offer = await channels.offer(ctx, route)
         outcome = await _answer(ctx, tracking_id, req, audit)
     except PaymentError as exc:
         outcome = _reject(ctx, tracking_id, req, exc, audit)
@@ -69,6 +78,7 @@ class _Audit:
     fields: dict[str, Any] = field(default_factory=dict)
     version: int = 2
     attempts: tuple[Attempt, ...] = ()
+    batch_offer: PaymentRequirements | None = None
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,17 @@ class _Bound:
 
 async def _answer(
     ctx: PaymentContext, tracking_id: uuid.UUID, req: AuthorizeInput, audit: _Audit
-) -> Challenge | Verified:
+) -> Challenge | Verified | Completed:
     picked = pick_header(req.payment_signature, req.x_payment)
     if picked is None:
-        return _challenge(ctx, tracking_id, req)
-    bound = _decode_and_bind(ctx, picked, req, audit)
+        return _challenge(ctx, tracking_id, req, audit)
+    header_name, header_value = picked
+    audit.fields["payment_signature_hash"] = header_hash(header_value)
+    envelope = decode_envelope(header_name, header_value)
+    audit.version = envelope.version
+    if envelope.scheme == SCHEME_BATCH_SETTLEMENT:
+        return await channels.authorize(ctx, tracking_id, req, envelope, audit)
+    bound = _decode_and_bind(ctx, envelope, req, audit)
     existing = await ctx.ledger.get(bound.payment_id)
     if existing is not None and existing.state not in ledger.RECLAIMABLE:
         return await _held_already(ctx, tracking_id, req, bound, existing, audit)
@@ -95,19 +111,18 @@ async def _answer(
     return await _claim(ctx, tracking_id, req, bound, facilitator, audit)
 
 
-def _challenge(ctx: PaymentContext, tracking_id: uuid.UUID, req: AuthorizeInput) -> Challenge:
+def _challenge(ctx: PaymentContext, tracking_id: uuid.UUID, req: AuthorizeInput, audit: _Audit) -> Challenge:
     ctx.tracker.record(tracking_id, Step.VERIFICATION, records.verification_fields(verified=False, error=None))
     _event(ctx, "payment_challenge_issued", req, network=req.route.network, amount=str(req.route.amount))
-    return Challenge(answers.payment_required(req.route, req.url, "payment required"))
+    return Challenge(answers.payment_required(req.route, req.url, "payment required", batch=audit.batch_offer))
 
 
-def _decode_and_bind(ctx: PaymentContext, picked: tuple[str, str], req: AuthorizeInput, audit: _Audit) -> _Bound:
-    """Rules 5 and 1: a well-formed payment, bound to this route, or a PaymentError."""
-    header_name, header_value = picked
-    audit.fields["payment_signature_hash"] = header_hash(header_value)
+def _decode_and_bind(ctx: PaymentContext, envelope: Envelope, req: AuthorizeInput, audit: _Audit) -> _Bound:
+    """Rules 5 and 1: a well-formed exact payment, bound to this route, or a PaymentError."""
+    if not req.route.offers("exact"):
+        raise PaymentError(Reason.SCHEME_MISMATCH, f"scheme {envelope.scheme!r} is not accepted here")
     with ctx.telemetry.step("x402 decode and bind"):
-        payment = decode_payment(header_name, header_value)
-        audit.version = payment.version
+        payment = exact_payment(envelope)
         audit.fields.update(records.payment_fields(payment, req.route))
         requirements = bind(payment, req.route, req.url)
     bound = _Bound(payment, requirements, payment_id(payment), canonical_hash(requirements))
@@ -198,11 +213,14 @@ def _reject(
     ctx.tracker.record(tracking_id, Step.VERIFICATION, fields)
     _event(ctx, "payment_verify_failed", req, reason=error.reason, network=req.route.network)
     if error.status == 402:
-        answer = answers.payment_required(req.route, req.url, error.reason, audit.version)
+        batch = error.offer or audit.batch_offer
+        answer = answers.payment_required(req.route, req.url, error.reason, audit.version, batch=batch)
     elif error.reason == Reason.PAYMENT_IN_DOUBT:
         answer = answers.payment_in_doubt(req.request_id, ctx.policy.retry_after_s)
     else:
         answer = answers.error_answer(error.status, error.reason, error.message, req.request_id)
+    if error.headers:
+        answer = answers.HttpAnswer(answer.status, {**answer.headers, **error.headers}, answer.body)
     return Rejection(error.reason, error.message, answer)
 
 

@@ -3,7 +3,10 @@ who may use a claim.
 
 What Settle needs from Authorize (the decoded payment, the route) is kept in
 memory only, never the raw payload in SQL. A claim another replica verified is
-adopted by Settle from the ledger and the client's header (settle.py)."""
+adopted by Settle from the ledger and the client's header (settle.py). In a pool
+a claim held here is often finished by another replica, which this one never
+hears of: what is held here decides only for the caller holding its token, else
+the ledger does, and what the ledger shows closed is forgotten (forget_closed)."""
 
 from __future__ import annotations
 
@@ -54,6 +57,11 @@ class InFlightClaims:
     def take(self, payment_id: str) -> InFlight | None:
         return self._by_payment.pop(payment_id, None)
 
+    def drop(self, flight: InFlight) -> None:
+        """Forget `flight` if it is still the claim held for its payment."""
+        if self._by_payment.get(flight.entry.payment_id) is flight:
+            del self._by_payment[flight.entry.payment_id]
+
     def payment_ids(self) -> list[str]:
         return list(self._by_payment)
 
@@ -77,14 +85,42 @@ async def move_taken(
         raise
 
 
+async def forget_closed(ledger: LedgerStore, claims: InFlightClaims) -> int:
+    """Forget the claims held here that the ledger shows closed (settled, released,
+    claimed again) by another replica; how many."""
+    forgotten = 0
+    for payment_id in claims.payment_ids():
+        flight = claims.get(payment_id)
+        if flight is None:
+            continue
+        entry = await ledger.get(payment_id)
+        if entry is not None and entry.claim_token == flight.entry.claim_token and entry.state == flight.entry.state:
+            continue  # still this claim, its caller not done yet
+        claims.drop(flight)
+        forgotten += 1
+    return forgotten
+
+
+def holds(entry: LedgerEntry, claim_token: str) -> bool:
+    """Whether `claim_token` is the token of the claim under `entry`."""
+    return _is_token(entry.claim_token, claim_token)
+
+
 def check_holder(entry: LedgerEntry, claim_token: str) -> None:
     """Only the caller Authorize gave the claim token to may Settle or Release."""
-    try:
-        held = uuid.UUID(claim_token) == entry.claim_token
-    except ValueError:
-        held = False
-    if not held:
+    check_token(entry.claim_token, claim_token)
+
+
+def check_token(held_by: uuid.UUID, claim_token: str) -> None:
+    if not _is_token(held_by, claim_token):
         raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
+
+
+def _is_token(held_by: uuid.UUID, claim_token: str) -> bool:
+    try:
+        return uuid.UUID(claim_token) == held_by
+    except ValueError:
+        return False
 
 
 def closed(why: str) -> ClaimRefused:

@@ -123,7 +123,26 @@ def pick_header(payment_signature: str, x_payment: str) -> tuple[str, str] | Non
     return None
 
 
-def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
+@dataclass(frozen=True)
+class Envelope:
+    """A payment header decoded as far as every scheme shares: base64 JSON of an
+    x402 v1 or v2 payment payload (the SDK model), with its identity hash. What the
+    scheme's own `payload` holds is checked by the scheme's decoder."""
+
+    version: int
+    header_name: str
+    header_value: str
+    payload: PaymentPayload | PaymentPayloadV1
+    wire: dict[str, Any]
+    # SHA-256 of the RFC 8785 form of `wire`.
+    payload_hash: str
+
+    @property
+    def scheme(self) -> str:
+        return self.payload.get_scheme()
+
+
+def decode_envelope(header_name: str, header_value: str) -> Envelope:
     if len(header_value) > MAX_PAYMENT_HEADER_BYTES:
         raise _malformed(
             f"{header_name} is larger than {MAX_PAYMENT_HEADER_BYTES} bytes", Reason.HEADER_TOO_LARGE
@@ -145,9 +164,8 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
         )
     try:
         payload = (PaymentPayloadV1 if version == 1 else PaymentPayload).model_validate(wire)
-        exact = _ExactPayload.model_validate(payload.payload)
     except (ValidationError, TypeError, ValueError) as exc:
-        raise _malformed(f"{header_name} does not hold a valid x402 v{version} exact payment") from exc
+        raise _malformed(f"{header_name} does not hold a valid x402 v{version} payment") from exc
     if version == 2 and not re.fullmatch(_UINT, payload.accepted.amount):
         raise _malformed(f"{header_name}: accepted.amount must be a string of atomic units")
     if version == 2 and payload.resource is not None and not is_url(payload.resource.url):
@@ -158,13 +176,29 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
         payload_hash = canonical_hash(wire)
     except (rfc8785.CanonicalizationError, UnicodeError) as exc:
         raise _malformed(f"{header_name} holds values JSON cannot carry exactly (RFC 8785)") from exc
+    return Envelope(version, header_name, header_value, payload, wire, payload_hash)
+
+
+def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
+    """An EVM exact payment from its header."""
+    return exact_payment(decode_envelope(header_name, header_value))
+
+
+def exact_payment(envelope: Envelope) -> DecodedPayment:
+    """The envelope's payload checked strictly as an EVM exact authorization."""
+    try:
+        exact = _ExactPayload.model_validate(envelope.payload.payload)
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise _malformed(
+            f"{envelope.header_name} does not hold a valid x402 v{envelope.version} exact payment"
+        ) from exc
     signed = exact.authorization
     return DecodedPayment(
-        version=version,
-        header_name=header_name,
-        header_value=header_value,
-        payload=payload,
-        wire=wire,
+        version=envelope.version,
+        header_name=envelope.header_name,
+        header_value=envelope.header_value,
+        payload=envelope.payload,
+        wire=envelope.wire,
         authorization=SignedAuthorization(
             payer=signed.from_,
             to=signed.to,
@@ -173,5 +207,5 @@ def decode_payment(header_name: str, header_value: str) -> DecodedPayment:
             valid_before=int(signed.valid_before),
             nonce=signed.nonce.lower(),
         ),
-        payload_hash=payload_hash,
+        payload_hash=envelope.payload_hash,
     )

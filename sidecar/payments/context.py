@@ -1,10 +1,12 @@
 """What the payment flows (authorize, settle, release, redeem) work with: the
-ports, the reconcile policy and the claims in flight, built once per process."""
+ports, the reconcile policy, the claims in flight and batch-settlement's
+channels, built once per process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .channels.room import ChannelRoom
 from .claims import InFlightClaims
 from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
@@ -19,3 +21,5 @@ class PaymentContext:
     telemetry: Telemetry
     policy: ReconcilePolicy
     claims: InFlightClaims
+    # batch-settlement's channels; None: routes offer exact only.
+    channels: ChannelRoom | None = None

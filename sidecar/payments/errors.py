@@ -4,15 +4,29 @@ these are anybody's fault but ours, anything else is a bug (INTERNAL)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PaymentError(Exception):
-    """A payment the client must fix (400) or pay again for (402)."""
+    """A payment the client must fix (400) or pay again for (402). A 402 may offer
+    the client a corrected batch-settlement offer (`offer`: the channel's state to
+    resynchronise with) and carry more headers (`headers`: a receipt)."""
 
-    def __init__(self, reason: str, message: str, status: int = 402) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        status: int = 402,
+        *,
+        offer: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.status = status
+        self.offer = offer
+        self.headers = headers or {}
 
 
 class CallerError(Exception):

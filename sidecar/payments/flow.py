@@ -1,6 +1,6 @@
 """What the payment flow is asked and what it answers: Authorize's input and its
-three answers (a challenge, a refusal, or a verified claim), Settle's input and
-result, Release's input."""
+answers (a challenge, a refusal, a verified claim, or a payment operation done
+without a handler), Settle's input and result, Release's input."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ class Verified:
     redeem: bool
     # Only the caller holding it may Settle or Release the claim.
     claim_token: str
+    # batch-settlement: the channel the request is paid through.
+    channel_id: str = ""
 
     @classmethod
     def of(cls, entry: LedgerEntry, payment: DecodedPayment, *, redeem: bool) -> Verified:
@@ -68,6 +70,14 @@ class Verified:
 
 
 @dataclass(frozen=True)
+class Completed:
+    """A payment operation the sidecar carried out itself (a batch-settlement
+    refund): send this answer, run no handler."""
+
+    answer: HttpAnswer
+
+
+@dataclass(frozen=True)
 class SettleInput:
     payment_id: str
     claim_token: str
@@ -76,6 +86,11 @@ class SettleInput:
     # The client's payment header, (name, value): with it another replica may
     # settle a claim this one did not verify.
     header: tuple[str, str] | None = None
+    # The caller's request id, for the events and answers of an adopted claim.
+    request_id: str = ""
+    # What the request costs, when less than the route's amount (batch-settlement's
+    # dynamic pricing); None: the route's amount.
+    charge: int | None = None
 
 
 @dataclass(frozen=True)

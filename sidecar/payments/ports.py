@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from .channels.state import Channel, Mirror, Reservation
 from .ledger import LedgerEntry
 from .record_queries import RecordPage, RecordQuery, Stats
 
@@ -66,10 +67,16 @@ class Facilitator(Protocol):
 
     async def settle(self, body: dict[str, Any]) -> FacilitatorAnswer: ...
 
+    async def supported(self) -> FacilitatorAnswer:
+        """GET /supported: the kinds it settles (data: {"kinds": [...], ...})."""
+
 
 class FacilitatorPool(Protocol):
     def candidates(self, explicit: tuple[str, ...]) -> list[Facilitator]:
         """Facilitators to try, best first (explicit list, else the configured one)."""
+
+    def in_order(self, explicit: tuple[str, ...]) -> list[Facilitator]:
+        """The same facilitators in the order they are configured, whatever their health."""
 
     def get(self, url: str) -> Facilitator: ...
 
@@ -98,6 +105,10 @@ class ChainReader(Protocol):
         """The logs of a mined transaction, in order (none when it reverted); None when
         it is not mined or the chain could not be read."""
 
+    async def channel(self, network: str, channel_id: str) -> Mirror | None:
+        """The batch-settlement contract's fields of one channel (`channels`,
+        `pendingWithdrawals`, `refundNonce`); None when the chain could not be read."""
+
 
 class LedgerStore(Protocol):
     async def get(self, payment_id: str) -> LedgerEntry | None: ...
@@ -114,6 +125,46 @@ class LedgerStore(Protocol):
         """settled_unserved -> redeeming for the same payload; None if not redeemable."""
 
     async def stale(self, states: tuple[str, ...], older_than_s: float, limit: int) -> list[LedgerEntry]: ...
+
+
+class ChannelStore(Protocol):
+    """The server's state of each batch-settlement channel (sidecar/store/channels.py).
+    Only the holder of a channel's reservation changes its charge."""
+
+    async def get(self, channel_id: str) -> Channel | None: ...
+
+    async def reserve(self, channel_id: str, reservation: Reservation, hold_s: float) -> Channel | None:
+        """Hold the channel for `hold_s` when nobody holds it (or its holder's time ran
+        out); None when another request holds it, or there is no such channel."""
+
+    async def open(self, channel: Channel, reservation: Reservation, hold_s: float) -> Channel | None:
+        """Insert a channel first seen now, held by this request; None when it exists."""
+
+    async def refresh(self, channel_id: str, token: uuid.UUID, mirror: Mirror) -> Channel | None:
+        """The holder records what it learned of the contract's fields."""
+
+    async def commit(
+        self,
+        channel_id: str,
+        token: uuid.UUID,
+        charged: int,
+        charge: int,
+        voucher: tuple[int, str] | None,
+        mirror: Mirror | None,
+    ) -> Channel | None:
+        """charged += charge and the voucher (max claimable, signature) held, for the
+        holder whose request was verified against `charged`; the reservation ends.
+        None when the request no longer holds the channel: nothing changed."""
+
+    async def uncharge(self, channel_id: str, charged: int, charge: int, max_claimable: int) -> bool:
+        """Take back a committed charge whose answer was not delivered, while the
+        channel is as that commit left it (`charged` after it, its voucher, no hold)."""
+
+    async def unreserve(self, channel_id: str, token: uuid.UUID) -> bool:
+        """End the holder's reservation, changing nothing else."""
+
+    async def page(self, after: str, limit: int, payer: str = "") -> list[Channel]:
+        """Channels by id after `after`, at most `limit`, of one payer when given."""
 
 
 class Tracker(Protocol):

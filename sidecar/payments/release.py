@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..constants import RELEASE_NOT_DELIVERED
 from . import ledger, records
-from .claims import check_holder, closed
+from .claims import check_holder, closed, holds
 from .context import PaymentContext
 from .errors import UnknownPayment
 from .flow import ReleaseInput
@@ -23,12 +23,15 @@ async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
     flight = ctx.claims.get(pid)
-    entry = flight.entry if flight is not None else await ctx.ledger.get(pid)
+    if flight is not None and holds(flight.entry, req.claim_token):
+        entry: LedgerEntry | None = flight.entry
+    else:
+        entry = await ctx.ledger.get(pid)  # as in settle.py: the ledger decides
     if entry is None:
         raise UnknownPayment(pid)
     check_holder(entry, req.claim_token)
     if flight is not None:
-        ctx.claims.take(pid)
+        ctx.claims.drop(flight)
     moved = await release_entry(
         ctx,
         entry,

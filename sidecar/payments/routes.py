@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
@@ -18,6 +19,11 @@ from .errors import RouteError
 from .production import production_refusal
 
 _PRICE_PARSER = ExactEvmServerScheme()
+
+EXACT = "exact"
+# The schemes a route may offer, and what it offers when nobody says.
+SCHEMES = (EXACT, SCHEME_BATCH_SETTLEMENT)
+DEFAULT_SCHEMES = (EXACT,)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class RouteTerms:
     mime_type: str = ""
     facilitators: tuple[str, ...] = ()
     max_timeout_seconds: int = 0
+    schemes: tuple[str, ...] = ()  # empty: not said
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class RouteDefaults:
     # Routes the config knows by name; a caller may name one instead of spelling it out.
     named: Mapping[str, RouteTerms] = field(default_factory=dict)
     production: bool = False
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class PricedRoute:
     mime_type: str
     facilitators: tuple[str, ...]
     max_timeout_seconds: int
+    # What the 402 offers, in this order (the order of `accepts`).
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+
+    def offers(self, scheme: str) -> bool:
+        return scheme in self.schemes
 
     @property
     def extra(self) -> dict[str, str]:
@@ -117,6 +130,7 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
         mime_type=asked.mime_type or named.mime_type,
         facilitators=asked.facilitators or named.facilitators,
         max_timeout_seconds=asked.max_timeout_seconds or named.max_timeout_seconds,
+        schemes=asked.schemes or named.schemes or defaults.schemes,
     )
     if defaults.production:
         # The guard of the config check at start, for what a caller names per request.
@@ -126,9 +140,18 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
     return terms
 
 
+def _check_schemes(schemes: tuple[str, ...]) -> tuple[str, ...]:
+    schemes = schemes or DEFAULT_SCHEMES
+    unknown = [scheme for scheme in schemes if scheme not in SCHEMES]
+    if unknown or len(set(schemes)) != len(schemes):
+        raise RouteError(Reason.INVALID_ROUTE, f"route schemes must be distinct, from {', '.join(SCHEMES)}")
+    return schemes
+
+
 def price_route(terms: RouteTerms) -> PricedRoute:
     """Turn route terms into atomic amounts with the SDK's price parser."""
     _check_facilitators(terms.facilitators)
+    schemes = _check_schemes(terms.schemes)
     if not terms.key:
         raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:
@@ -162,6 +185,7 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         mime_type=terms.mime_type or "application/json",
         facilitators=terms.facilitators,
         max_timeout_seconds=terms.max_timeout_seconds or 60,
+        schemes=schemes,
     )
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import uuid
 
-from . import authorize, release, settle
+from . import authorize, claims, release, settle
+from .channels import settle as channel_requests
+from .channels.room import ChannelRoom, parse_payment_id
 from .claims import InFlightClaims
 from .context import PaymentContext
-from .flow import AuthorizeInput, Challenge, Rejection, ReleaseInput, SettleInput, SettleResult, Verified
+from .flow import AuthorizeInput, ReleaseInput, SettleInput, SettleResult
 from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
 
@@ -28,22 +30,40 @@ class PaymentService:
         tracker: Tracker,
         telemetry: Telemetry,
         policy: ReconcilePolicy,
+        channels: ChannelRoom | None = None,
     ) -> None:
-        self._ctx = PaymentContext(facilitators, ledger_store, chain, tracker, telemetry, policy, InFlightClaims())
+        self._ctx = PaymentContext(
+            facilitators, ledger_store, chain, tracker, telemetry, policy, InFlightClaims(), channels
+        )
 
     @property
     def in_flight(self) -> InFlightClaims:
         return self._ctx.claims
 
-    async def authorize(self, req: AuthorizeInput) -> tuple[uuid.UUID, Challenge | Rejection | Verified]:
+    @property
+    def channels_in_flight(self) -> int:
+        return len(self._ctx.channels.flights) if self._ctx.channels is not None else 0
+
+    async def authorize(self, req: AuthorizeInput) -> tuple[uuid.UUID, authorize.Outcome]:
         return await authorize.authorize(self._ctx, req)
 
     async def settle(self, req: SettleInput) -> SettleResult:
+        # Which scheme a request was paid with shows in its payment id.
+        if parse_payment_id(req.payment_id) is not None:
+            return await channel_requests.settle(self._ctx, req)
+        # An exact payment settles what its payer signed, whatever the charge says.
         return await settle.settle(self._ctx, req)
 
     async def release(self, req: ReleaseInput) -> str:
-        """The ledger state the claim moved to."""
+        """The state the claim moved to (a channel request: "released")."""
+        if parse_payment_id(req.payment_id) is not None:
+            return await channel_requests.release(self._ctx, req)
         return await release.release(self._ctx, req)
 
     async def release_all(self, reason: str) -> int:
-        return await release.release_all(self._ctx, reason)
+        released = await release.release_all(self._ctx, reason)
+        return released + await channel_requests.release_all(self._ctx, reason)
+
+    async def forget_closed(self) -> int:
+        """Forget the claims held here that another replica finished (claims.py)."""
+        return await claims.forget_closed(self._ctx.ledger, self._ctx.claims)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..constants import Reason
 from . import answers, ledger, records, redeem
-from .claims import InFlight, check_holder, closed, move_taken
+from .claims import InFlight, check_holder, closed, holds, move_taken
 from .codec import decode_payment
 from .context import PaymentContext
 from .errors import PaymentError, RouteError, UnknownPayment
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
-    flight = await _take_claim(ctx, req.payment_id, req.claim_token, req.header)
+    flight = await _take_claim(ctx, req)
     response_status, response_time_ms = req.response_status, req.response_time_ms
     if not 200 <= response_status < 300:
         await release_entry(ctx, flight.entry, f"handler_status_{response_status}", response_status, response_time_ms)
@@ -50,20 +50,27 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
     return await _not_settled(ctx, flight, outcome, response_time_ms)
 
 
-async def _take_claim(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:
+async def _take_claim(ctx: PaymentContext, req: SettleInput) -> InFlight:
     """The claim to settle, for its holder only: the one held here, else one
-    another replica verified."""
+    another replica verified. What is held here under another token is an older
+    claim of the payment, closed elsewhere (and claimed again there): the ledger
+    decides, and it is forgotten."""
+    pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    flight = ctx.claims.get(pid)
-    if flight is None:
-        return await _adopt(ctx, pid, claim_token, header)
-    check_holder(flight.entry, claim_token)
-    ctx.claims.take(pid)
+    held = ctx.claims.get(pid)
+    if held is not None and holds(held.entry, req.claim_token):
+        ctx.claims.take(pid)
+        return held
+    flight = await _adopt(ctx, pid, req.claim_token, req.header, req.request_id)
+    if held is not None:
+        ctx.claims.drop(held)
     return flight
 
 
-async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[str, str] | None) -> InFlight:
+async def _adopt(
+    ctx: PaymentContext, pid: str, claim_token: str, header: tuple[str, str] | None, request_id: str
+) -> InFlight:
     """Settle a payment verified by another replica, for the holder of its claim:
     the client's header is re-decoded and must hash to the claimed payment."""
     entry = await ctx.ledger.get(pid)
@@ -92,7 +99,7 @@ async def _adopt(ctx: PaymentContext, pid: str, claim_token: str, header: tuple[
         facilitators=(),
         max_timeout_seconds=int(entry.requirements.get("maxTimeoutSeconds", 60)),
     )
-    return InFlight(entry, payment, route, entry.resource, "", redeem=entry.state == ledger.REDEEMING)
+    return InFlight(entry, payment, route, entry.resource, request_id, redeem=entry.state == ledger.REDEEMING)
 
 
 async def _start_settling(ctx: PaymentContext, flight: InFlight) -> None:

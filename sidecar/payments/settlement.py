@@ -68,7 +68,7 @@ async def settle_payment(
     chain: ChainReader,
     policy: ReconcilePolicy,
 ) -> SettleOutcome:
-    learned = await _ask_facilitator(facilitator, body, policy.retries)
+    learned = await ask_facilitator(facilitator, body, policy.retries)
     if learned.settled:
         return learned.outcome(SETTLED, source=FROM_FACILITATOR)
     if learned.refused and not learned.ambiguous:
@@ -79,7 +79,7 @@ async def settle_payment(
 
 
 @dataclass
-class _Learned:
+class Learned:
     """What the settle attempts on the facilitator learned."""
 
     attempts: list[Attempt] = field(default_factory=list)
@@ -88,6 +88,7 @@ class _Learned:
     settled: bool = False  # answered an explicit success: true
     refused: bool = False  # answered a clean success: false (not settlement_pending)
     ambiguous: bool = False  # an attempt before the last answer may have reached it and acted
+    data: dict[str, Any] | None = None  # the answer that ended the attempts (settled or refused)
 
     def read(self, answer: FacilitatorAnswer) -> bool:
         """Take one answer in; True when it ends the attempts (settled or refused)."""
@@ -99,11 +100,11 @@ class _Learned:
             if isinstance(data.get("transaction"), str) and data["transaction"]:
                 self.transaction = data["transaction"]
             if data["success"] is True:
-                self.settled = True
+                self.settled, self.data = True, data
                 return True
             self.facilitator_reason = sanitize_reason(data.get("errorReason"), Reason.SETTLEMENT_FAILED)
             if self.facilitator_reason != ERR_SETTLEMENT_PENDING:
-                self.refused = True
+                self.refused, self.data = True, data
                 return True
         self.ambiguous = self.ambiguous or answer.may_have_acted
         return False
@@ -113,17 +114,19 @@ class _Learned:
         return SettleOutcome(status, transaction, reason, self.facilitator_reason, source, tuple(self.attempts))
 
 
-async def _ask_facilitator(facilitator: Facilitator, body: dict[str, Any], retries: int) -> _Learned:
+async def ask_facilitator(facilitator: Facilitator, body: dict[str, Any], retries: int) -> Learned:
     """The same payload to the same facilitator (the chain's nonce makes that
-    idempotent) until it answers clearly, at most 1 + retries times."""
-    learned = _Learned()
+    idempotent) until it answers clearly, at most 1 + retries times. Channel
+    deposits and refunds go through here too: an ERC-3009 nonce and the contract's
+    refund nonce make their retries idempotent the same way."""
+    learned = Learned()
     for _ in range(retries + 1):
         if learned.read(await facilitator.settle(body)):
             break
     return learned
 
 
-async def _after_clean_no(chain: ChainReader, expected: ExpectedTransfer, learned: _Learned) -> SettleOutcome:
+async def _after_clean_no(chain: ChainReader, expected: ExpectedTransfer, learned: Learned) -> SettleOutcome:
     """A clean "no" to the only request sent: one look at the chain catches a
     facilitator that moved the money and said otherwise, and a nonce the payer
     spent or canceled meanwhile."""
@@ -137,7 +140,7 @@ async def _after_clean_no(chain: ChainReader, expected: ExpectedTransfer, learne
 
 
 async def _after_ambiguous(
-    chain: ChainReader, expected: ExpectedTransfer, learned: _Learned, policy: ReconcilePolicy
+    chain: ChainReader, expected: ExpectedTransfer, learned: Learned, policy: ReconcilePolicy
 ) -> SettleOutcome:
     """An attempt may have acted: the chain is asked for a bounded window, and
     what it has not decided by then is in doubt."""
@@ -147,7 +150,7 @@ async def _after_ambiguous(
     return learned.outcome(UNKNOWN, Reason.PAYMENT_IN_DOUBT)
 
 
-def _chain_says(check: ChainCheck, learned: _Learned) -> SettleOutcome:
+def _chain_says(check: ChainCheck, learned: Learned) -> SettleOutcome:
     """A final verdict: this payment's transfer, or a nonce that never pays us."""
     if check.verdict is Verdict.PAID:
         return learned.outcome(SETTLED, source=FROM_CHAIN, transaction=check.transaction)

@@ -20,6 +20,7 @@ class VerifyResult:
     invalid_reason: str
     payer: str
     attempts: tuple[Attempt, ...]
+    extra: dict[str, Any] | None = None  # the answer's `extra` (batch-settlement: the channel's state)
 
 
 def sanitize_reason(value: Any, fallback: str) -> str:
@@ -38,5 +39,6 @@ async def verify_with_fallback(candidates: list[Facilitator], body: dict[str, An
         payer = data.get("payer") if isinstance(data.get("payer"), str) else ""
         valid = data["isValid"] is True
         reason = "" if valid else sanitize_reason(data.get("invalidReason"), Reason.INVALID_PAYMENT)
-        return VerifyResult(facilitator, valid, reason, payer, tuple(attempts))
+        extra = data.get("extra") if isinstance(data.get("extra"), dict) else None
+        return VerifyResult(facilitator, valid, reason, payer, tuple(attempts), extra)
     return VerifyResult(None, False, "", "", tuple(attempts))

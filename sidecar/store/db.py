@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
+
+from ..payments.errors import LedgerUnavailable
+
+T = TypeVar("T")
 
 # Errors that say the server is unreachable, restarting, overloaded, read-only
 # (failover) or the session broke: the same write may succeed later.
@@ -37,3 +43,13 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
+
+
+async def on_the_money_path(db_pool: asyncpg.Pool, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `call` on a pooled connection; the database being down is LedgerUnavailable,
+    which the payment flows answer without serving (never a traceback)."""
+    try:
+        async with db_pool.acquire() as conn:
+            return await call(conn)
+    except UNAVAILABLE_ERRORS as exc:
+        raise LedgerUnavailable(str(exc)) from exc

@@ -10,9 +10,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ..payments.errors import LedgerUnavailable
 from ..payments.ledger import RECLAIMABLE, REDEEMING, SETTLED_UNSERVED, VERIFIED, LedgerEntry
-from .db import UNAVAILABLE_ERRORS
+from .db import on_the_money_path
 
 T = TypeVar("T")
 
@@ -109,11 +108,7 @@ class PgLedger:
         self._db_pool = db_pool
 
     async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        try:
-            async with self._db_pool.acquire() as conn:
-                return await call(conn)
-        except UNAVAILABLE_ERRORS as exc:
-            raise LedgerUnavailable(str(exc)) from exc
+        return await on_the_money_path(self._db_pool, call)
 
     async def get(self, payment_id: str) -> LedgerEntry | None:
         row = await self._run(lambda c: c.fetchrow(GET, payment_id))

@@ -32,6 +32,14 @@ again) takes that row's time and is upserted into it. A later step's UPDATE
 carries the START time this writer kept (StartTimes), so PostgreSQL looks in
 one partition; without it, or when it is not the row's, by id in all of them.
 
+A later step whose row is not there yet waits for it, for up to `row_wait_s`:
+in a pool of sidecars the call may have begun on another replica, whose writer
+writes the row a moment later (it holds a call under way back, see above). The
+record's next steps join the waiting write, so they still land in order; tried
+again every `max(flush_interval_s, hold_s)`, it is counted missing only once the
+wait is over, or at close() (the journal is then kept, so the next start writes
+it again). flush() does not wait for the row.
+
 Every step also goes to a journal on local disk (sidecar/store/journal.py),
 which `durable()` syncs before an answer leaves. A step reaches the database or
 the spool only once it is in the journal (write-ahead): a cycle takes the
@@ -93,6 +101,7 @@ class TrackingWriter:
         recheck_interval_s: float = 1.0,
         write_timeout_s: float = 30.0,
         hold_s: float = 0.25,
+        row_wait_s: float = 30.0,
     ) -> None:
         if isinstance(pool_or_dsn, str):
             self._dsn: str | None = pool_or_dsn
@@ -110,8 +119,11 @@ class TrackingWriter:
         self._recheck_s = recheck_interval_s
         self._timeout = write_timeout_s
         self._hold_s = hold_s
+        self._row_wait_s = row_wait_s
 
         self._pending: dict[uuid.UUID, RowWrite] = {}
+        # Writes of records whose row is not there yet (begun on another replica).
+        self._waiting: dict[uuid.UUID, RowWrite] = {}
         self._pending_steps = 0
         self._fresh_steps = 0  # steps recorded since the last cycle took the pending writes
         self._first_pending_at = 0.0
@@ -147,7 +159,7 @@ class TrackingWriter:
 
     @property
     def missing_rows(self) -> int:
-        """Steps whose row was not there to update."""
+        """Steps whose row was not there to update (after waiting for it)."""
         return self._missing_rows
 
     @property
@@ -258,10 +270,10 @@ class TrackingWriter:
     async def _turn(self) -> bool:
         """Wait for work, do it; True when closed and nothing is left."""
         self._wake.clear()
-        if not self._pending:
+        if not self._pending and not self._retry_due():
             if self._closing:
                 return True
-            await self._wait(self._recheck_s if self._spool.records else None)
+            await self._wait(self._next_wake())
             if not self._pending and self._spool.records and not self._closing:
                 await self._recover()
             return False
@@ -272,6 +284,15 @@ class TrackingWriter:
             return False
         await self._cycle()
         return False
+
+    def _next_wake(self) -> float | None:
+        """How long the idle writer may sleep: until the spool is due for another
+        replay, or a write waiting for its row for another try."""
+        waits = [self._recheck_s] if self._spool.records else []
+        if self._waiting:
+            retry_at = min(write.retry_at for write in self._waiting.values())
+            waits.append(max(0.0, retry_at - time.monotonic()))
+        return min(waits, default=None)
 
     async def _wait(self, timeout: float | None) -> None:
         try:
@@ -289,6 +310,7 @@ class TrackingWriter:
         else:
             self._journal.sync_soon()  # the steps held back for the journal, for the next cycle
         if not writes:
+            await self._advance(target)
             return
         links = self._links.take(writes)
         try:
@@ -310,19 +332,25 @@ class TrackingWriter:
             else:
                 await asyncio.sleep(self._recheck_s)  # back off: the database and the disk both failed
                 return
+        await self._advance(target)
+        if self._journal_whole and self._journal.trim_due():
+            # Every step not pending any more is in the database or the spool.
+            pending = (write.first_seq for write in (*self._pending.values(), *self._waiting.values()))
+            await self._journal.trim(min(pending, default=self._journal.seq + 1))
+
+    async def _advance(self, target: int) -> None:
+        """Every step up to `target` is written, spooled or waiting for its row."""
         async with self._progress:
             self._durable = max(self._durable, target)
             self._progress.notify_all()
-        if self._journal_whole and self._journal.trim_due():
-            # Every step not pending any more is in the database or the spool.
-            pending = (write.first_seq for write in self._pending.values())
-            await self._journal.trim(min(pending, default=self._journal.seq + 1))
 
     def _take_due(self) -> dict[uuid.UUID, RowWrite]:
         """Take the pending writes of this cycle, leaving pending those held back
         (a call under way) and those with a step not in the journal yet."""
         writes, self._pending = self._pending, {}
         self._pending_steps = self._fresh_steps = 0
+        if self._waiting:
+            writes = self._with_waiting(writes)
         if self._closing or self._flush_wanted:
             return writes
         held_since = time.monotonic() - self._hold_s
@@ -336,6 +364,40 @@ class TrackingWriter:
             for record_id in self._pending:
                 del writes[record_id]
         return writes
+
+    def _with_waiting(self, writes: dict[uuid.UUID, RowWrite]) -> dict[uuid.UUID, RowWrite]:
+        """The writes of this cycle with the waiting ones due for another try. A
+        record's later steps join its waiting write: they land after it."""
+        for record_id, waiting in self._waiting.items():
+            later = writes.pop(record_id, None)
+            if later is not None and later is not waiting:
+                waiting.absorb(later)
+        now = time.monotonic()
+        due = [record_id for record_id, write in self._waiting.items() if self._closing or write.retry_at <= now]
+        for record_id in due:
+            writes[record_id] = self._waiting.pop(record_id)
+        return writes
+
+    def _retry_due(self) -> bool:
+        now = time.monotonic()
+        return any(self._closing or write.retry_at <= now for write in self._waiting.values())
+
+    def _wait_for_row(self, record_id: uuid.UUID, write: RowWrite) -> bool:
+        """Keep a write whose row is missing for another try; False once it has
+        waited `row_wait_s` (the row is not coming), or when closing."""
+        now = time.monotonic()
+        if not write.give_up_at:
+            write.give_up_at = now + self._row_wait_s
+        if now >= write.give_up_at:
+            return False
+        if self._closing:
+            self._journal_whole = False  # kept: the next start writes it again
+            return False
+        write.retry_at = now + max(self._interval, self._hold_s)
+        earlier = self._waiting.setdefault(record_id, write)
+        if earlier is not write:
+            earlier.absorb(write)
+        return True
 
     async def _deliver(self, writes: dict[uuid.UUID, RowWrite]) -> bool:
         """Write to the database, else to the spool; False when neither took them."""
@@ -469,8 +531,10 @@ class TrackingWriter:
             # Missing table, missing privilege...: every write would fail; keep them until fixed.
             await self._went_down(exc)
             return rows
+        writes = dict(rows)
         for record_id, steps in missing:
-            self._report_missing(record_id, steps)
+            if not self._wait_for_row(record_id, writes[record_id]):
+                self._report_missing(record_id, steps)
         return []
 
     async def _isolate(self, rows: Rows, exc: Exception) -> Rows:

@@ -125,6 +125,10 @@ class RowWrite:
     # Journal numbers of its first and last steps (sidecar/store/journal.py); 0 when not journaled.
     first_seq: int = 0
     last_seq: int = 0
+    # time.monotonic() of its next try and of the end of its wait, while its row
+    # is missing (begun on another replica, not written yet); 0 otherwise.
+    retry_at: float = 0.0
+    give_up_at: float = 0.0
 
     def add(self, record_id: uuid.UUID, step: Step, fields: dict[str, Any]) -> None:
         """Fold one step in; unusable fields are dropped with a warning."""

@@ -1,12 +1,12 @@
 """Facilitator calls in the request's trace (DESIGN §5, §8), and the attempts counter.
 
-Each attempt on the wire is one client span, `facilitator verify` or `facilitator
-settle`, carrying the HTTP attributes itself (method, URL, server, status): no
-stock HTTP client span is made under it, so one remote call is one span. The
-outcome and the reason code are known only once the body is read and checked,
-which is when the attempt's span ends. What happens around the attempts is an
-event on the span current then: a facilitator skipped because its breaker is
-open, and each change of a breaker's state.
+Each attempt on the wire is one client span, `facilitator verify`, `facilitator
+settle` (or `facilitator supported`), carrying the HTTP attributes itself
+(method, URL, server, status): no stock HTTP client span is made under it, so one
+remote call is one span. The outcome and the reason code are known only once the
+body is read and checked, which is when the attempt's span ends. What happens
+around the attempts is an event on the span current then: a facilitator skipped
+because its breaker is open, and each change of a breaker's state.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ _attempts = metrics.get_meter(__name__).create_counter(
 
 
 @functools.lru_cache(maxsize=256)
-def _http_attributes(facilitator: str, url: str) -> Mapping[str, AttributeValue]:
+def _http_attributes(facilitator: str, method: str, url: str) -> Mapping[str, AttributeValue]:
     """What an attempt's span says about its HTTP call; the same for every call to `url`."""
     parts = urlsplit(url)
     return {
         FACILITATOR_NAME: facilitator,
-        HTTP_REQUEST_METHOD: "POST",
+        HTTP_REQUEST_METHOD: method,
         # Without any user:password the URL may hold.
         URL_FULL: parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl(),
         SERVER_ADDRESS: parts.hostname or "",
@@ -57,9 +57,9 @@ def _http_attributes(facilitator: str, url: str) -> Mapping[str, AttributeValue]
 
 
 @contextlib.contextmanager
-def attempt_span(facilitator: str, stage: str, url: str) -> Iterator[Span]:
-    """The client span of one POST to `url`, current inside the block."""
-    attributes = {**request_attributes(), **_http_attributes(facilitator, url)}
+def attempt_span(facilitator: str, stage: str, method: str, url: str) -> Iterator[Span]:
+    """The client span of one call (`method` `url`), current inside the block."""
+    attributes = {**request_attributes(), **_http_attributes(facilitator, method, url)}
     with _tracer.start_as_current_span(f"facilitator {stage}", kind=SpanKind.CLIENT, attributes=attributes) as span:
         yield span
 

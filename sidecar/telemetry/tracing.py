@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import grpc
 from opentelemetry import metrics
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc.filters import any_of, health_check, negate, service_prefix
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from paysidecar_common.tracing import Tracing, TracingSettings, configure
@@ -60,8 +61,11 @@ class SidecarTracing:
         )
 
     def server_interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:
-        # The stock interceptor first, so its server span is current in ours.
-        return aio_server_interceptor(), RequestScopeInterceptor()
+        # The stock interceptor first, so its server span is current in ours. Not
+        # for health and reflection: probes, not request hops, and their streams
+        # break under it (a client's health Watch would fail, and with it every call).
+        untraced = any_of(health_check(), service_prefix("grpc.reflection."))
+        return aio_server_interceptor(filter_=negate(untraced)), RequestScopeInterceptor()
 
     def ledger(self, store: LedgerStore) -> LedgerStore:
         return TracedLedger(store)

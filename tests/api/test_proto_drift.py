@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from paysidecar.v1 import payment_pb2, status_pb2, tracking_pb2
+from paysidecar.v1 import channels_pb2, payment_pb2, status_pb2, tracking_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOS = sorted((ROOT / "protos" / "paysidecar" / "v1").glob("*.proto"))
@@ -37,7 +37,7 @@ def test_generated_descriptors_match_protos(tmp_path):
     _protoc(f"--descriptor_set_out={out}", *map(str, PROTOS))
     fresh = {f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file}
     committed = {}
-    for module in (payment_pb2, tracking_pb2, status_pb2):
+    for module in (payment_pb2, tracking_pb2, status_pb2, channels_pb2):
         proto = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
         committed[proto.name] = proto
     assert set(committed) == set(fresh) == {f"paysidecar/v1/{p.name}" for p in PROTOS}

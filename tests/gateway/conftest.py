@@ -78,3 +78,12 @@ async def paid_stack(sidecar_stack) -> AsyncIterator[PaidStack]:
     async with running_gateway(sidecar_target=target, sidecar_settle_timeout_s=20.0) as gateway:
         sidecar_stack.gateway = gateway
         yield sidecar_stack
+
+
+@pytest.fixture
+async def channel_stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
+    """The devnet, a sidecar whose routes offer both schemes, and the gateway."""
+    async with running_paid_stack(database_url, tmp_path / "spool", schemes=["exact", "batch-settlement"]) as stack:
+        async with running_gateway(sidecar_target=stack.sidecar.target, sidecar_settle_timeout_s=20.0) as gateway:
+            stack.gateway = gateway
+            yield stack

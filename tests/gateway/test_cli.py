@@ -257,3 +257,36 @@ async def test_discover_at_a_server_without_a_catalogue_says_what_it_answered():
     async with running_gateway() as gateway:
         with pytest.raises(CliError, match=r"/discovery/resources answered HTTP 404: not_found: "):
             await cli("discover", gateway.url)
+
+
+async def test_call_pays_through_a_channel_kept_in_a_local_file(channel_stack, capsys, tmp_path):
+    url = channel_stack.gateway.url + "/v1/records?_limit=1"
+    rpc = channel_stack.facilitator.url + "/rpc"
+    channel_dir = tmp_path / "channels"
+    common = ("--scheme", "batch-settlement", "--channel-dir", str(channel_dir), "--rpc-url", rpc, "--payer-index", "5")
+    assert await cli("call", url, *common, "--json") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert await cli("call", url, *common) == 0
+    assert "charged" in capsys.readouterr().out  # the table says what the call cost
+    assert await cli("call", url, *common, "--json") == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["status"] == second["status"] == 200
+    assert first["transaction"].startswith("0x")  # the deposit
+    assert second["transaction"] == ""  # a voucher: nothing on chain
+    assert (first["charged"], second["charged"], second["cumulative"]) == ("1000", "1000", "3000")
+    assert list((channel_dir / "client").glob("0x*.json"))  # the channel's state, for the next call
+
+    assert await cli("channels", "--sidecar", channel_stack.sidecar.target, "--json") == 0
+    listed = json.loads(capsys.readouterr().out)["channels"]
+    assert [(c["channel_id"], c["charged"], c["signed"], c["payer"]) for c in listed] == [
+        (second["channel"], "3000", "3000", payer_account(5).address)
+    ]
+    assert await cli("channels", "--sidecar", channel_stack.sidecar.target) == 0
+    table = capsys.readouterr().out
+    assert second["channel"][:20] in table and "1 channels" in table
+
+
+async def test_call_with_a_scheme_the_server_does_not_offer_says_so(paid_stack, capsys):
+    with pytest.raises(CliError) as refused:
+        await cli("call", paid_stack.gateway.url + "/v1/records", "--scheme", "batch-settlement")
+    assert str(refused.value) == "the server does not offer batch-settlement (it offers exact)"

@@ -67,3 +67,37 @@ def test_production_starts_with_its_own_pay_to_and_network(monkeypatch):
     monkeypatch.setenv("GATEWAY_PAY_TO", "0x" + "12" * 20)
     monkeypatch.setenv("GATEWAY_NETWORK", "eip155:8453")
     assert Settings().env == "production"
+
+
+@pytest.mark.parametrize(
+    ("target", "channel_target"),
+    [
+        ("127.0.0.1:50051,127.0.0.1:50052", "ipv4:127.0.0.1:50051,127.0.0.1:50052"),
+        ("grpc://10.0.0.5:50051, grpc://10.0.0.6:50051", "ipv4:10.0.0.5:50051,10.0.0.6:50051"),
+        ("ipv4:10.0.0.5:50051,10.0.0.6:50051", "ipv4:10.0.0.5:50051,10.0.0.6:50051"),
+        ("[::1]:50051,[::1]:50052", "ipv6:[::1]:50051,[::1]:50052"),
+        ("dns:///sidecars.internal:50051", "dns:///sidecars.internal:50051"),
+        ("sidecars.internal:50051", "sidecars.internal:50051"),
+    ],
+)
+def test_several_sidecars_or_a_dns_name_of_a_pool(monkeypatch, target, channel_target):
+    monkeypatch.setenv("GATEWAY_SIDECAR_TARGET", target)
+    assert Settings().sidecar_target == channel_target
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "a.internal:50051,b.internal:50051",  # names: one DNS name for the pool instead
+        "127.0.0.1:50051,[::1]:50051",
+        "127.0.0.1:50051,,127.0.0.1:50052",
+        "127.0.0.1,127.0.0.2",
+        "127.0.0.1:50051,127.0.0.1:99999",
+        "::1:50051,::1:50052",
+        "",
+    ],
+)
+def test_a_sidecar_target_grpc_cannot_balance_over_is_refused_at_start(monkeypatch, target):
+    monkeypatch.setenv("GATEWAY_SIDECAR_TARGET", target)
+    with pytest.raises(ValidationError, match="sidecar_target"):
+        Settings()

@@ -3,6 +3,8 @@ config, else the config's defaults; in production the result passes money rule 7
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sidecar.config import Settings
@@ -38,18 +40,29 @@ def test_terms_the_caller_sends_win_over_the_named_route():
         mime_type="application/json",
         facilitators=("https://mine.example",),
         max_timeout_seconds=90,
+        schemes=("batch-settlement",),
     )
     assert choose_terms(asked, "dear", DEFAULTS) == asked
 
 
 def test_the_named_route_fills_what_the_caller_left_out():
     chosen = choose_terms(RouteTerms(key=""), "dear", DEFAULTS)
-    assert chosen == NAMED  # its name is the key too
+    assert chosen == dataclasses.replace(NAMED, schemes=("exact",))  # its name is the key too
 
 
-def test_the_defaults_fill_price_pay_to_and_network_only():
+def test_the_defaults_fill_price_pay_to_network_and_schemes_only():
     chosen = choose_terms(RouteTerms(key="GET /x"), "", DEFAULTS)
-    assert chosen == RouteTerms(key="GET /x", price="$0.001", pay_to=DEFAULT_PAY_TO, network="eip155:84532")
+    expected = RouteTerms(key="GET /x", price="$0.001", pay_to=DEFAULT_PAY_TO, network="eip155:84532", schemes=("exact",))
+    assert chosen == expected
+
+
+def test_schemes_come_from_the_caller_else_the_named_route_else_the_config():
+    both = ("exact", "batch-settlement")
+    named = {"dear": dataclasses.replace(NAMED, schemes=("batch-settlement",))}
+    defaults = RouteDefaults(price="$0.001", pay_to=OWN, network="eip155:84532", named=named, schemes=both)
+    assert choose_terms(RouteTerms(key="k", schemes=("exact",)), "dear", defaults).schemes == ("exact",)
+    assert choose_terms(RouteTerms(key="k"), "dear", defaults).schemes == ("batch-settlement",)
+    assert choose_terms(RouteTerms(key="k"), "", defaults).schemes == both
 
 
 def test_a_named_route_without_pay_to_or_network_takes_the_defaults():

@@ -120,13 +120,14 @@ class PaidStack:
 
 
 @contextlib.asynccontextmanager
-async def running_paid_stack(database_url: str, spool_dir: Path) -> AsyncIterator[PaidStack]:
+async def running_paid_stack(database_url: str, spool_dir: Path, **overrides: Any) -> AsyncIterator[PaidStack]:
     async with devnet(count=1) as (chain, (facilitator,)):
         settings = sidecar_settings(
             database_url,
             spool_dir,
             [facilitator.url],
             chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
+            **overrides,
         )
         sidecar = await start_sidecar(settings)
         try:

@@ -1,0 +1,123 @@
+"""The official SDK's batch-settlement client pays the gateway end to end on the
+devnet (issue 17, item 8): a deposit, 100 vouchers with top-ups, a corrective 402
+after the client loses its state (it recovers from our last voucher and pays on),
+a cooperative refund; then the devnet's balances add up to the unit."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import aiohttp
+import asyncpg
+from x402 import x402ClientSync
+from x402.http.utils import decode_payment_response_header
+from x402.http.x402_http_client import x402HTTPClientSync
+from x402.mechanisms.evm.batch_settlement.client import (
+    BatchSettlementEvmScheme,
+    BatchSettlementEvmSchemeOptions,
+    InMemoryClientChannelStorage,
+)
+from x402.mechanisms.evm.batch_settlement.client.refund import RefundOptions, _RefundResponse
+from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
+from x402.mechanisms.evm.signers import EthAccountSignerWithRPC
+
+from devnet.chain import NETWORK
+from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
+from tests.channels.support import PRICE, facilitator_settle
+from tests.devnet.channels import settle_request
+
+PAYER = 4
+VOUCHERS = 100
+
+
+def _fetch(url: str, headers: dict[str, str]) -> _RefundResponse:
+    """The SDK's refund transport, over the standard library (it runs in a thread)."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return _RefundResponse(response.status, dict(response.headers))
+    except urllib.error.HTTPError as error:
+        return _RefundResponse(error.code, dict(error.headers))
+
+
+@dataclass
+class SdkPayer:
+    """The SDK's batch-settlement client (sync, with an RPC signer that reads the
+    channel on chain): its blocking calls run in a thread, off the test's loop,
+    which also serves the devnet and the gateway."""
+
+    rpc_url: str
+    storage: InMemoryClientChannelStorage = field(default_factory=InMemoryClientChannelStorage)
+    statuses: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        signer = EthAccountSignerWithRPC(payer_account(PAYER), self.rpc_url)
+        self.scheme = BatchSettlementEvmScheme(signer, BatchSettlementEvmSchemeOptions(storage=self.storage))
+        self.http = x402HTTPClientSync(x402ClientSync().register(NETWORK, self.scheme))
+
+    async def get(self, session: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
+        """One paid GET as the SDK's HTTP transports do it: the 402, the payment,
+        and one retry after a corrective 402 the client recovered from."""
+        async with session.get(url) as challenge:
+            assert challenge.status == 402
+            required = self.http.get_payment_required_response(challenge.headers.get, await challenge.json())
+        for _ in range(2):
+            payload = await asyncio.to_thread(self.http.create_payment_payload, required)
+            headers = self.http.encode_payment_signature_header(payload)
+            async with session.get(url, headers=headers) as paid:
+                await paid.read()
+                status, answer = paid.status, dict(paid.headers)
+            self.statuses.append(status)
+            result = await asyncio.to_thread(self.http.process_payment_result, payload, answer.get, status)
+            if not result.recovered:
+                return status, answer
+        return status, answer
+
+
+async def test_the_sdk_client_pays_the_gateway_through_a_channel(channel_stack):
+    stack = channel_stack
+    chain, url = stack.chain, stack.gateway.url + "/v1/records?_limit=1"
+    rpc = stack.facilitator.url + "/rpc"
+    merchant_before = chain.balance_of(MERCHANT_ADDRESS)
+    payer = SdkPayer(rpc)
+    charged = 0
+    async with aiohttp.ClientSession() as session:
+        for _ in range(1 + VOUCHERS):
+            status, headers = await payer.get(session, url)
+            assert status == 200
+            charged += int(decode_payment_response_header(headers["PAYMENT-RESPONSE"]).extra["chargedAmount"])
+        deposits = stack.facilitator.stats.settle_calls
+        assert deposits >= 2  # the first deposit and its top-ups, the rest vouchers
+        assert stack.facilitator.stats.verify_calls == deposits  # vouchers never reached it
+
+        # The client loses its state: its voucher from the chain's baseline gets a
+        # corrective 402, it adopts our last voucher (after checking its signature)
+        # and pays on.
+        forgetful = SdkPayer(rpc)
+        status, headers = await forgetful.get(session, url)
+        assert forgetful.statuses == [402, 200]
+        assert status == 200
+        charged += PRICE
+
+        # A cooperative refund: what we charged is claimed, the rest goes back.
+        refund = await asyncio.to_thread(forgetful.scheme.refund, url, RefundOptions(fetch=_fetch))
+        assert refund.success and refund.transaction
+
+    assert charged == (2 + VOUCHERS) * PRICE
+    channel_balance = chain.balance_of(BATCH_SETTLEMENT_ADDRESS)
+    assert chain.balance_of(payer_account(PAYER).address) == INITIAL_PAYER_BALANCE - charged
+    assert channel_balance == charged  # claimed, not yet swept
+    swept = await facilitator_settle(stack.facilitator, settle_request())
+    assert swept["success"] is True
+    assert chain.balance_of(MERCHANT_ADDRESS) - merchant_before == charged
+    assert chain.balance_of(BATCH_SETTLEMENT_ADDRESS) == 0
+
+    conn = await asyncpg.connect(stack.sidecar.sidecar.settings.database_url)
+    try:
+        row = await conn.fetchrow("SELECT charged_cumulative, total_claimed, balance FROM payment_channels")
+    finally:
+        await conn.close()
+    assert (row["charged_cumulative"], row["total_claimed"], row["balance"]) == (charged, charged, charged)
