@@ -123,7 +123,7 @@ class Sidecar:
         s = self.settings
         key = s.receiver_authorizer_key
         return ChannelRoom(
-            store=self.channels,
+            store=self._tracing.channels(self.channels) if self._tracing else self.channels,
             authorizers=ReceiverAuthorizers(
                 self.facilitators,
                 s.withdraw_delay_s,

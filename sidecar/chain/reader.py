@@ -126,11 +126,14 @@ class Web3ChainReader:
             refund_nonce = await contract.functions.refundNonce(key).call()
             return Mirror(int(balance), int(total_claimed), int(initiated_at), int(refund_nonce))
 
-        try:
-            return await asyncio.wait_for(read(), self._timeout_s)
-        except Exception as exc:  # transport, timeout, revert: all mean "could not read"
-            log.warning("chain channel read failed on %s: %s", network, type(exc).__name__)
-            return None
+        # Three calls of one read: one span.
+        with chain_span("channel", network, self._urls[network]) as span:
+            try:
+                return await asyncio.wait_for(read(), self._timeout_s)
+            except Exception as exc:  # transport, timeout, revert: all mean "could not read"
+                chain_failed(span, exc)
+                log.warning("chain channel read failed on %s: %s", network, type(exc).__name__)
+                return None
 
     async def close(self) -> None:
         for w3 in self._clients.values():

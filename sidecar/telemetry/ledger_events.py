@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
@@ -30,7 +29,7 @@ from paysidecar_common.trace_attributes import tag_request
 
 from ..payments.ledger import LedgerEntry
 from ..payments.ports import LedgerStore
-from .payments import DURATION_MS, elapsed_ms
+from .payments import timed_event
 
 LEDGER_STATE = "x402.ledger.state"
 LEDGER_CHANGED = "x402.ledger.changed"
@@ -69,17 +68,12 @@ async def _recorded(
     try:
         row = await change
     except Exception as exc:
-        _add(name, started, {**attributes, LEDGER_CHANGED: False, ERROR_TYPE: type(exc).__name__})
+        timed_event(name, started, {**attributes, LEDGER_CHANGED: False, ERROR_TYPE: type(exc).__name__})
         raise
     if row is None:
-        _add(name, started, {**attributes, LEDGER_CHANGED: False})
+        timed_event(name, started, {**attributes, LEDGER_CHANGED: False})
         return row
     tag_request(route=row.route_key, scheme=row.scheme, network=row.network, payer=row.payer, amount=str(row.amount))
-    _add(name, started, {LEDGER_STATE: row.state})
+    timed_event(name, started, {LEDGER_STATE: row.state})
     return row
 
-
-def _add(name: str, started: float, attributes: dict[str, AttributeValue]) -> None:
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event(name, {**attributes, DURATION_MS: elapsed_ms(started)})

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.util.types import AttributeValue
 
 from paysidecar_common.events import EventRing
-from paysidecar_common.trace_attributes import X402_REASON
+from paysidecar_common.trace_attributes import X402_REASON, tag_request
 
 DURATION_MS = "x402.duration_ms"
 
@@ -30,11 +31,21 @@ def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+def timed_event(name: str, started: float, attributes: Mapping[str, AttributeValue]) -> None:
+    """Event `name` on the current span, with the milliseconds since `started`."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(name, {**attributes, DURATION_MS: elapsed_ms(started)})
+
+
 class PaymentTelemetry:
     def __init__(self, events: EventRing) -> None:
         self._events = events
 
     def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None:
+        # The route on the span too: a Settle or Release names only the payment, and a
+        # channel's (unlike the ledger's rows, ledger_events.py) is known only here.
+        tag_request(route=route)
         self._events.event(name, request_id=request_id, route=route, **attributes)
 
     @contextlib.contextmanager

@@ -6,7 +6,8 @@ stock interceptor; context from `traceparent` metadata) → one client span per
 facilitator attempt (attempts.py) → one span per chain read (chain_spans.py).
 Everything else inside the call is an event on the server span: the domain's
 steps and payment events (payments.py), the ledger's claim and transitions
-(ledger_events.py), the tracking steps queued and breaker changes. The tracking
+(ledger_events.py), a channel's changes (channel_events.py), the tracking steps
+queued and breaker changes. The tracking
 writer's batch spans link back to the requests (batch_links.py).
 """
 
@@ -23,9 +24,10 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from paysidecar_common.tracing import Tracing, TracingSettings, configure
 
 from ..facilitators.health import CLOSED, HALF_OPEN, OPEN
-from ..payments.ports import LedgerStore
+from ..payments.ports import ChannelStore, LedgerStore
 from ..status import StatusSource
 from .attempts import FACILITATOR_NAME
+from .channel_events import TracedChannels
 from .ledger_events import TracedLedger
 from .rpc_scope import RequestScopeInterceptor
 
@@ -36,8 +38,8 @@ BREAKER_STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 class SidecarTracing:
     """What the composition root wires in when telemetry is on: gRPC server
-    interceptors, the traced ledger, and two gauges: the tracking queue depth
-    and each facilitator's breaker state.
+    interceptors, the traced ledger and channel store, and two gauges: the
+    tracking queue depth and each facilitator's breaker state.
 
     The gauges are the process's (an instrument name is registered once per
     meter): make one SidecarTracing per process and hand it to each Sidecar in
@@ -69,6 +71,9 @@ class SidecarTracing:
 
     def ledger(self, store: LedgerStore) -> LedgerStore:
         return TracedLedger(store)
+
+    def channels(self, store: ChannelStore) -> ChannelStore:
+        return TracedChannels(store)
 
     def observe(self, source: StatusSource) -> None:
         """Report the tracking queue depth and the breaker states of this sidecar."""

@@ -138,14 +138,13 @@ def spans_with_event(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]
 
 
 @pytest.mark.parametrize("facilitator_down_first", [False])
-@pytest.mark.parametrize("scheme", ["exact", BATCH_SETTLEMENT])
+@pytest.mark.parametrize(
+    ("scheme", "sidecar_overrides"), [("exact", {}), (BATCH_SETTLEMENT, {"schemes": [BATCH_SETTLEMENT]})]
+)
 async def test_paid_request_spends_spans_only_on_hops(stack, spans, scheme):
     url = stack.gateway_url + DATASET_RECORDS
-    required = await challenge(stack, url)
-    offers = [offer for offer in required.accepts if offer.scheme == scheme]
-    if not offers:
-        pytest.skip(f"the route offers no {scheme} payment (offers: {[o.scheme for o in required.accepts]})")
-    offered = required.model_copy(update={"accepts": offers})
+    offered = await challenge(stack, url)
+    assert [offer.scheme for offer in offered.accepts] == [scheme]
     if scheme == BATCH_SETTLEMENT:
         status, headers = await pay_with_voucher(stack, url, offered)
     else:
@@ -176,6 +175,31 @@ async def test_paid_request_spends_spans_only_on_hops(stack, spans, scheme):
     # span with the outcome but records no payment event of its own.
     assert spans_with_event(traced, "payment_settled") == [settle_server]
     assert events(root) == ["request_received"]
+
+
+@pytest.mark.parametrize("facilitator_down_first", [False])
+@pytest.mark.parametrize("sidecar_overrides", [{"schemes": [BATCH_SETTLEMENT]}])
+async def test_a_voucher_is_checked_against_the_channel_mirror_in_events(stack, spans):
+    url = stack.gateway_url + DATASET_RECORDS
+    status, headers = await pay_with_voucher(stack, url, await challenge(stack, url))
+    assert status == 200
+    trace_id = headers["x-trace-id"]
+    traced = in_trace(await spans.wait_for(server_span_done(trace_id)), trace_id)
+    (authorize,) = named(traced, AUTHORIZE, SpanKind.SERVER)
+    (settle,) = named(traced, SETTLE, SpanKind.SERVER)
+
+    # No facilitator call: the mirror of the channel's contract fields was fresh.
+    assert events(authorize) == [
+        "request_received",
+        "x402 decode and bind",
+        "channel reserve",
+        "cache hit",
+        "tracking enqueued",
+    ]
+    assert event(authorize, "cache hit") == {"cache": "channel_mirror"}
+    assert event(authorize, "channel reserve").keys() == {DURATION_MS}  # held: no `changed: false`
+    assert events(settle) == ["channel commit", "payment_settled", "tracking enqueued"]
+    assert settle.attributes[X402_OUTCOME] == "settled"
 
 
 @pytest.mark.parametrize("facilitator_down_first", [False])
