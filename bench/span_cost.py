@@ -37,7 +37,7 @@ FACTS = {
     "outcome": "verified",
 }
 OWN = {"x402.facilitator.name": "127.0.0.1:8080", "x402.facilitator.stage": "settle", "http.request.method": "POST"}
-EVENT = {"x402.ledger.state": "settled", "x402.ledger.changed": True, "x402.ledger.duration_ms": 1.23}
+EVENT = {"x402.ledger.state": "settled", "x402.duration_ms": 1.23}
 
 
 class Discard(SpanExporter):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
+
 @dataclass(frozen=True)
 class Event:
     name: str
