@@ -71,8 +71,7 @@ class Sidecar:
             spool_dir=Path(s.spool_dir),
         )
         await self.writer.start()
-        trace_configs = self._tracing.client_trace_configs() if self._tracing else None
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), trace_configs=trace_configs)
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         self.facilitators = Pool(s, self.session)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, {"env": s.env})
@@ -129,7 +128,7 @@ class Sidecar:
         s = self.settings
         key = s.receiver_authorizer_key
         return ChannelRoom(
-            store=self.channels,
+            store=self._tracing.channels(self.channels) if self._tracing else self.channels,
             authorizers=ReceiverAuthorizers(
                 self.facilitators,
                 s.withdraw_delay_s,

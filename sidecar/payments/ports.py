@@ -215,7 +215,17 @@ class TrackingRecords(Protocol):
 
 
 class Telemetry(Protocol):
-    def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None: ...
+    """What the request's trace shows of the domain's work. A step inside the
+    process is an event on the request's current span, never a span of its own."""
+
+    def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None:
+        """A payment event (`payment_settled`, ...): kept among the recent events
+        (GetTelemetry) and put on the request's span."""
 
     def step(self, name: str) -> AbstractContextManager[None]:
-        """Times one step of the request's flow (a span of its trace)."""
+        """Times one step of the request's flow: an event with its duration (and
+        the reason code when the step raised) on the request's span."""
+
+    def note(self, name: str, **attributes: Any) -> None:
+        """Something seen on the way that is not a payment event (a cache hit, ...):
+        an event on the request's span only."""

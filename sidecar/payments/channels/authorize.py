@@ -105,13 +105,14 @@ async def authorize(
     room, route = ctx.channels, req.route
     if room is None or not route.offers(SCHEME_BATCH_SETTLEMENT):
         raise PaymentError(Reason.SCHEME_MISMATCH, f"scheme {SCHEME_BATCH_SETTLEMENT!r} is not accepted here")
-    refuse_on_channel(envelope, route)
-    payment = vouchers.decode(envelope)
-    audit.fields.update(records.payment_fields(payment, route), payload_hash=envelope.payload_hash)
-    terms = await room.authorizers.terms(route)
-    if terms is None:
-        raise PaymentError(Reason.VERIFY_UNAVAILABLE, "no receiver authorizer is available for channels", 503)
-    vouchers.check_terms(payment, route, terms)
+    with ctx.telemetry.step("x402 decode and bind"):
+        refuse_on_channel(envelope, route)
+        payment = vouchers.decode(envelope)
+        audit.fields.update(records.payment_fields(payment, route), payload_hash=envelope.payload_hash)
+        terms = await room.authorizers.terms(route)
+        if terms is None:
+            raise PaymentError(Reason.VERIFY_UNAVAILABLE, "no receiver authorizer is available for channels", 503)
+        vouchers.check_terms(payment, route, terms)
     reservation = Reservation(
         token=uuid.uuid4(),
         kind=payment.kind,
@@ -193,6 +194,8 @@ async def _verify_known(call: _Call, channel: Channel) -> Channel:
     _check_cumulative(call, channel)
     fresh = channel.synced_at is not None and policy.now() - channel.synced_at <= timedelta(seconds=policy.mirror_ttl_s)
     if fresh and vouchers.local_verification_allowed(payment):
+        # The mirror of the contract's fields stands in for a facilitator call.
+        call.ctx.telemetry.note("cache hit", cache="channel_mirror")
         vouchers.check_signature(payment, call.route.network)
         vouchers.check_covered(payment, channel.mirror, call.amount)
         return channel
