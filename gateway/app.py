@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .bazaar import declarations
 from .config import Settings
 from .datasets import DatasetError, load_datasets
 from .errors import error_middleware
-from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS
+from .keys import DATASETS, DEFAULT_DATASET, DISCOVERY, EVENTS, OPENAPI, SETTINGS
 from .openapi import build_openapi
 from .payments import paywall_middleware, sidecar_context
 from .ratelimit import TokenBuckets, rate_limit_middleware
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app[DEFAULT_DATASET] = default
     app[EVENTS] = gateway_events(settings.telemetry_capacity, env=settings.env)
     app[OPENAPI] = build_openapi(datasets)
+    app[DISCOVERY] = declarations(datasets)
     app.cleanup_ctx.append(sidecar_context)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(echo_trace_id)

@@ -11,6 +11,7 @@ directory (`--channel-dir`), so the next call goes on from it.
 
     paysidecar-cli call http://127.0.0.1:8402/v1/records?_limit=3
     paysidecar-cli call URL --payer-index 1 --x402-version 1 --json
+    paysidecar-cli call URL --payment-id pay_0123456789abcdef   # the same again: not paid twice
     paysidecar-cli call URL --scheme batch-settlement      # through a payment channel
     paysidecar-cli channels
     paysidecar-cli discover http://127.0.0.1:4021
@@ -45,6 +46,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from x402 import x402Client
+from x402.extensions.payment_identifier import PAYMENT_IDENTIFIER, append_payment_identifier_to_extensions
 from x402.http.constants import PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, X_PAYMENT_RESPONSE_HEADER
 from x402.http.utils import decode_payment_required_header, decode_payment_response_header
 from x402.http.x402_http_client import x402HTTPClient
@@ -215,16 +217,34 @@ def _devnet_payer(index: int) -> LocalAccount:
     return payer_account(index)
 
 
-async def _payment_headers(required: PaymentRequired | PaymentRequiredV1, account: LocalAccount) -> dict[str, str]:
-    """The PAYMENT-SIGNATURE or X-PAYMENT header, signed by the SDK."""
+def _with_payment_id(required: PaymentRequired | PaymentRequiredV1, payment_id: str) -> dict[str, Any]:
+    """The 402's extensions with `payment_id` in the payment-identifier extension
+    it declares, as the SDK's client appends it."""
+    declared = required.extensions if isinstance(required, PaymentRequired) else None
+    if not declared or PAYMENT_IDENTIFIER not in declared:
+        raise CliError("--payment-id: the server's 402 does not declare the payment-identifier extension (x402 v2)")
+    extensions = dict(declared)
+    try:
+        append_payment_identifier_to_extensions(extensions, payment_id)
+    except ValueError as exc:
+        raise CliError(f"--payment-id: {exc}") from None
+    return extensions
+
+
+async def _payment_headers(
+    required: PaymentRequired | PaymentRequiredV1, account: LocalAccount, payment_id: str | None = None
+) -> dict[str, str]:
+    """The PAYMENT-SIGNATURE or X-PAYMENT header, signed by the SDK (with a
+    payment-identifier id when given)."""
     # Imported here: web3 behind the EVM signer adds ~0.6 s to every command's start.
     from x402.mechanisms.evm.exact.register import register_exact_evm_client
     from x402.mechanisms.evm.signers import EthAccountSigner
 
     client = x402Client()
     register_exact_evm_client(client, EthAccountSigner(account))
+    extensions = _with_payment_id(required, payment_id) if payment_id else None
     try:
-        payload = await client.create_payment_payload(required)
+        payload = await client.create_payment_payload(required, extensions=extensions)
     except Exception as exc:  # the SDK's selection and signing errors, reported as one line
         raise CliError(f"cannot pay: {type(exc).__name__}: {exc}") from None
     return x402HTTPClient(client).encode_payment_signature_header(payload)
@@ -313,6 +333,8 @@ async def run_call(args: argparse.Namespace) -> int:
             channel = args.scheme == BATCH_SETTLEMENT
             if channel and (args.x402_version == 1 or required.x402_version != 2):
                 raise CliError(f"{BATCH_SETTLEMENT} is paid with x402 v2 only")
+            if channel and args.payment_id:
+                raise CliError(f"--payment-id is for exact payments; a {BATCH_SETTLEMENT} voucher is charged once")
             if args.x402_version == 1 and required.x402_version != 1:
                 required = _as_v1(required, args.url)
             elif args.x402_version == 2 and required.x402_version != 2:
@@ -322,7 +344,7 @@ async def run_call(args: argparse.Namespace) -> int:
                 http = _channel_client(account, args.channel_dir, _rpc_url(args))
                 reply = await _pay_channel(session, args.url, required, http)
             else:
-                reply = await _get(session, args.url, await _payment_headers(required, account))
+                reply = await _get(session, args.url, await _payment_headers(required, account, args.payment_id))
             payer_address = account.address
     settlement = _settlement(reply)
     body = _body(reply)
@@ -746,6 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the devnet facilitator's, for a gateway on this machine)",
     )
     call.add_argument("--rows", type=int, default=5, help="rows of data to show (default 5)")
+    call.add_argument(
+        "--payment-id",
+        help="x402 payment-identifier id (16-128 of A-Z a-z 0-9 _ -): a call repeated with the same id"
+        " (after a lost answer) is served again without a second charge (exact payments only)",
+    )
     call.set_defaults(run=run_call)
 
     discover = commands.add_parser(

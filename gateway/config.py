@@ -21,6 +21,24 @@ from .constants import SAMPLE_DATA_DIR
 
 # "$0.001" (USD, converted by the sidecar) or atomic units of the asset ("1000").
 _PRICE = re.compile(r"\$\d+(\.\d+)?|\d+")
+# A Bazaar tag or service name: 1-32 printable ASCII characters; at most 5 tags.
+_BAZAAR_TEXT = re.compile(r"[\x20-\x7e]{1,32}")
+MAX_TAGS = 5
+
+
+def _check_bazaar_text(text: str) -> str:
+    if not _BAZAAR_TEXT.fullmatch(text):
+        raise ValueError(f"tags and service_name are 1-32 printable ASCII characters, got {text[:40]!r}")
+    return text
+
+
+def _check_tags(tags: list[str] | None) -> list[str] | None:
+    if tags is not None:
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags")
+        for tag in tags:
+            _check_bazaar_text(tag)
+    return tags
 
 
 def _check_price(price: str) -> str:
@@ -37,11 +55,18 @@ class DatasetConfig(BaseModel):
     # Development only: a price that overrides the route's.
     price: str | None = None
     description: str | None = None
+    # Bazaar tags of the dataset's records route (default: "dataset" and its name).
+    tags: list[str] | None = None
 
     @field_validator("price")
     @classmethod
     def _price(cls, price: str | None) -> str | None:
         return None if price is None else _check_price(price)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        return _check_tags(tags)
 
 
 class Settings(BaseSettings):
@@ -71,6 +96,10 @@ class Settings(BaseSettings):
     default_price: str | None = None
     pay_to: str | None = None
     network: str | None = None
+    # x402 extensions of the records routes: a payment-identifier id required of
+    # every payment (else optional), and the Bazaar service name of the resources.
+    require_payment_identifier: bool = False
+    service_name: str = "paysidecar datasets"
 
     # Bearer token for /v1/telemetry; unset = telemetry is closed to everyone.
     admin_token: str | None = None
@@ -91,6 +120,11 @@ class Settings(BaseSettings):
     @classmethod
     def _default_price(cls, price: str | None) -> str | None:
         return None if price is None else _check_price(price)
+
+    @field_validator("service_name")
+    @classmethod
+    def _service_name(cls, name: str) -> str:
+        return _check_bazaar_text(name)
 
     @field_validator("sidecar_target")
     @classmethod
@@ -136,6 +170,13 @@ class Settings(BaseSettings):
         if override and override.description:
             return override.description
         return f"Records of the {dataset} dataset"
+
+    def tags_of(self, dataset: str) -> tuple[str, ...]:
+        override = self.datasets.get(dataset)
+        if override and override.tags is not None:
+            return tuple(override.tags)
+        # A dataset's name may be longer than a tag: then it is no tag.
+        return ("dataset", dataset) if _BAZAAR_TEXT.fullmatch(dataset) else ("dataset",)
 
     @classmethod
     def settings_customise_sources(

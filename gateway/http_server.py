@@ -1,7 +1,13 @@
-"""The gateway's HTTP server: aiohttp's, with one change.
+"""The gateway's HTTP server: aiohttp's, with two changes.
 
-A request aiohttp cannot parse (a request line or a header field over its 8 KiB
-limits, a malformed line) is answered by aiohttp's protocol handler before any
+A header field may be up to 17 KiB (aiohttp: 8 KiB). A payment header carries the
+402's extensions back, as x402 clients echo them, and the Bazaar declaration of a
+dataset is a few KiB: with it a batch-settlement deposit passes 8 KiB. The sidecar
+takes payment headers up to 16 KiB and answers a larger one itself
+(`header_too_large`); the parser refuses what is larger still.
+
+A request aiohttp cannot parse (a request line over 8 KiB, a header field over
+17 KiB, a malformed line) is answered by aiohttp's protocol handler before any
 middleware runs: in text/plain, and logged at ERROR with a traceback. Here it
 gets the JSON error shape of every other answer, with a request id, and one log
 line. Server errors (5xx) keep aiohttp's handling.
@@ -33,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # The aiohttp minor version the internals used below were read and tested on.
 TESTED_AIOHTTP = "3.14"
+# See above: room for the sidecar's 16 KiB payment headers and a little more.
+MAX_HEADER_FIELD_BYTES = 17 * 1024
 
 
 class _ProtocolHandler(RequestHandler):
@@ -46,7 +54,7 @@ class _ProtocolHandler(RequestHandler):
         # payment header: neither logged nor echoed, only what kind of error it was.
         kind = type(exc).__name__ if exc is not None else HTTPStatus(status).phrase
         logger.info("request %s from %s not parsed (%s), answered %d", rid, request.remote, kind, status)
-        text = "The request could not be read: malformed, or a request line or header field over 8 KiB."
+        text = "The request could not be read: malformed, a request line over 8 KiB or a header field over 17 KiB."
         response = json_error(status, error_code(status), text, rid)
         response.headers[REQUEST_ID_HEADER] = rid  # no app signal runs for a request that was never parsed
         response.force_close()
@@ -59,7 +67,12 @@ class _Server(Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """web.AppRunner whose connections answer unparsable requests in JSON."""
+    """web.AppRunner whose connections take payment headers up to the sidecar's
+    limit and answer unparsable requests in JSON."""
+
+    def __init__(self, app: web.Application, **kwargs: object) -> None:
+        kwargs.setdefault("max_field_size", MAX_HEADER_FIELD_BYTES)
+        super().__init__(app, **kwargs)  # type: ignore[arg-type]
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()

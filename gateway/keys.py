@@ -30,6 +30,8 @@ DATASETS = web.AppKey("datasets", Mapping[str, Dataset])
 DEFAULT_DATASET = web.AppKey("default_dataset", str)
 EVENTS = web.AppKey("events", EventRing)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+# Each dataset's Bazaar discovery declaration (JSON text), by name (bazaar.py).
+DISCOVERY = web.AppKey("discovery", Mapping[str, str])
 SIDECAR = web.AppKey("sidecar", SidecarClient)
 PAYWALL = web.AppKey("paywall", Middleware)
 

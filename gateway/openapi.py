@@ -72,7 +72,7 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
                     MEDIA_TYPES["ndjson"]: {"schema": {"type": "string"}},
                 },
             },
-            "400": _error("Invalid query or malformed payment header"),
+            "400": _error("Invalid query, malformed payment header, or an invalid or missing payment identifier"),
             "402": {
                 "description": "Payment required, or the payment was refused",
                 "headers": {
@@ -85,6 +85,13 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
                 "content": {"application/json": {"schema": _ref("schemas", "PaymentRequired")}},
             },
             "404": _error("Unknown dataset"),
+            "409": _error(
+                "The payment's payment-identifier id was paid with for another request, or longer ago than the"
+                " idempotency window (`payment_identifier_conflict`, `payment_identifier_expired`: use a new id),"
+                " or a request paid with it is under way (`payment_identifier_in_flight`: retry after"
+                " Retry-After with the same id). Nothing was charged.",
+                extra_headers={"Retry-After": _ref("headers", "RetryAfter")},
+            ),
             "413": _error("Query string too long"),
             "429": _RATE_LIMITED,
             "503": _error(
@@ -108,7 +115,10 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
              "description": "Default: from the Accept header, else json"},
         ],
         description="Paid per request with x402. Without a payment header the answer is 402 with "
-        "PAYMENT-REQUIRED; retry with PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1). The query is validated "
+        "PAYMENT-REQUIRED; retry with PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1). The 402 declares the "
+        "x402 extensions `payment-identifier` (put an id in the payment, and a retry with the same id "
+        "is served without a second charge) and `bazaar` (this query language and the row shape as JSON "
+        "Schema). The query is validated "
         "before any payment is asked for. HEAD is answered without settling and without any header "
         "that depends on the data (no X-Total-Count, Link or Content-Length); unpaid, it gets the GET's 402.",
     )

@@ -16,9 +16,8 @@ from aiohttp import web
 from paysidecar.aiohttp_middleware import RouteSpec, x402_middleware
 from paysidecar.client import SidecarClient
 
-from .config import Settings
 from .http_helpers import Handler
-from .keys import EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
+from .keys import DISCOVERY, EVENTS, PAYWALL, RECORDS_QUERY, SETTINGS, SIDECAR
 from .render import CONTENT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -27,15 +26,20 @@ logger = logging.getLogger(__name__)
 TERMS_TIMEOUT_S = 2.0
 
 
-def dataset_route(settings: Settings, dataset: str, mime_type: str = "application/json") -> RouteSpec:
+def dataset_route(app: web.Application, dataset: str, mime_type: str = "application/json") -> RouteSpec:
     """What the gateway sends for `dataset`: the sidecar route's name (the money
-    terms are the sidecar's) and what describes the data; in development, the
-    terms it overrides."""
+    terms are the sidecar's), what describes the data and its x402 extensions; in
+    development, the terms it overrides."""
+    settings = app[SETTINGS]
     return RouteSpec(
         key=f"GET /v1/datasets/{dataset}/records",
         name=settings.route_of(dataset),
         description=settings.description_of(dataset),
         mime_type=mime_type,
+        payment_identifier_required=settings.require_payment_identifier,
+        discovery=app[DISCOVERY].get(dataset, ""),
+        tags=settings.tags_of(dataset),
+        service_name=settings.service_name,
         **settings.terms_of(dataset),
     )
 
@@ -45,7 +49,7 @@ def paid_route(request: web.Request) -> RouteSpec | None:
     query = request.get(RECORDS_QUERY)
     if query is None:
         return None
-    return dataset_route(request.app[SETTINGS], query.dataset.name, CONTENT_TYPES[query.plan.format])
+    return dataset_route(request.app, query.dataset.name, CONTENT_TYPES[query.plan.format])
 
 
 async def dataset_terms(app: web.Application, datasets: Iterable[str], request_id: str) -> dict[str, dict[str, Any]]:
@@ -58,7 +62,7 @@ async def dataset_terms(app: web.Application, datasets: Iterable[str], request_i
 
 
 async def _route_terms(app: web.Application, dataset: str, request_id: str) -> dict[str, Any]:
-    route = dataset_route(app[SETTINGS], dataset).to_proto()
+    route = dataset_route(app, dataset).to_proto()
     try:
         terms = await app[SIDECAR].describe_route(route, request_id=request_id, timeout_s=TERMS_TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:

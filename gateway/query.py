@@ -33,6 +33,7 @@ COMPARISONS = ("gt", "gte", "lt", "lte", "ne")
 OPERATORS = ("eq", *COMPARISONS, "contains", "in")
 FORMATS = ("json", "csv", "ndjson")
 RESERVED = ("_sort", "_limit", "_offset", "_fields", "_format")
+MAX_OFFSET = 10**9
 
 # Media types we answer with, and the Accept values that select them.
 MEDIA_TYPES = {"json": "application/json", "csv": "text/csv", "ndjson": "application/x-ndjson"}
@@ -48,6 +49,8 @@ _INT = re.compile(r"[+-]?\d{1,19}")
 _FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
+# What a bool column's values are written as (in any letter case).
+BOOL_WORDS = tuple(sorted(_TRUE | _FALSE))
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -159,10 +162,20 @@ def _typed(column: str, kind: ColumnType, text: str) -> Any:
         raise QueryError(f"{column} is a {kind} column: expected {exc}, got {text!r}") from None
 
 
+def operators_for(kind: ColumnType) -> tuple[str, ...]:
+    """The operators a column of this type takes: contains is for text, and
+    true and false have no order."""
+    if kind is ColumnType.BOOL:
+        return ("eq", "ne", "in")
+    if kind is ColumnType.STRING:
+        return OPERATORS
+    return tuple(op for op in OPERATORS if op != "contains")
+
+
 def _condition(column: str, op: str, kind: ColumnType, text: str) -> Condition:
-    if op == "contains" and kind is not ColumnType.STRING:
-        raise QueryError(f"{column}__contains: contains works on string columns only; {column} is a {kind} column")
-    if op in ("gt", "gte", "lt", "lte") and kind is ColumnType.BOOL:
+    if op not in operators_for(kind):
+        if op == "contains":
+            raise QueryError(f"{column}__contains: contains works on string columns only; {column} is a {kind} column")
         raise QueryError(f"{column}__{op}: {column} is a bool column; use {column}=true|false or {column}__ne")
     if op == "in":
         items = text.split(",")
@@ -255,7 +268,7 @@ def parse_query(
         conditions=tuple(conditions),
         sort=_parse_sort(reserved["_sort"], types) if "_sort" in reserved else (),
         limit=_parse_count("_limit", reserved["_limit"], 1, MAX_LIMIT) if "_limit" in reserved else DEFAULT_LIMIT,
-        offset=_parse_count("_offset", reserved["_offset"], 0, 10**9) if "_offset" in reserved else 0,
+        offset=_parse_count("_offset", reserved["_offset"], 0, MAX_OFFSET) if "_offset" in reserved else 0,
         fields=_parse_fields(reserved["_fields"], types) if "_fields" in reserved else tuple(types),
         format=fmt,
     )

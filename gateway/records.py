@@ -14,6 +14,7 @@ from .http_helpers import Handler
 from .keys import DATASETS, DEFAULT_DATASET, RECORDS_QUERY, SETTINGS, RecordsQuery
 from .query import QueryError, next_offset, parse_query, run_query
 from .render import CONTENT_TYPES, render
+from .tracing import tag_records
 
 
 def dataset_named(request: web.Request, name: str) -> Dataset:
@@ -40,7 +41,8 @@ def _records_query(request: web.Request) -> RecordsQuery:
 @web.middleware
 async def records_query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.route.name in PAID_ROUTES:
-        request[RECORDS_QUERY] = _records_query(request)
+        request[RECORDS_QUERY] = query = _records_query(request)
+        tag_records(dataset=query.dataset.name)
     return await handler(request)
 
 
@@ -53,6 +55,7 @@ async def records_response(request: web.Request) -> web.Response:
         return web.Response(headers={hdrs.CONTENT_TYPE: CONTENT_TYPES[plan.format]})
     # polars works outside the GIL; a thread keeps the event loop free meanwhile.
     result = await asyncio.to_thread(run_query, query.dataset.frame, plan)
+    tag_records(rows=result.page.height)
     following = next_offset(plan, result)
     next_url = None if following is None else str(request.url.update_query(_offset=str(following)))
     rendered = render(result, plan, next_url)

@@ -1,5 +1,6 @@
 """The gateway's tracing: the process set-up main() calls, the request scope of
-every request, and the `x-trace-id` answer header.
+every request, what the records routes add to the server span, and the
+`x-trace-id` answer header.
 
 The server span comes from the stock aiohttp instrumentation: once instrumented,
 every `web.Application` made in this process puts its tracing middleware in
@@ -21,6 +22,8 @@ from .http_helpers import Handler, request_id
 SERVICE_NAME = "paysidecar-gateway"
 TRACE_ID_HEADER = "x-trace-id"
 TRACE_ID_KEY = web.RequestKey("trace_id", str)
+DATASET = "gateway.dataset"
+ROWS = "gateway.rows"
 
 
 def setup_tracing(settings: TracingSettings) -> Tracing:
@@ -43,6 +46,17 @@ async def trace_context_middleware(request: web.Request, handler: Handler) -> we
         request[TRACE_ID_KEY] = format(context.trace_id, "032x")
     with request_scope(request_id(request)):
         return await handler(request)
+
+
+def tag_records(*, dataset: str | None = None, rows: int | None = None) -> None:
+    """The dataset asked for, or the rows answered, on the server span."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    if dataset is not None:
+        span.set_attribute(DATASET, dataset)
+    if rows is not None:
+        span.set_attribute(ROWS, rows)
 
 
 async def echo_trace_id(request: web.Request, response: web.StreamResponse) -> None:

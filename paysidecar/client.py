@@ -49,6 +49,7 @@ from paysidecar.v1 import (
     tracking_pb2_grpc,
 )
 from paysidecar_common.request_ids import REQUEST_ID_METADATA
+from paysidecar_common.trace_attributes import onto_client_span
 
 _SORT_FIELDS = {
     "timestamp": tracking_pb2.SORT_FIELD_TIMESTAMP,
@@ -155,8 +156,8 @@ class SidecarClient:
         self._token = token
         target = channel_target(target)
         # Client spans, and the trace carried to the sidecar as `traceparent`; their
-        # request.id comes from the caller's request scope (trace_attributes.py).
-        interceptors: Sequence[Any] = aio_client_interceptors()
+        # request.id and x402 facts come from the caller's request scope (trace_attributes.py).
+        interceptors: Sequence[Any] = aio_client_interceptors(request_hook=onto_client_span)
         if tls_root_cert is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=tls_root_cert)
             self._channel = grpc.aio.secure_channel(

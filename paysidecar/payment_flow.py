@@ -76,6 +76,12 @@ class RouteSpec:
     max_timeout_seconds: int = 0
     # Price in atomic units of `asset`; overrides `price` when set.
     amount: str = ""
+    # x402 extensions (payment_pb2.Route says more): payment-identifier required
+    # (else optional), the Bazaar declaration (JSON text), its tags and service name.
+    payment_identifier_required: bool = False
+    discovery: str = ""
+    tags: tuple[str, ...] = field(default=())
+    service_name: str = ""
 
     def to_proto(self) -> payment_pb2.Route:
         return payment_pb2.Route(
@@ -90,6 +96,10 @@ class RouteSpec:
             mime_type=self.mime_type,
             facilitators=list(self.facilitators),
             max_timeout_seconds=self.max_timeout_seconds,
+            payment_identifier_required=self.payment_identifier_required,
+            discovery=self.discovery,
+            tags=list(self.tags),
+            service_name=self.service_name,
         )
 
 
@@ -107,8 +117,9 @@ class RouteTable:
         for (method, path), fields in table.items():
             method = method.upper()
             spec_fields = {"key": f"{method} {path}", **fields}
-            if "facilitators" in spec_fields:
-                spec_fields["facilitators"] = tuple(spec_fields["facilitators"])
+            for listed in ("facilitators", "tags"):
+                if listed in spec_fields:
+                    spec_fields[listed] = tuple(spec_fields[listed])
             spec = RouteSpec(**spec_fields)
             self._specs[(method, path)] = spec
             if _PATH_PARAM.search(path):

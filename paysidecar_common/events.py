@@ -1,5 +1,7 @@
 """Recent telemetry events (DESIGN §8) in a bounded in-memory ring, each also added
-as an event on the current OpenTelemetry span.
+as an event on the current OpenTelemetry span. On the span the event carries only
+its own attributes: the span already has the request id and the route, and the
+common ones (the runtime env, ...) say nothing about one request.
 
 One source per event: the sidecar records the payment events it decides
 (`request_received` of an Authorize, `payment_challenge_issued`,
@@ -17,8 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry import trace
-
-from .trace_attributes import REQUEST_ID, X402_ROUTE
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class EventRing:
         self._events.append(recorded)
         span = trace.get_current_span()
         if span.is_recording():
-            span.add_event(name, {REQUEST_ID: request_id, X402_ROUTE: route, **recorded.attributes})
+            span.add_event(name, known)
 
     def recent(self, limit: int) -> list[Event]:
         """Up to `limit` events, newest first."""

@@ -2,22 +2,24 @@
 x402 facts known so far (route, network, scheme, payer, amount, outcome, reason).
 
 A request's attributes live in a context variable, set where the request enters
-the process (the gateway's tracing middleware, the sidecar's gRPC interceptor).
-The RequestAttributes span processor copies them onto every span started inside
-that request, so spans made by stock instrumentations (HTTP client, asyncpg)
-carry them too. The variable is process-local: nothing here crosses the wire
-(the request id travels as `x-request-id`, the trace as `traceparent`).
+the process (the gateway's tracing middleware, the sidecar's gRPC interceptor),
+which also puts them on that hop's server span. A span made later in the request
+takes them at creation: ours pass `request_attributes()`, the stock gRPC client
+spans get them from `onto_client_span` (their request hook). No span processor
+copies them: spans are made only at hops (DESIGN §8), each knows where it is. The
+variable is process-local: nothing here crosses the wire (the request id travels
+as `x-request-id`, the trace as `traceparent`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Span, SpanProcessor
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 REQUEST_ID = "request.id"
@@ -50,7 +52,7 @@ def _x402(**facts: str) -> dict[str, str]:
 @contextlib.contextmanager
 def request_scope(request_id: str, **facts: str) -> Iterator[None]:
     """The scope of one request: its id and the x402 facts known on entry go on the
-    current span and on every span started inside the block."""
+    current span (the hop's server span) and on the spans made inside the block."""
     scoped: dict[str, AttributeValue] = {REQUEST_ID: request_id} if request_id else {}
     scoped.update(_x402(**facts))
     span = trace.get_current_span()
@@ -64,14 +66,16 @@ def request_scope(request_id: str, **facts: str) -> Iterator[None]:
 
 
 def tag_request(**facts: str) -> None:
-    """Record x402 facts learnt during the request: on the current span now, and on
-    every span the request starts from here on."""
+    """Record x402 facts learnt during the request: on the current span now (the
+    hop's server span), and in the scope for the spans made from here on. A fact
+    the scope already holds with that value is on the span already."""
     attributes = _x402(**facts)
-    if not attributes:
-        return
     scoped = _scoped.get()
     if scoped is not None:
+        attributes = {key: value for key, value in attributes.items() if scoped.get(key) != value}
         scoped.update(attributes)
+    if not attributes:
+        return
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes(attributes)
@@ -83,10 +87,15 @@ def current_request_id() -> str:
     return value if isinstance(value, str) else ""
 
 
-class RequestAttributes(SpanProcessor):
-    """Copies the scoped request attributes onto each span as it starts."""
+def request_attributes() -> Mapping[str, AttributeValue]:
+    """The attributes of the current request so far (empty outside one), for a span
+    made now. Read-only: copy it, never change it."""
+    return _scoped.get() or {}
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        scoped = _scoped.get()
-        if scoped:
-            span.set_attributes(scoped)
+
+def onto_client_span(span: Span, _request: Any = None) -> None:
+    """The request's attributes onto a stock client span as it starts (the gRPC
+    client interceptors' `request_hook`)."""
+    scoped = _scoped.get()
+    if scoped and span.is_recording():
+        span.set_attributes(scoped)

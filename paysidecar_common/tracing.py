@@ -33,8 +33,6 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .trace_attributes import RequestAttributes
-
 Exporter = Literal["otlp", "console", "none"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
 SamplerName = Literal[
@@ -119,7 +117,6 @@ def configure(
     tracer_provider = None
     if processors:
         tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings))
-        tracer_provider.add_span_processor(RequestAttributes())
         for processor in processors:
             tracer_provider.add_span_processor(processor)
         trace.set_tracer_provider(tracer_provider)

@@ -25,6 +25,7 @@ from .constants import RELEASE_AT_SHUTDOWN
 from .facilitators.pool import Pool
 from .payments.channels.authorizer import ReceiverAuthorizers
 from .payments.channels.room import ChannelPolicy, ChannelRoom
+from .payments.idempotency import IdempotencyPolicy
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
@@ -36,6 +37,7 @@ from .store.tracking import TrackingWriter
 from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
 from .store.channels import PgChannels
+from .store.identifiers import PgIdentifiers
 from .store.ledger import PgLedger
 from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
@@ -69,8 +71,7 @@ class Sidecar:
             spool_dir=Path(s.spool_dir),
         )
         await self.writer.start()
-        trace_configs = self._tracing.client_trace_configs() if self._tracing else None
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), trace_configs=trace_configs)
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         self.facilitators = Pool(s, self.session)
         self.chain = Web3ChainReader(s.chain_rpc_urls, s.chain_timeout_s)
         self.events = EventRing(s.telemetry_capacity, {"env": s.env})
@@ -91,6 +92,9 @@ class Sidecar:
                 # A payment in doubt is asked about again by the recovery job.
                 retry_after_s=math.ceil(s.recovery_interval_s),
             ),
+            identifiers=PgIdentifiers(self.db_pool),
+            # A replay whose caller vanished gives its id back like a claim does.
+            idempotency=IdempotencyPolicy(s.idempotency_window_s, replay_timeout_s=s.claim_timeout_s),
             channels=self._channel_room(),
         )
         if self._tracing:
@@ -124,7 +128,7 @@ class Sidecar:
         s = self.settings
         key = s.receiver_authorizer_key
         return ChannelRoom(
-            store=self.channels,
+            store=self._tracing.channels(self.channels) if self._tracing else self.channels,
             authorizers=ReceiverAuthorizers(
                 self.facilitators,
                 s.withdraw_delay_s,

@@ -6,7 +6,8 @@ Loaded once in main() and passed down; nothing deeper reads the environment.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
 from eth_account import Account
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
@@ -25,8 +26,9 @@ from pydantic_settings import (
 from paysidecar_common.settings_sources import env_then_toml
 
 from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
-from .payments.production import production_refusal
+from .payments.discovery import check_service_metadata, parse_declaration
 from .payments.errors import RouteError
+from .payments.production import production_refusal
 from .payments.routes import DEFAULT_SCHEMES, SCHEMES, RouteDefaults, RouteTerms, resolve_route
 
 # The devnet merchant wallet (see devnet/wallets.py); production must set its own.
@@ -50,6 +52,24 @@ class RouteConfig(BaseModel):
     max_timeout_seconds: int = 60
     # What its 402 offers, in this order; empty: PAYSIDECAR_SCHEMES.
     schemes: list[str] = Field(default_factory=list)
+    # x402 extensions: payment-identifier required (else optional), and Bazaar
+    # discovery (the route's declaration as a TOML table, its tags and service name).
+    payment_identifier_required: bool = False
+    discovery: dict[str, Any] | None = None
+    tags: list[str] = Field(default_factory=list)
+    service_name: str = ""
+
+    @model_validator(mode="after")
+    def _extensions(self) -> RouteConfig:
+        try:
+            check_service_metadata(self.tags, self.service_name)
+            parse_declaration(self._discovery_text())
+        except RouteError as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+    def _discovery_text(self) -> str:
+        return json.dumps(self.discovery) if self.discovery else ""
 
     def terms(self, name: str) -> RouteTerms:
         return RouteTerms(
@@ -63,6 +83,10 @@ class RouteConfig(BaseModel):
             mime_type=self.mime_type,
             facilitators=tuple(self.facilitators),
             max_timeout_seconds=self.max_timeout_seconds,
+            payment_identifier_required=self.payment_identifier_required,
+            discovery=self._discovery_text(),
+            tags=tuple(self.tags),
+            service_name=self.service_name,
             schemes=tuple(self.schemes),
         )
 
@@ -158,6 +182,9 @@ class Settings(BaseSettings):
     # A claim verified but neither settled nor released for this long (its caller
     # vanished) is released by the recovery job; no settle was ever sent for it.
     claim_timeout_s: float = Field(600.0, gt=0)
+    # x402 payment-identifier: how long a delivered payment is served again to a
+    # payment with the same id (and the same request), without a new transfer.
+    idempotency_window_s: float = Field(86400.0, gt=0)
 
     tracking_enabled: bool = True
     tracking_batch_size: int = Field(500, ge=1)
@@ -227,7 +254,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:
-        # Money rule 7, with the guard every per-request route goes through too.
+        # Money rule 7, on every term the config sets (callers set none in production).
         if self.env != "production":
             return self
         problem = production_refusal(pay_to=self.pay_to, network=self.network, facilitators=self.facilitator_urls)

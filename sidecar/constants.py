@@ -118,6 +118,17 @@ class Reason:
     AUTHORIZATION_CANCELED = "authorization_canceled"
     EXPIRED_UNSETTLED = "expired_unsettled"
     UNKNOWN_PAYMENT = "unknown_payment"
+    # The x402 payment-identifier extension (payments/idempotency.py): an id the
+    # extension refuses (400), a missing one a route requires (400), an id paid
+    # with for another request or past the window (409), one whose payment is
+    # under way (409, retry later), one on a batch-settlement payment (400: ids
+    # are kept for exact payments only).
+    INVALID_PAYMENT_IDENTIFIER = "invalid_payment_identifier"
+    PAYMENT_IDENTIFIER_REQUIRED = "payment_identifier_required"
+    PAYMENT_IDENTIFIER_UNSUPPORTED = "payment_identifier_unsupported"
+    PAYMENT_IDENTIFIER_CONFLICT = "payment_identifier_conflict"
+    PAYMENT_IDENTIFIER_EXPIRED = "payment_identifier_expired"
+    PAYMENT_IDENTIFIER_IN_FLIGHT = "payment_identifier_in_flight"
     # Settle for a handler answer that is not 2xx (the claim is released instead).
     INVALID_SETTLE = "invalid_settle"
     # Settle/Release without the claim token Authorize returned.

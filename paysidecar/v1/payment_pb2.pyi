@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Route(_message.Message):
-    __slots__ = ("key", "name", "price", "pay_to", "network", "asset", "description", "mime_type", "facilitators", "max_timeout_seconds", "amount", "schemes")
+    __slots__ = ("key", "name", "price", "pay_to", "network", "asset", "description", "mime_type", "facilitators", "max_timeout_seconds", "amount", "schemes", "payment_identifier_required", "discovery", "tags", "service_name")
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,10 @@ class Route(_message.Message):
     MAX_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     SCHEMES_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_IDENTIFIER_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     price: str
@@ -32,7 +36,11 @@ class Route(_message.Message):
     max_timeout_seconds: int
     amount: str
     schemes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ...) -> None: ...
+    payment_identifier_required: bool
+    discovery: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    service_name: str
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ..., payment_identifier_required: _Optional[bool] = ..., discovery: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., service_name: _Optional[str] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
     __slots__ = ("request_id", "method", "url", "route", "payment_signature", "x_payment", "client_ip", "user_agent", "headers", "query", "call_key")

@@ -40,6 +40,10 @@ def route_terms(route: payment_pb2.Route) -> RouteTerms:
         mime_type=route.mime_type,
         facilitators=tuple(route.facilitators),
         max_timeout_seconds=route.max_timeout_seconds,
+        payment_identifier_required=route.payment_identifier_required,
+        discovery=route.discovery,
+        tags=tuple(route.tags),
+        service_name=route.service_name,
         schemes=tuple(route.schemes),
     )
 
@@ -49,7 +53,7 @@ def _refuse_nul(request: payment_pb2.AuthorizeRequest) -> None:
     U+0000; no HTTP request carries one there (URLs escape it)."""
     route = request.route
     texts = (request.url, request.method, *(value for _, value in route.ListFields() if isinstance(value, str)))
-    if any("\x00" in text for text in (*texts, *route.facilitators)):
+    if any("\x00" in text for text in (*texts, *route.facilitators, *route.tags)):
         raise InvalidRequest(Reason.INVALID_ARGUMENT, "url, method and route may not contain NUL characters")
 
 

@@ -18,6 +18,7 @@ from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDR
 from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC
 from ..payments.channels.state import Mirror
 from ..payments.ports import ChainLog
+from ..telemetry.chain_spans import chain_failed, chain_span
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ AUTHORIZATION_STATE_ABI = [
 class Web3ChainReader:
     def __init__(self, rpc_urls: dict[str, str], timeout_s: float) -> None:
         self._timeout_s = timeout_s
+        self._urls = dict(rpc_urls)
         self._clients = {
             network: AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": timeout_s}))
             for network, url in rpc_urls.items()
@@ -54,11 +56,13 @@ class Web3ChainReader:
         call = contract.functions.authorizationState(
             AsyncWeb3.to_checksum_address(payer), bytes.fromhex(nonce.removeprefix("0x"))
         ).call()
-        try:
-            return bool(await asyncio.wait_for(call, self._timeout_s))
-        except Exception as exc:  # transport, timeout, revert: all mean "could not read"
-            log.warning("chain read failed on %s: %s", network, type(exc).__name__)
-            return None
+        with chain_span("authorizationState", network, self._urls[network]) as span:
+            try:
+                return bool(await asyncio.wait_for(call, self._timeout_s))
+            except Exception as exc:  # transport, timeout, revert: all mean "could not read"
+                chain_failed(span, exc)
+                log.warning("chain read failed on %s: %s", network, type(exc).__name__)
+                return None
 
     async def nonce_events(self, network: str, asset: str, payer: str, nonce: str) -> tuple[ChainLog, ...] | None:
         """The token's AuthorizationUsed and AuthorizationCanceled events for (payer,
@@ -82,11 +86,13 @@ class Web3ChainReader:
                 }
             )
 
-        try:
-            return tuple(_chain_log(entry) for entry in await asyncio.wait_for(find(), self._timeout_s))
-        except Exception as exc:  # transport, timeout, a node refusing the query
-            log.warning("chain log read failed on %s: %s", network, type(exc).__name__)
-            return None
+        with chain_span("eth_getLogs", network, self._urls[network]) as span:
+            try:
+                return tuple(_chain_log(entry) for entry in await asyncio.wait_for(find(), self._timeout_s))
+            except Exception as exc:  # transport, timeout, a node refusing the query
+                chain_failed(span, exc)
+                log.warning("chain log read failed on %s: %s", network, type(exc).__name__)
+                return None
 
     async def receipt_logs(self, network: str, transaction: str) -> tuple[ChainLog, ...] | None:
         """The receipt's logs (none for a reverted transaction); None when the
@@ -94,13 +100,15 @@ class Web3ChainReader:
         w3 = self._clients.get(network)
         if w3 is None:
             return None
-        try:
-            receipt = await asyncio.wait_for(w3.eth.get_transaction_receipt(transaction), self._timeout_s)
-        except TransactionNotFound:
-            return None  # pending, dropped, or never sent
-        except Exception as exc:  # transport, timeout, a malformed hash
-            log.warning("chain receipt read failed on %s: %s", network, type(exc).__name__)
-            return None
+        with chain_span("eth_getTransactionReceipt", network, self._urls[network]) as span:
+            try:
+                receipt = await asyncio.wait_for(w3.eth.get_transaction_receipt(transaction), self._timeout_s)
+            except TransactionNotFound:
+                return None  # pending, dropped, or never sent
+            except Exception as exc:  # transport, timeout, a malformed hash
+                chain_failed(span, exc)
+                log.warning("chain receipt read failed on %s: %s", network, type(exc).__name__)
+                return None
         if receipt["status"] != 1:
             return ()
         return tuple(_chain_log(entry) for entry in receipt["logs"])
@@ -118,11 +126,14 @@ class Web3ChainReader:
             refund_nonce = await contract.functions.refundNonce(key).call()
             return Mirror(int(balance), int(total_claimed), int(initiated_at), int(refund_nonce))
 
-        try:
-            return await asyncio.wait_for(read(), self._timeout_s)
-        except Exception as exc:  # transport, timeout, revert: all mean "could not read"
-            log.warning("chain channel read failed on %s: %s", network, type(exc).__name__)
-            return None
+        # Three calls of one read: one span.
+        with chain_span("channel", network, self._urls[network]) as span:
+            try:
+                return await asyncio.wait_for(read(), self._timeout_s)
+            except Exception as exc:  # transport, timeout, revert: all mean "could not read"
+                chain_failed(span, exc)
+                log.warning("chain channel read failed on %s: %s", network, type(exc).__name__)
+                return None
 
     async def close(self) -> None:
         for w3 in self._clients.values():

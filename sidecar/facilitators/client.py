@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..payments.ports import Attempt, FacilitatorAnswer, Outcome
-from ..telemetry.attempts import attempt_span, record_attempt
+from ..telemetry.attempts import (
+    attempt_span,
+    record_attempt,
+    record_breaker_change,
+    record_skipped,
+    with_trace_context,
+)
 from .health import Health
 
 log = logging.getLogger(__name__)
@@ -78,32 +84,39 @@ class HttpFacilitator:
     ) -> FacilitatorAnswer:
         latency_ms = (time.perf_counter() - started) * 1000
         reason = f"{self.name}_{what}" if what else ""
+        before = self.health.state
         self.health.record(outcome is Outcome.OK, latency_ms)
+        self._breaker_moved(before)
         return FacilitatorAnswer(Attempt(self.name, stage, outcome, latency_ms, reason, status), data)
 
+    def _breaker_moved(self, before: str) -> None:
+        if self.health.state != before:
+            record_breaker_change(self.name, before, self.health.state)
+
     async def _call(self, stage: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
-        with attempt_span(self.name, stage) as span:
-            answer = await self._send(stage, body)
+        before = self.health.state
+        allowed = self.health.allow()
+        self._breaker_moved(before)
+        if not allowed:
+            # Not an attempt on the wire, so it does not feed the health figures.
+            attempt = Attempt(self.name, stage, Outcome.UNREACHABLE, 0.0, f"{self.name}_circuit_open")
+            record_skipped(attempt)
+            return FacilitatorAnswer(attempt, None)
+        # /supported is the one GET of the facilitator API; verify and settle POST a body.
+        method, url = "GET" if body is None else "POST", f"{self.url}/{stage}"
+        with attempt_span(self.name, stage, method, url) as span:
+            answer = await self._send(stage, method, url, body)
             record_attempt(span, answer.attempt)
         return answer
 
-    async def _send(self, stage: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
+    async def _send(self, stage: str, method: str, url: str, body: dict[str, Any] | None) -> FacilitatorAnswer:
         started = time.perf_counter()
-        if not self.health.allow():
-            # Not an attempt on the wire, so it does not feed the health figures.
-            attempt = Attempt(self.name, stage, Outcome.UNREACHABLE, 0.0, f"{self.name}_circuit_open")
-            return FacilitatorAnswer(attempt, None)
         timeout = aiohttp.ClientTimeout(
             total=self._timeouts_s[stage], sock_connect=self._connect_timeout_s
         )
         try:
-            # /supported is the one GET of the facilitator API; verify and settle POST a body.
             async with self._session.request(
-                "GET" if body is None else "POST",
-                f"{self.url}/{stage}",
-                json=body,
-                headers=self._headers,
-                timeout=timeout,
+                method, url, json=body, headers=with_trace_context(self._headers), timeout=timeout
             ) as response:
                 status = response.status
                 raw = await response.content.read(MAX_BODY_BYTES + 1)

@@ -5,6 +5,10 @@ Errors are answered in the shape every part of the project uses
 
 from __future__ import annotations
 
+from typing import Any
+
+from x402.extensions.bazaar import BAZAAR
+from x402.extensions.payment_identifier import PAYMENT_IDENTIFIER, declare_payment_identifier_extension
 from x402.http.utils import encode_payment_required_header, encode_payment_response_header
 from x402.schemas import PaymentRequired, PaymentRequirements, ResourceInfo, SettleResponse
 from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
@@ -17,6 +21,7 @@ from ..constants import (
     PAYMENT_RESPONSE_HEADER,
     X_PAYMENT_RESPONSE_HEADER,
 )
+from .discovery import v1_output_schema
 from .routes import PricedRoute
 
 _JSON = "application/json"
@@ -25,11 +30,13 @@ __all__ = [
     "IN_DOUBT_MESSAGE",
     "HttpAnswer",
     "error_answer",
+    "extensions",
     "payment_in_doubt",
     "payment_required",
     "receipt_headers",
     "requirements_v1",
     "requirements_v2",
+    "resource_info",
     "settlement_failed",
 ]
 
@@ -57,8 +64,33 @@ def requirements_v1(route: PricedRoute, url: str) -> PaymentRequirementsV1:
         pay_to=route.pay_to,
         max_timeout_seconds=route.max_timeout_seconds,
         asset=route.asset,
+        # v1 clients and facilitators read discovery here (x402 v1 had no extensions).
+        output_schema=v1_output_schema(route.discovery),
         extra=route.extra,
     )
+
+
+def resource_info(route: PricedRoute, url: str) -> ResourceInfo:
+    """The resource the route offers at `url`, with its Bazaar service metadata."""
+    return ResourceInfo(
+        url=url,
+        description=route.description,
+        mime_type=route.mime_type,
+        service_name=route.service_name or None,
+        tags=list(route.tags) or None,
+    )
+
+
+def extensions(route: PricedRoute) -> dict[str, Any]:
+    """The x402 extensions every 402 of the route declares, whatever schemes it
+    offers: payment-identifier (required when the route says so) and its Bazaar
+    discovery declaration."""
+    declared: dict[str, Any] = {
+        PAYMENT_IDENTIFIER: declare_payment_identifier_extension(required=route.payment_identifier_required)
+    }
+    if route.discovery is not None:
+        declared[BAZAAR.key] = route.discovery
+    return declared
 
 
 def payment_required(
@@ -75,8 +107,9 @@ def payment_required(
     offers = {"exact": requirements_v2(route), "batch-settlement": batch}
     required = PaymentRequired(
         error=error,
-        resource=ResourceInfo(url=url, description=route.description, mime_type=route.mime_type),
+        resource=resource_info(route, url),
         accepts=[offer for scheme in route.schemes if (offer := offers.get(scheme)) is not None],
+        extensions=extensions(route),
     )
     body = required.model_dump_json(by_alias=True, exclude_none=True).encode()
     headers = {"Content-Type": _JSON, PAYMENT_REQUIRED_HEADER: encode_payment_required_header(required)}

@@ -4,8 +4,11 @@ No payment: the 402 challenge. Otherwise the payment must decode and be bound to
 the route (rules 5 and 1) before any facilitator sees it; a payment the ledger
 holds already is in doubt, redeemed once (redeem.py) or used; a new one is
 verified at the healthiest facilitator and claimed in the ledger, once (rule 2),
-and the handler may run. Every refusal is an answer with a reason, and the
-call's tracking record says what was learned about the payment on the way."""
+and the handler may run. A payment carrying a payment-identifier id its payer
+paid with before is not claimed but answered as its id says (idempotency.py):
+served again from the first payment (replay.py), or refused. Every refusal is an
+answer with a reason, and the call's tracking record says what was learned
+about the payment on the way."""
 
 from __future__ import annotations
 
@@ -18,14 +21,15 @@ from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEME
 from x402.schemas import PaymentRequirements
 
 from ..constants import Reason
-from . import answers, ledger, records, redeem
-from .binding import bind
+from . import answers, ledger, records, redeem, replay
+from .binding import bind, forwarded_payload
 from .channels import authorize as channels
 from .claims import InFlight
 from .codec import DecodedPayment, Envelope, decode_envelope, exact_payment, pick_header
 from .context import PaymentContext
 from .errors import LedgerUnavailable, PaymentError
 from .flow import AuthorizeInput, Challenge, Completed, Rejection, Verified
+from .idempotency import IdentifiedRequest, Verdict, decide, identify, refusal
 from .identity import canonical_hash, header_hash, payment_id
 from .ledger import LedgerEntry
 from .lifecycle import Step
@@ -104,11 +108,55 @@ async def _answer(
     if envelope.scheme == SCHEME_BATCH_SETTLEMENT:
         return await channels.authorize(ctx, tracking_id, req, envelope, audit)
     bound = _decode_and_bind(ctx, envelope, req, audit)
+    request = identify(bound.payment, req.route, req.method, req.url)
+    if request is not None:
+        audit.fields.update(records.identifier_fields(request.identifier))
+        return await _identified(ctx, tracking_id, req, bound, request, audit)
+    return await _pay(ctx, tracking_id, req, bound, audit)
+
+
+async def _pay(
+    ctx: PaymentContext,
+    tracking_id: uuid.UUID,
+    req: AuthorizeInput,
+    bound: _Bound,
+    audit: _Audit,
+    request: IdentifiedRequest | None = None,
+) -> Verified:
+    """A payment to verify and claim, unless the ledger holds it already."""
     existing = await ctx.ledger.get(bound.payment_id)
     if existing is not None and existing.state not in ledger.RECLAIMABLE:
         return await _held_already(ctx, tracking_id, req, bound, existing, audit)
     facilitator = await _verify(ctx, bound, req, audit)
-    return await _claim(ctx, tracking_id, req, bound, facilitator, audit)
+    return await _claim(ctx, tracking_id, req, bound, facilitator, audit, request)
+
+
+async def _identified(
+    ctx: PaymentContext,
+    tracking_id: uuid.UUID,
+    req: AuthorizeInput,
+    bound: _Bound,
+    request: IdentifiedRequest,
+    audit: _Audit,
+) -> Verified:
+    """A payment carrying a payment-identifier id: paid and bound to the id when
+    the id is free; else never settled, but served again from the payment the
+    id is bound to, or refused (idempotency.py)."""
+    binding = await ctx.identifiers.get(request.payer, request.identifier)
+    first = await ctx.ledger.get(binding.payment_id) if binding is not None else None
+    verdict = decide(binding, first, request, ctx.idempotency)
+    if verdict is Verdict.NEW or binding is None or first is None:
+        return await _pay(ctx, tracking_id, req, bound, audit, request)
+    if bound.payment_id != first.payment_id:
+        # Only the payer may use its id: a payload other than the one verified
+        # before must be the payer's signature too.
+        await _verify(ctx, bound, req, audit)
+    if verdict is Verdict.REPLAY:
+        flight = await replay.claim(ctx, first, binding, bound.payment, req, tracking_id, audit.fields)
+        if flight is not None:
+            return Verified.of(flight.entry, bound.payment, redeem=True)
+        verdict = Verdict.IN_FLIGHT  # another replay holds the id
+    raise refusal(verdict, ctx.idempotency, answers.IN_DOUBT_MESSAGE)
 
 
 def _challenge(ctx: PaymentContext, tracking_id: uuid.UUID, req: AuthorizeInput, audit: _Audit) -> Challenge:
@@ -152,7 +200,11 @@ async def _held_already(
 async def _verify(ctx: PaymentContext, bound: _Bound, req: AuthorizeInput, audit: _Audit) -> Facilitator:
     """The facilitator that verified the payment (DESIGN §5), or a PaymentError."""
     payment = bound.payment
-    body = {"x402Version": payment.version, "paymentPayload": payment.wire, "paymentRequirements": bound.requirements}
+    body = {
+        "x402Version": payment.version,
+        "paymentPayload": forwarded_payload(payment, req.route, req.url),
+        "paymentRequirements": bound.requirements,
+    }
     result = await verify_with_fallback(ctx.facilitators.candidates(req.route.facilitators), body)
     audit.attempts = result.attempts
     if result.facilitator is None:
@@ -169,12 +221,13 @@ async def _claim(
     bound: _Bound,
     facilitator: Facilitator,
     audit: _Audit,
+    request: IdentifiedRequest | None,
 ) -> Verified:
-    """Rule 2: one claim per payment (and per payer and nonce) in the ledger."""
+    """Rule 2: one claim per payment (and per payer and nonce) in the ledger;
+    with an id, the id is bound to it in the same move, or neither happens."""
     payment, route = bound.payment, req.route
     signed = payment.authorization
-    claimed = await ctx.ledger.claim(
-        LedgerEntry(
+    entry = LedgerEntry(
             payment_id=bound.payment_id,
             state=ledger.VERIFIED,
             claim_token=uuid.uuid4(),
@@ -195,7 +248,13 @@ async def _claim(
             requirements_hash=bound.requirements_hash,
             tracking_id=tracking_id,
         )
-    )
+    if request is None:
+        claimed = await ctx.ledger.claim(entry)
+    else:
+        claimed = await ctx.identifiers.claim(entry, request)
+    if claimed is None and request is not None:
+        # Another payment with the id (or this one) was claimed meanwhile.
+        raise refusal(Verdict.IN_FLIGHT, ctx.idempotency, answers.IN_DOUBT_MESSAGE)
     if claimed is None:
         raise PaymentError(Reason.ALREADY_USED, "this payment has already been used")
     ctx.claims.hold(InFlight(claimed, payment, route, req.url, req.request_id, redeem=False))

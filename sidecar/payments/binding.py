@@ -2,17 +2,20 @@
 it — scheme, network, asset, payTo, amount >= price, and the resource path. In
 v2 the payment also carries the requirements it accepted: each of their fields
 must be the route's own (the payer signs only the authorization, so everything
-else in `accepted` is the payer's to write)."""
+else in `accepted` is the payer's to write). For the same reason what the
+facilitator is sent describes the resource as the route does, not as the payer
+wrote it (`forwarded_payload`)."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
+from x402.extensions.bazaar import BAZAAR
 from x402.schemas import PaymentRequirements
 
 from ..constants import V1_TO_CAIP2, Reason
-from .answers import requirements_v1, requirements_v2
+from .answers import requirements_v1, requirements_v2, resource_info
 from .codec import DecodedPayment, SignedAuthorization
 from .errors import PaymentError
 from .routes import PricedRoute
@@ -72,3 +75,25 @@ def _check_accepted(accepted: PaymentRequirements, offered: PaymentRequirements,
         raise _refuse(Reason.REQUIREMENTS_MISMATCH, f"maxTimeoutSeconds must be {offer}, as the route offers")
     if accepted.extra != offered.extra:
         raise _refuse(Reason.REQUIREMENTS_MISMATCH, "extra must be the route's, as offered")
+
+
+def forwarded_payload(payment: DecodedPayment, route: PricedRoute, url: str) -> dict[str, Any]:
+    """The PaymentPayload to verify and settle with: the client's, with the
+    route's own `resource` and Bazaar declaration in place of the payer's. A
+    facilitator catalogues what it settles, and neither is signed: as sent, a
+    payer could have a forged description or schema listed under our path. The
+    payment's identity stays the hash of the client's bytes. (v1 declares in the
+    requirements, which are the route's already.)"""
+    if payment.version == 1:
+        return payment.wire
+    wire = dict(payment.wire)
+    wire["resource"] = resource_info(route, url).model_dump(by_alias=True, exclude_none=True)
+    declared = wire.get("extensions")
+    extensions = {k: v for k, v in declared.items() if k != BAZAAR.key} if isinstance(declared, dict) else {}
+    if route.discovery is not None:
+        extensions[BAZAAR.key] = route.discovery
+    if extensions:
+        wire["extensions"] = extensions
+    else:
+        wire.pop("extensions", None)
+    return wire

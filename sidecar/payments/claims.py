@@ -18,7 +18,7 @@ from ..constants import Reason
 from .codec import DecodedPayment
 from .errors import ClaimRefused, LedgerUnavailable
 from .ledger import LedgerEntry
-from .ports import LedgerStore
+from .ports import IdentifierStore, LedgerStore
 from .routes import PricedRoute
 
 
@@ -32,6 +32,10 @@ class InFlight:
     url: str
     request_id: str
     redeem: bool
+    # A replay (replay.py): served from this payment, the first its id paid with;
+    # `entry` is then that payment's row as the replay sees it (its claim token
+    # and tracking record are the replay's).
+    replay_of: LedgerEntry | None = None
 
 
 class InFlightClaims:
@@ -54,6 +58,12 @@ class InFlightClaims:
     def get(self, payment_id: str) -> InFlight | None:
         return self._by_payment.get(payment_id)
 
+    def held_by(self, payment_id: str, claim_token: str) -> InFlight | None:
+        """The claim in flight here under this token. Another token finds none:
+        a replay of a payment and a late Release of the payment itself share its id."""
+        flight = self._by_payment.get(payment_id)
+        return flight if flight is not None and holds(flight.entry, claim_token) else None
+
     def take(self, payment_id: str) -> InFlight | None:
         return self._by_payment.pop(payment_id, None)
 
@@ -61,6 +71,14 @@ class InFlightClaims:
         """Forget `flight` if it is still the claim held for its payment."""
         if self._by_payment.get(flight.entry.payment_id) is flight:
             del self._by_payment[flight.entry.payment_id]
+
+    def drop_older(self, payment_id: str) -> None:
+        """Its caller holds the ledger's claim of `payment_id`, which is not the one
+        held here: that one is older, closed elsewhere (and claimed again there),
+        and is forgotten. A replay held here stays: its claim is not the row's."""
+        flight = self._by_payment.get(payment_id)
+        if flight is not None and flight.replay_of is None:
+            del self._by_payment[payment_id]
 
     def payment_ids(self) -> list[str]:
         return list(self._by_payment)
@@ -85,25 +103,40 @@ async def move_taken(
         raise
 
 
-async def forget_closed(ledger: LedgerStore, claims: InFlightClaims) -> int:
-    """Forget the claims held here that the ledger shows closed (settled, released,
-    claimed again) by another replica; how many."""
+async def forget_closed(ledger: LedgerStore, identifiers: IdentifierStore, claims: InFlightClaims) -> int:
+    """Forget the claims held here that another replica closed (settled, released,
+    claimed again); how many."""
     forgotten = 0
     for payment_id in claims.payment_ids():
         flight = claims.get(payment_id)
-        if flight is None:
+        if flight is None or await _still_open(ledger, identifiers, flight):
             continue
-        entry = await ledger.get(payment_id)
-        if entry is not None and entry.claim_token == flight.entry.claim_token and entry.state == flight.entry.state:
-            continue  # still this claim, its caller not done yet
         claims.drop(flight)
         forgotten += 1
     return forgotten
 
 
+async def _still_open(ledger: LedgerStore, identifiers: IdentifierStore, flight: InFlight) -> bool:
+    """Whether `flight`'s claim is still as its caller left it: not done yet."""
+    held = flight.entry
+    if flight.replay_of is not None:
+        # A replay's claim is held on its id's binding, not in the row (replay.py).
+        return await identifiers.replay_held(held.payment_id, held.claim_token) is not None
+    entry = await ledger.get(held.payment_id)
+    return entry is not None and entry.claim_token == held.claim_token and entry.state == held.state
+
+
+def token_of(claim_token: str) -> uuid.UUID | None:
+    """The claim token a caller sent, None when it is not one."""
+    try:
+        return uuid.UUID(claim_token)
+    except ValueError:
+        return None
+
+
 def holds(entry: LedgerEntry, claim_token: str) -> bool:
     """Whether `claim_token` is the token of the claim under `entry`."""
-    return _is_token(entry.claim_token, claim_token)
+    return token_of(claim_token) == entry.claim_token
 
 
 def check_holder(entry: LedgerEntry, claim_token: str) -> None:
@@ -112,15 +145,8 @@ def check_holder(entry: LedgerEntry, claim_token: str) -> None:
 
 
 def check_token(held_by: uuid.UUID, claim_token: str) -> None:
-    if not _is_token(held_by, claim_token):
+    if token_of(claim_token) != held_by:
         raise ClaimRefused(Reason.NOT_CLAIM_HOLDER, "Settle and Release need the claim_token Authorize returned")
-
-
-def _is_token(held_by: uuid.UUID, claim_token: str) -> bool:
-    try:
-        return uuid.UUID(claim_token) == held_by
-    except ValueError:
-        return False
 
 
 def closed(why: str) -> ClaimRefused:

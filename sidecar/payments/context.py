@@ -1,6 +1,6 @@
-"""What the payment flows (authorize, settle, release, redeem) work with: the
-ports, the reconcile policy, the claims in flight and batch-settlement's
-channels, built once per process."""
+"""What the payment flows (authorize, settle, release, redeem, replay) work
+with: the ports, the reconcile and idempotency policies, the claims in flight
+and batch-settlement's channels, built once per process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from .channels.room import ChannelRoom
 from .claims import InFlightClaims
-from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
+from .idempotency import IdempotencyPolicy
+from .ports import ChainReader, FacilitatorPool, IdentifierStore, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
 
 
@@ -21,5 +22,7 @@ class PaymentContext:
     telemetry: Telemetry
     policy: ReconcilePolicy
     claims: InFlightClaims
+    identifiers: IdentifierStore
+    idempotency: IdempotencyPolicy
     # batch-settlement's channels; None: routes offer exact only.
     channels: ChannelRoom | None = None

@@ -8,9 +8,10 @@ from typing import Any
 
 
 class PaymentError(Exception):
-    """A payment the client must fix (400) or pay again for (402). A 402 may offer
-    the client a corrected batch-settlement offer (`offer`: the channel's state to
-    resynchronise with) and carry more headers (`headers`: a receipt)."""
+    """A payment the client must fix (400), pay again for (402), or send again
+    later (409, 503). A 402 may offer the client a corrected batch-settlement
+    offer (`offer`: the channel's state to resynchronise with); any answer may
+    carry more headers (`headers`: a receipt, a Retry-After)."""
 
     def __init__(
         self,

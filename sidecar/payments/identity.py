@@ -8,13 +8,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import rfc8785
-from x402.extensions.payment_identifier import extract_payment_identifier
 
 if TYPE_CHECKING:  # codec hashes with canonical_hash below
     from .codec import DecodedPayment
 
 
-# The two shapes payment_id() produces; anything else names no payment of ours.
+# The shape payment_id() produces, and "pid:<payment-identifier id>", which named
+# a payment carrying one before ids were bound per payer (idempotency.py): claims
+# made then are still settled or released by their id. Anything else names no
+# payment of ours.
 _PAYMENT_ID = re.compile(r"^(pid:[A-Za-z0-9_-]{16,128}|sha256:[0-9a-f]{64})$")
 
 
@@ -31,9 +33,7 @@ def header_hash(header_value: str) -> str:
 
 
 def payment_id(payment: DecodedPayment) -> str:
-    """The payment-identifier extension id when present, else the payload hash."""
-    if payment.version == 2:
-        explicit = extract_payment_identifier(payment.payload, validate=True)
-        if explicit:
-            return "pid:" + explicit
+    """The payload hash: one ledger row per signed payload. A payment-identifier
+    id names a purchase, which a re-signed retry repeats with another payload;
+    it is bound to its payer in a room of its own (idempotency.py)."""
     return "sha256:" + payment.payload_hash

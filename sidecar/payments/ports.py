@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .channels.state import Channel, Mirror, Reservation
+from .idempotency import Binding, IdentifiedRequest
 from .ledger import LedgerEntry
 from .record_queries import RecordPage, RecordQuery, Stats
 
@@ -165,6 +166,27 @@ class ChannelStore(Protocol):
 
     async def page(self, after: str, limit: int, payer: str = "") -> list[Channel]:
         """Channels by id after `after`, at most `limit`, of one payer when given."""
+class IdentifierStore(Protocol):
+    """Payment-identifier ids bound to their payer, request and payment (idempotency.py)."""
+
+    async def get(self, payer: str, identifier: str) -> Binding | None: ...
+
+    async def claim(self, entry: LedgerEntry, request: IdentifiedRequest) -> LedgerEntry | None:
+        """Claim the payment in the ledger (as LedgerStore.claim) and bind the
+        request's id to it, both or neither: the id must be free, or bound to a
+        payment that moved no money. None when either is held."""
+
+    async def take_replay(
+        self, binding: Binding, claim_token: uuid.UUID, tracking_id: uuid.UUID, timeout_s: float
+    ) -> bool:
+        """Hold the id for one replay of its payment, unless another replay holds
+        it (one taken longer than `timeout_s` ago no longer does)."""
+
+    async def replay_held(self, payment_id: str, claim_token: uuid.UUID) -> Binding | None:
+        """The binding whose replay of `payment_id` this claim token holds."""
+
+    async def end_replay(self, payment_id: str, claim_token: uuid.UUID) -> bool:
+        """Give the id back after a replay; False when the token held none."""
 
 
 class Tracker(Protocol):
@@ -193,7 +215,17 @@ class TrackingRecords(Protocol):
 
 
 class Telemetry(Protocol):
-    def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None: ...
+    """What the request's trace shows of the domain's work. A step inside the
+    process is an event on the request's current span, never a span of its own."""
+
+    def event(self, name: str, *, request_id: str, route: str, **attributes: Any) -> None:
+        """A payment event (`payment_settled`, ...): kept among the recent events
+        (GetTelemetry) and put on the request's span."""
 
     def step(self, name: str) -> AbstractContextManager[None]:
-        """Times one step of the request's flow (a span of its trace)."""
+        """Times one step of the request's flow: an event with its duration (and
+        the reason code when the step raised) on the request's span."""
+
+    def note(self, name: str, **attributes: Any) -> None:
+        """Something seen on the way that is not a payment event (a cache hit, ...):
+        an event on the request's span only."""

@@ -12,7 +12,8 @@ from ..constants import RELEASE_STALE_CLAIM, SECRET_HEADERS
 from . import ledger
 from .codec import DecodedPayment
 from .ledger import LedgerEntry
-from .ports import Attempt
+from .lifecycle import Step
+from .ports import Attempt, Tracker
 from .routes import PricedRoute
 from .settlement import FROM_CHAIN, SettleOutcome
 
@@ -96,11 +97,20 @@ def verification_fields(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {"payment_verified": verified, "verification_error": None if verified else error}
-    if attempts:
-        fields["metadata"] = {"verify_attempts": [a.as_record() for a in attempts]}
+    metadata = {"verify_attempts": [a.as_record() for a in attempts]} if attempts else {}
     if extra:
         fields.update(extra)
+        metadata.update(extra.get("metadata", {}))
+    if metadata:
+        fields["metadata"] = metadata
     return fields
+
+
+def identifier_fields(identifier: str, replay_of: str = "") -> dict[str, Any]:
+    """The payment-identifier id a call's payment carried: every call paid with
+    one id shows it; a replay also names the payment it was served from."""
+    named = {"id": identifier, **({"replay_of": replay_of} if replay_of else {})}
+    return {"metadata": {"payment_identifier": named}}
 
 
 def settlement_fields(
@@ -124,20 +134,33 @@ def settlement_fields(
 
 
 def redeem_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
+    fields = _served_unsettled(entry, response_status, response_time_ms, redeemed=True)
+    return {**fields, "metadata": {"redeem": {"payment_id": entry.payment_id}}}
+
+
+def replay_fields(entry: LedgerEntry, response_status: int, response_time_ms: int) -> dict[str, Any]:
+    """Served again from the payment `entry` (its id's first), without a settle."""
+    return _served_unsettled(entry, response_status, response_time_ms, replay_of=entry.payment_id)
+
+
+def _served_unsettled(entry: LedgerEntry, response_status: int, response_time_ms: int, **how: Any) -> dict[str, Any]:
+    """Served on the strength of `entry`'s settled payment; no settle was sent."""
     return {
         "settlement": _settlement(
-            entry,
-            success=True,
-            status=ledger.SETTLED,
-            transaction=entry.transaction,
-            source=entry.reconciled_by,
-            redeemed=True,
+            entry, success=True, status=ledger.SETTLED, transaction=entry.transaction, source=entry.reconciled_by, **how
         ),
         "handler_executed": True,
         "response_status": response_status,
         "response_time_ms": response_time_ms,
-        "metadata": {"redeem": {"payment_id": entry.payment_id}},
     }
+
+
+def record_release(
+    tracker: Tracker, record_id: uuid.UUID, reason: str, state: str, response_status: int, elapsed_ms: int
+) -> None:
+    """A released claim's record: why, where the payment stands, and the call's end."""
+    tracker.record(record_id, Step.RELEASE, release_fields(reason, state, response_status, elapsed_ms))
+    tracker.record(record_id, Step.FINALIZE, finalize_fields(response_status, elapsed_ms))
 
 
 def release_fields(reason: str, state: str, response_status: int, response_time_ms: int) -> dict[str, Any]:

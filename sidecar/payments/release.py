@@ -1,20 +1,20 @@
 """Release: no settle for this claim (the handler failed, HEAD, the client went
 away: DESIGN §4 rule 3). The claim goes back and nothing moves; a redeem claim
-goes back to settled_unserved. A settled claim takes one Release only,
-RELEASE_NOT_DELIVERED: the answer never reached the client, so the payment
-becomes settled_unserved, redeemable once by its header."""
+goes back to settled_unserved, a replay's gives its payment-identifier id back
+(replay.py). A settled claim takes one Release only, RELEASE_NOT_DELIVERED: the
+answer never reached the client, so the payment becomes settled_unserved,
+redeemable once by its header."""
 
 from __future__ import annotations
 
 from ..constants import RELEASE_NOT_DELIVERED
-from . import ledger, records
-from .claims import check_holder, closed, holds
+from . import ledger, records, replay
+from .claims import InFlight, check_holder, closed
 from .context import PaymentContext
 from .errors import UnknownPayment
 from .flow import ReleaseInput
 from .identity import is_payment_id
 from .ledger import LedgerEntry
-from .lifecycle import Step
 
 
 async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
@@ -22,16 +22,24 @@ async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
     pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    flight = ctx.claims.get(pid)
-    if flight is not None and holds(flight.entry, req.claim_token):
-        entry: LedgerEntry | None = flight.entry
-    else:
-        entry = await ctx.ledger.get(pid)  # as in settle.py: the ledger decides
-    if entry is None:
-        raise UnknownPayment(pid)
-    check_holder(entry, req.claim_token)
+    flight = ctx.claims.held_by(pid, req.claim_token)
     if flight is not None:
-        ctx.claims.drop(flight)
+        ctx.claims.take(pid)
+        if flight.replay_of is not None:
+            return await _release_replay(ctx, flight.entry, req)
+        entry = flight.entry
+    else:
+        found = await ctx.ledger.get(pid)  # as in settle.py: the ledger decides
+        if found is None:
+            raise UnknownPayment(pid)
+        # A replay another replica authorized is held on its id, not in the row.
+        replayed = await replay.held(ctx, found, req.claim_token)
+        if replayed is not None:
+            return await _release_replay(ctx, replayed, req)
+        entry = found
+    check_holder(entry, req.claim_token)
+    if flight is None:
+        ctx.claims.drop_older(pid)
     moved = await release_entry(
         ctx,
         entry,
@@ -43,6 +51,22 @@ async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
     if moved is None:
         raise closed("a settled claim takes only a response_not_delivered Release, once")
     return moved.state
+
+
+async def _release_replay(ctx: PaymentContext, seen: LedgerEntry, req: ReleaseInput) -> str:
+    if not await replay.release(ctx, seen, req.reason, req.response_status, req.response_time_ms):
+        raise closed("the replay was settled or released already")
+    return seen.state
+
+
+async def release_flight(
+    ctx: PaymentContext, flight: InFlight, reason: str, response_status: int, elapsed_ms: int
+) -> None:
+    """Give back a claim taken out of the claims in flight (not settled)."""
+    if flight.replay_of is not None:
+        await replay.release(ctx, flight.entry, reason, response_status, elapsed_ms)
+    else:
+        await release_entry(ctx, flight.entry, reason, response_status, elapsed_ms)
 
 
 async def release_entry(
@@ -66,12 +90,7 @@ async def release_entry(
         served_at=None,
     )
     if moved is not None and entry.tracking_id is not None:
-        ctx.tracker.record(
-            entry.tracking_id,
-            Step.RELEASE,
-            records.release_fields(reason, moved.state, response_status, elapsed_ms),
-        )
-        ctx.tracker.record(entry.tracking_id, Step.FINALIZE, records.finalize_fields(response_status, elapsed_ms))
+        records.record_release(ctx.tracker, entry.tracking_id, reason, moved.state, response_status, elapsed_ms)
     return moved
 
 
@@ -81,5 +100,5 @@ async def release_all(ctx: PaymentContext, reason: str) -> int:
     for pid in pids:
         flight = ctx.claims.take(pid)
         if flight is not None:
-            await release_entry(ctx, flight.entry, reason, 0, 0)
+            await release_flight(ctx, flight, reason, 0, 0)
     return len(pids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
@@ -19,6 +20,7 @@ from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
 from ..constants import V1_TO_CAIP2, Reason
+from .discovery import check_service_metadata, parse_declaration
 from .errors import RouteError, RouteRefused
 
 _PRICE_PARSER = ExactEvmServerScheme()
@@ -43,6 +45,12 @@ class RouteTerms:
     mime_type: str = ""
     facilitators: tuple[str, ...] = ()
     max_timeout_seconds: int = 0
+    # The x402 extensions the route declares: payment-identifier (required or
+    # optional) and Bazaar discovery (the JSON of its declaration, tags, name).
+    payment_identifier_required: bool = False
+    discovery: str = ""
+    tags: tuple[str, ...] = ()
+    service_name: str = ""
     schemes: tuple[str, ...] = ()  # empty: not said
 
 
@@ -72,6 +80,11 @@ class PricedRoute:
     mime_type: str
     facilitators: tuple[str, ...]
     max_timeout_seconds: int
+    payment_identifier_required: bool = False
+    # The route's `extensions.bazaar`, checked (discovery.py); None: not declared.
+    discovery: dict[str, Any] | None = field(default=None, compare=False)
+    tags: tuple[str, ...] = ()
+    service_name: str = ""
     # What the 402 offers, in this order (the order of `accepts`).
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     # The price as configured ("$0.001"), for showing; "" when set in atomic units.
@@ -154,6 +167,11 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
         mime_type=asked.mime_type or named.mime_type,
         facilitators=asked.facilitators or named.facilitators,
         max_timeout_seconds=asked.max_timeout_seconds or named.max_timeout_seconds,
+        # A caller may require an id of a route its config leaves optional, not the reverse.
+        payment_identifier_required=asked.payment_identifier_required or named.payment_identifier_required,
+        discovery=asked.discovery or named.discovery,
+        tags=asked.tags or named.tags,
+        service_name=asked.service_name or named.service_name,
         schemes=asked.schemes or named.schemes or defaults.schemes,
     )
 
@@ -167,9 +185,15 @@ def _check_schemes(schemes: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def price_route(terms: RouteTerms) -> PricedRoute:
-    """Turn route terms into atomic amounts with the SDK's price parser."""
+    """Turn route terms into atomic amounts with the SDK's price parser, and
+    check what the route declares."""
     _check_facilitators(terms.facilitators)
+    check_service_metadata(terms.tags, terms.service_name)
+    discovery = parse_declaration(terms.discovery)
     schemes = _check_schemes(terms.schemes)
+    if terms.payment_identifier_required and EXACT not in schemes:
+        # Only exact payments carry payment identifiers (idempotency.py).
+        raise RouteError(Reason.INVALID_ROUTE, "a route requiring payment identifiers must offer exact")
     if not terms.key:
         raise RouteError(Reason.INVALID_ROUTE, "route key is required")
     if not terms.pay_to:
@@ -203,10 +227,15 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         mime_type=terms.mime_type or "application/json",
         facilitators=terms.facilitators,
         max_timeout_seconds=terms.max_timeout_seconds or 60,
+        payment_identifier_required=terms.payment_identifier_required,
+        discovery=discovery,
+        tags=terms.tags,
+        service_name=terms.service_name,
         schemes=schemes,
         price="" if terms.amount else terms.price,
     )
 
 
-# Pricing goes through the SDK's parser; routes repeat, so remember the answer.
+# Pricing goes through the SDK's parser and a declaration through its validators;
+# routes repeat, so remember the answer.
 _cached_price_route = functools.lru_cache(maxsize=1024)(price_route)

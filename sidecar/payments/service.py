@@ -1,6 +1,6 @@
 """Authorize -> (handler) -> Settle | Release: the payment flow of one request,
 as the API calls it. Each flow reads like its rules in a module of its own
-(authorize.py, settle.py, release.py, redeem.py); they share the ports, the
+(authorize.py, settle.py, release.py, redeem.py, replay.py); they share the ports, the
 reconcile policy and the claims in flight (context.py).
 
 Pure domain: talks to facilitators, the chain, the ledger, tracking and telemetry
@@ -16,7 +16,8 @@ from .channels.room import ChannelRoom, parse_payment_id
 from .claims import InFlightClaims
 from .context import PaymentContext
 from .flow import AuthorizeInput, ReleaseInput, SettleInput, SettleResult
-from .ports import ChainReader, FacilitatorPool, LedgerStore, Telemetry, Tracker
+from .idempotency import IdempotencyPolicy
+from .ports import ChainReader, FacilitatorPool, IdentifierStore, LedgerStore, Telemetry, Tracker
 from .settlement import ReconcilePolicy
 
 
@@ -30,10 +31,21 @@ class PaymentService:
         tracker: Tracker,
         telemetry: Telemetry,
         policy: ReconcilePolicy,
+        identifiers: IdentifierStore,
+        idempotency: IdempotencyPolicy,
         channels: ChannelRoom | None = None,
     ) -> None:
         self._ctx = PaymentContext(
-            facilitators, ledger_store, chain, tracker, telemetry, policy, InFlightClaims(), channels
+            facilitators,
+            ledger_store,
+            chain,
+            tracker,
+            telemetry,
+            policy,
+            InFlightClaims(),
+            identifiers,
+            idempotency,
+            channels,
         )
 
     @property
@@ -66,4 +78,4 @@ class PaymentService:
 
     async def forget_closed(self) -> int:
         """Forget the claims held here that another replica finished (claims.py)."""
-        return await claims.forget_closed(self._ctx.ledger, self._ctx.claims)
+        return await claims.forget_closed(self._ctx.ledger, self._ctx.identifiers, self._ctx.claims)

@@ -6,7 +6,8 @@ settle goes to the facilitator that verified (settlement.py); the content may
 leave only when the payment settled and the ledger recorded its delivery. A
 failed settle is a 402 with a receipt saying why; one in doubt is a 503 asking
 for the same header again. A redeem claim is served without a settle
-(redeem.py); a claim another replica verified is adopted with the client's
+(redeem.py), and so is a replay of a payment its payment-identifier id paid
+for (replay.py); a claim another replica verified is adopted with the client's
 payment header."""
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..constants import Reason
-from . import answers, ledger, records, redeem
-from .claims import InFlight, check_holder, closed, holds, move_taken
+from . import answers, ledger, records, redeem, replay
+from .binding import forwarded_payload
+from .claims import InFlight, check_holder, closed, move_taken
 from .codec import decode_payment
 from .context import PaymentContext
 from .errors import PaymentError, RouteError, UnknownPayment
 from .flow import SettleInput, SettleResult
 from .identity import is_payment_id, payment_id
+from .ledger import LedgerEntry
 from .lifecycle import Step
-from .release import release_entry
+from .release import release_flight
 from .routes import PricedRoute
 from .settlement import SettleOutcome, settle_payment
 from .used_nonce import ExpectedTransfer
@@ -36,8 +39,11 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
     flight = await _take_claim(ctx, req)
     response_status, response_time_ms = req.response_status, req.response_time_ms
     if not 200 <= response_status < 300:
-        await release_entry(ctx, flight.entry, f"handler_status_{response_status}", response_status, response_time_ms)
+        await release_flight(ctx, flight, f"handler_status_{response_status}", response_status, response_time_ms)
         raise RouteError(Reason.INVALID_SETTLE, "Settle is only for 2xx handler answers; the claim was released")
+    if flight.replay_of is not None:
+        transaction = await replay.serve(ctx, flight, flight.replay_of, response_status, response_time_ms)
+        return _success(ctx, flight, transaction, response_status, response_time_ms)
     if flight.redeem:
         transaction = await redeem.serve(ctx, flight, response_status, response_time_ms)
         return _success(ctx, flight, transaction, response_status, response_time_ms)
@@ -58,13 +64,13 @@ async def _take_claim(ctx: PaymentContext, req: SettleInput) -> InFlight:
     pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    held = ctx.claims.get(pid)
-    if held is not None and holds(held.entry, req.claim_token):
+    flight = ctx.claims.held_by(pid, req.claim_token)
+    if flight is not None:
         ctx.claims.take(pid)
-        return held
+        return flight
     flight = await _adopt(ctx, pid, req.claim_token, req.header, req.request_id)
-    if held is not None:
-        ctx.claims.drop(held)
+    if flight.replay_of is None:
+        ctx.claims.drop_older(pid)
     return flight
 
 
@@ -76,17 +82,26 @@ async def _adopt(
     entry = await ctx.ledger.get(pid)
     if entry is None:
         raise UnknownPayment(pid)
-    check_holder(entry, claim_token)
-    if entry.state not in (ledger.VERIFIED, ledger.REDEEMING):
-        raise closed(f"it is {entry.state}")
     try:
         payment = decode_payment(*header) if header is not None else None
     except PaymentError:
         payment = None
+    replayed = await replay.adopt(ctx, entry, claim_token, payment, _route_of(entry), request_id)
+    if replayed is not None:
+        return replayed
+    check_holder(entry, claim_token)
+    if entry.state not in (ledger.VERIFIED, ledger.REDEEMING):
+        raise closed(f"it is {entry.state}")
     if payment is None or payment_id(payment) != pid or payment.payload_hash != entry.payload_hash:
         # Only the payment header lets this replica settle what another one verified.
         raise UnknownPayment(pid)
-    route = PricedRoute(
+    redeem = entry.state == ledger.REDEEMING
+    return InFlight(entry, payment, _route_of(entry), entry.resource, request_id, redeem=redeem)
+
+
+def _route_of(entry: LedgerEntry) -> PricedRoute:
+    """The route a ledger row was claimed for, as far as the row tells it."""
+    return PricedRoute(
         key=entry.route_key,
         amount=entry.amount,
         asset=entry.asset,
@@ -99,7 +114,6 @@ async def _adopt(
         facilitators=(),
         max_timeout_seconds=int(entry.requirements.get("maxTimeoutSeconds", 60)),
     )
-    return InFlight(entry, payment, route, entry.resource, request_id, redeem=entry.state == ledger.REDEEMING)
 
 
 async def _start_settling(ctx: PaymentContext, flight: InFlight) -> None:
@@ -117,7 +131,7 @@ async def _settle_on_facilitator(ctx: PaymentContext, flight: InFlight) -> Settl
     entry = flight.entry
     body = {
         "x402Version": flight.payment.version,
-        "paymentPayload": flight.payment.wire,
+        "paymentPayload": forwarded_payload(flight.payment, flight.route, flight.url),
         "paymentRequirements": entry.requirements,
     }
     facilitator = ctx.facilitators.get(entry.facilitator)

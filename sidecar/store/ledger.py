@@ -71,7 +71,7 @@ RETURNING *
 """
 
 
-def _entry(row: asyncpg.Record) -> LedgerEntry:
+def ledger_entry(row: asyncpg.Record) -> LedgerEntry:
     requirements = row["requirements"]
     if isinstance(requirements, str):
         requirements = json.loads(requirements)
@@ -103,6 +103,53 @@ def _entry(row: asyncpg.Record) -> LedgerEntry:
     )
 
 
+async def claim_row(conn: asyncpg.Connection, entry: LedgerEntry) -> asyncpg.Record | None:
+    """Claim `entry`'s payment, inside the caller's transaction: a new row, or a
+    released or failed one of the same payload claimed again; None if held."""
+    # The claim need not wait for its WAL flush: it is visible to every other
+    # session at commit either way, and if a crash loses it, no money moved —
+    # the move to `settling` (a durable commit) always comes before any settle is sent.
+    await conn.execute(ASYNC_COMMIT)
+    row = await conn.fetchrow(
+        CLAIM,
+        entry.payment_id,
+        VERIFIED,
+        entry.claim_token,
+        entry.route_key,
+        entry.resource,
+        entry.scheme,
+        entry.network,
+        entry.asset,
+        entry.pay_to,
+        entry.amount,
+        entry.payer,
+        entry.nonce,
+        entry.valid_before,
+        entry.x402_version,
+        entry.facilitator,
+        entry.requirements,
+        entry.payload_hash,
+        entry.requirements_hash,
+        entry.tracking_id,
+    )
+    if row is not None:
+        return row
+    return await conn.fetchrow(
+        RECLAIM,
+        entry.payment_id,
+        entry.claim_token,
+        entry.route_key,
+        entry.resource,
+        entry.facilitator,
+        entry.requirements,
+        entry.payload_hash,
+        entry.requirements_hash,
+        entry.tracking_id,
+        VERIFIED,
+        list(RECLAIMABLE),
+    )
+
+
 class PgLedger:
     def __init__(self, db_pool: asyncpg.Pool) -> None:
         self._db_pool = db_pool
@@ -112,57 +159,15 @@ class PgLedger:
 
     async def get(self, payment_id: str) -> LedgerEntry | None:
         row = await self._run(lambda c: c.fetchrow(GET, payment_id))
-        return _entry(row) if row else None
+        return ledger_entry(row) if row else None
 
     async def claim(self, entry: LedgerEntry) -> LedgerEntry | None:
-        args = (
-            entry.payment_id,
-            VERIFIED,
-            entry.claim_token,
-            entry.route_key,
-            entry.resource,
-            entry.scheme,
-            entry.network,
-            entry.asset,
-            entry.pay_to,
-            entry.amount,
-            entry.payer,
-            entry.nonce,
-            entry.valid_before,
-            entry.x402_version,
-            entry.facilitator,
-            entry.requirements,
-            entry.payload_hash,
-            entry.requirements_hash,
-            entry.tracking_id,
-        )
-
-        reclaim_args = (
-            entry.payment_id,
-            entry.claim_token,
-            entry.route_key,
-            entry.resource,
-            entry.facilitator,
-            entry.requirements,
-            entry.payload_hash,
-            entry.requirements_hash,
-            entry.tracking_id,
-            VERIFIED,
-            list(RECLAIMABLE),
-        )
-
-        async def claim_or_reclaim(conn: asyncpg.Connection) -> asyncpg.Record | None:
+        async def claim_in_transaction(conn: asyncpg.Connection) -> asyncpg.Record | None:
             async with conn.transaction():
-                # The claim need not wait for its WAL flush: it is visible to every
-                # other session at commit either way, and if a crash loses it, no
-                # money moved — the move to `settling` (a durable commit) always
-                # comes before any settle is sent.
-                await conn.execute(ASYNC_COMMIT)
-                row = await conn.fetchrow(CLAIM, *args)
-                return row if row is not None else await conn.fetchrow(RECLAIM, *reclaim_args)
+                return await claim_row(conn, entry)
 
-        row = await self._run(claim_or_reclaim)
-        return _entry(row) if row else None
+        row = await self._run(claim_in_transaction)
+        return ledger_entry(row) if row else None
 
     async def transition(
         self, payment_id: str, claim_token: uuid.UUID, from_states: tuple[str, ...], to_state: str, **fields: Any
@@ -175,14 +180,14 @@ class PgLedger:
         row = await self._run(
             lambda c: c.fetchrow(TRANSITION, payment_id, claim_token, list(from_states), to_state, sets, *values)
         )
-        return _entry(row) if row else None
+        return ledger_entry(row) if row else None
 
     async def claim_redeem(self, payment_id: str, payload_hash: str, claim_token: uuid.UUID) -> LedgerEntry | None:
         row = await self._run(
             lambda c: c.fetchrow(REDEEM, payment_id, payload_hash, claim_token, REDEEMING, SETTLED_UNSERVED)
         )
-        return _entry(row) if row else None
+        return ledger_entry(row) if row else None
 
     async def stale(self, states: tuple[str, ...], older_than_s: float, limit: int) -> list[LedgerEntry]:
         rows = await self._run(lambda c: c.fetch(STALE, list(states), older_than_s, limit))
-        return [_entry(row) for row in rows]
+        return [ledger_entry(row) for row in rows]

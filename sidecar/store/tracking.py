@@ -66,7 +66,7 @@ from typing import Any
 import asyncpg
 
 from ..payments.lifecycle import Step
-from ..telemetry.batch_links import BatchLinks, batch_span
+from ..telemetry.batch_links import BatchLinks, batch_span, enqueued
 from .db import UNAVAILABLE_ERRORS, create_pool
 from .journal import Journal
 from .schema import TABLE
@@ -217,6 +217,7 @@ class TrackingWriter:
                 self._wake.set()
             elif self._fresh_steps == self._batch_size:
                 self._wake.set()
+            enqueued(step.name.lower())
         except Exception:
             logger.exception("tracking %s: step %r could not be queued", record_id, step)
 

@@ -1,20 +1,30 @@
-"""One span per facilitator attempt (DESIGN §5, §8), parent of the HTTP client
-span the aiohttp instrumentation makes, plus the attempts counter.
+"""Facilitator calls in the request's trace (DESIGN §5, §8), and the attempts counter.
 
-The HTTP span ends when the answer's headers arrive; whether the attempt
-succeeded is known only once the body is read and checked, so the outcome,
-reason code and latency go on this span instead.
+Each attempt on the wire is one client span, `facilitator verify`, `facilitator
+settle` (or `facilitator supported`), carrying the HTTP attributes itself
+(method, URL, server, status): no stock HTTP client span is made under it, so one
+remote call is one span. The outcome and the reason code are known only once the
+body is read and checked, which is when the attempt's span ends. What happens
+around the attempts is an event on the span current then: a facilitator skipped
+because its breaker is open, and each change of a breaker's state.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_FULL
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from paysidecar_common.trace_attributes import request_attributes
 
 from ..payments.ports import Attempt, Outcome
 
@@ -22,7 +32,7 @@ FACILITATOR_NAME = "x402.facilitator.name"
 FACILITATOR_STAGE = "x402.facilitator.stage"
 FACILITATOR_OUTCOME = "x402.facilitator.outcome"
 FACILITATOR_REASON = "x402.facilitator.reason"
-FACILITATOR_LATENCY_MS = "x402.facilitator.latency_ms"
+BREAKER_FROM = "x402.facilitator.breaker.from"
 
 _tracer = trace.get_tracer(__name__)
 _attempts = metrics.get_meter(__name__).create_counter(
@@ -32,15 +42,73 @@ _attempts = metrics.get_meter(__name__).create_counter(
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _http_attributes(facilitator: str, method: str, url: str) -> Mapping[str, AttributeValue]:
+    """What an attempt's span says about its HTTP call; the same for every call to `url`."""
+    parts = urlsplit(url)
+    return {
+        FACILITATOR_NAME: facilitator,
+        HTTP_REQUEST_METHOD: method,
+        # Without any user:password the URL may hold.
+        URL_FULL: parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl(),
+        SERVER_ADDRESS: parts.hostname or "",
+        SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
+    }
+
+
 @contextlib.contextmanager
-def attempt_span(facilitator: str, stage: str) -> Iterator[Span]:
-    attributes = {FACILITATOR_NAME: facilitator, FACILITATOR_STAGE: stage}
-    with _tracer.start_as_current_span(f"facilitator {stage}", attributes=attributes) as span:
+def attempt_span(facilitator: str, stage: str, method: str, url: str) -> Iterator[Span]:
+    """The client span of one call (`method` `url`), current inside the block."""
+    attributes = {**request_attributes(), **_http_attributes(facilitator, method, url)}
+    with _tracer.start_as_current_span(f"facilitator {stage}", kind=SpanKind.CLIENT, attributes=attributes) as span:
         yield span
+
+
+def with_trace_context(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` plus `traceparent` for the current span, so that a facilitator that
+    traces joins the request's trace; `headers` itself when there is no trace."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return headers
+    carried = dict(headers)
+    propagate.inject(carried)
+    return carried
 
 
 def record_attempt(span: Span, attempt: Attempt) -> None:
     """Count the attempt and put its result on its span."""
+    _count(attempt)
+    if not span.is_recording():
+        return
+    if attempt.status:
+        span.set_attribute(HTTP_RESPONSE_STATUS_CODE, attempt.status)
+    if attempt.outcome is Outcome.OK:
+        span.set_attribute(FACILITATOR_OUTCOME, attempt.outcome.value)
+        return
+    span.set_attributes(
+        {FACILITATOR_OUTCOME: attempt.outcome.value, FACILITATOR_REASON: attempt.reason, ERROR_TYPE: attempt.outcome.value}
+    )
+    span.set_status(Status(StatusCode.ERROR, attempt.reason))
+
+
+def record_skipped(attempt: Attempt) -> None:
+    """Count an attempt that never went out (the breaker is open): an event on the
+    current span, as no call was made."""
+    _count(attempt)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(
+            f"facilitator {attempt.stage} skipped", {FACILITATOR_NAME: attempt.facilitator, FACILITATOR_REASON: attempt.reason}
+        )
+
+
+def record_breaker_change(facilitator: str, before: str, after: str) -> None:
+    """A breaker changed state: `breaker <state>` on the current span."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(f"breaker {after}", {FACILITATOR_NAME: facilitator, BREAKER_FROM: before})
+
+
+def _count(attempt: Attempt) -> None:
     _attempts.add(
         1,
         {
@@ -50,16 +118,3 @@ def record_attempt(span: Span, attempt: Attempt) -> None:
             FACILITATOR_REASON: attempt.reason,
         },
     )
-    if not span.is_recording():
-        return
-    span.set_attributes(
-        {
-            FACILITATOR_OUTCOME: attempt.outcome.value,
-            FACILITATOR_LATENCY_MS: round(attempt.latency_ms, 2),
-        }
-    )
-    if attempt.status:
-        span.set_attribute(HTTP_RESPONSE_STATUS_CODE, attempt.status)
-    if attempt.outcome is not Outcome.OK:
-        span.set_attributes({FACILITATOR_REASON: attempt.reason, ERROR_TYPE: attempt.outcome.value})
-        span.set_status(Status(StatusCode.ERROR, attempt.reason))

@@ -1,15 +1,19 @@
 """Tracing for work done off the request path in batches (the tracking writer).
 
-A batch write belongs to no single request, so its span starts a trace of its
-own and LINKS to the request spans whose records it carries. The span context
-of each request is captured when the request hands its step over (`capture()`,
-on the request path), and the batch span is made with those links later.
+The steps a call queues are one event on its server span when the call ends
+(`tracking enqueued`, with the steps in order): one event per call rather than
+per step, as they are queued within microseconds of each other. A batch write
+belongs to no single request, so its span starts a trace of its own and LINKS to
+the request spans whose records it carries. The span context of each request is
+captured when the request hands its step over (`capture()`, on the request
+path), and the batch span is made with those links later.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Container, Hashable, Iterator, Mapping
+from contextvars import ContextVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -20,8 +24,35 @@ from paysidecar_common.trace_attributes import REQUEST_ID, current_request_id
 
 # The SDK keeps at most 128 links per span by default; more would be dropped anyway.
 MAX_LINKS = 128
+TRACKING_STEPS = "x402.tracking.steps"
 
 _tracer = trace.get_tracer(__name__)
+
+
+# The steps queued so far by the current call, while `tracking_steps()` collects them.
+_queued: ContextVar[list[str] | None] = ContextVar("paysidecar_tracking_steps", default=None)
+
+
+def enqueued(step: str) -> None:
+    """A tracking step queued by the current call."""
+    queued = _queued.get()
+    if queued is not None:
+        queued.append(step)
+
+
+@contextlib.contextmanager
+def tracking_steps() -> Iterator[None]:
+    """The scope of one call: the steps it queues become one event on the span
+    current when it ends."""
+    queued: list[str] = []
+    token = _queued.set(queued)
+    try:
+        yield
+    finally:
+        _queued.reset(token)
+        span = trace.get_current_span()
+        if queued and span.is_recording():
+            span.add_event("tracking enqueued", {TRACKING_STEPS: queued})
 
 
 class BatchLinks:

@@ -3,9 +3,11 @@
 Placed inside the stock OpenTelemetry server interceptor, so the gRPC server
 span is current here. It opens the request scope (request id from `x-request-id`
 metadata, else the message's `request_id`; x402 facts from the request), which
-puts `request.id` on the server span and on every span the RPC starts, and, once
-the servicer answered, records the payment outcome on the span and in the
-metrics. It reads the messages only; what to answer stays with the servicers.
+puts `request.id` on the server span and on the spans the RPC makes, collects
+the tracking steps the call queues into one event, and, once the servicer
+answered, records the payment outcome on the span (an error status with the
+reason when the call failed on our side) and in the metrics. It reads the
+messages only; what to answer stays with the servicers.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Status, StatusCode
 
 from paysidecar.v1 import payment_pb2
 from paysidecar_common.request_ids import REQUEST_ID_METADATA
 from paysidecar_common.trace_attributes import X402_OUTCOME, request_scope, tag_request
+
+from .batch_links import tracking_steps
 
 _meter = metrics.get_meter(__name__)
 _payments = _meter.create_counter(
@@ -60,7 +65,7 @@ class RequestScopeInterceptor(grpc.aio.ServerInterceptor):
 def _scoped(behavior: Behavior, metadata_id: str) -> Behavior:
     async def scoped(request: Message, context: grpc.aio.ServicerContext) -> Message:
         request_id = metadata_id or str(getattr(request, "request_id", ""))
-        with request_scope(request_id, **_request_facts(request)):
+        with request_scope(request_id, **_request_facts(request)), tracking_steps():
             started = time.perf_counter()
             response = await behavior(request, context)
             _answered(request, response, time.perf_counter() - started)
@@ -85,10 +90,14 @@ def _answered(request: Message, response: Any, elapsed_s: float) -> None:
             return
         reason = response.rejected.reason if outcome == "rejected" else ""
         _final(outcome, reason)
+        if outcome == "rejected" and response.rejected.status >= 500:
+            _failed(reason)  # ours or a facilitator's, not the payer's
     elif isinstance(response, payment_pb2.SettleResponse):
         outcome = "settled" if response.success else "settlement_failed"
         tag_request(payer=response.payer, network=response.network)
         _final(outcome, response.reason)
+        if not response.success:
+            _failed(response.reason)
         _settle_duration.record(elapsed_s, {X402_OUTCOME: outcome})
     elif isinstance(response, payment_pb2.ReleaseResponse) and isinstance(request, payment_pb2.ReleaseRequest):
         _final("released", request.reason)
@@ -97,3 +106,10 @@ def _answered(request: Message, response: Any, elapsed_s: float) -> None:
 def _final(outcome: str, reason: str) -> None:
     tag_request(outcome=outcome, reason=reason)
     _payments.add(1, {X402_OUTCOME: outcome})
+
+
+def _failed(reason: str) -> None:
+    """The call failed where it happened, here: the server span's status says so,
+    with the reason code. (A payment refused for the payer's own fault is not a
+    failure of the call: its reason is on the span, its status stays unset.)"""
+    trace.get_current_span().set_status(Status(StatusCode.ERROR, reason))

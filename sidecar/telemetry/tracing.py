@@ -1,20 +1,22 @@
-"""The sidecar's tracing: the process set-up main() calls, and the stock
-instrumentations the composition root (app.Sidecar) wires in.
+"""The sidecar's tracing: the process set-up main() calls, and what the
+composition root (app.Sidecar) wires in.
 
-Spans of one Authorize/Settle: gRPC server span (context from `traceparent`
-metadata) → facilitator attempt spans → their HTTP client spans, and the ledger's
-claim and transitions (ledger_spans.py). The tracking writer's batch spans link
-back to them (batch_links.py).
+Spans of one Authorize/Settle/Release (DESIGN §8): the gRPC server span (the
+stock interceptor; context from `traceparent` metadata) → one client span per
+facilitator attempt (attempts.py) → one span per chain read (chain_spans.py).
+Everything else inside the call is an event on the server span: the domain's
+steps and payment events (payments.py), the ledger's claim and transitions
+(ledger_events.py), a channel's changes (channel_events.py), the tracking steps
+queued and breaker changes. The tracking
+writer's batch spans link back to the requests (batch_links.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import aiohttp
 import grpc
 from opentelemetry import metrics
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.instrumentation.grpc.filters import any_of, health_check, negate, service_prefix
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -22,10 +24,11 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from paysidecar_common.tracing import Tracing, TracingSettings, configure
 
 from ..facilitators.health import CLOSED, HALF_OPEN, OPEN
-from ..payments.ports import LedgerStore
+from ..payments.ports import ChannelStore, LedgerStore
 from ..status import StatusSource
 from .attempts import FACILITATOR_NAME
-from .ledger_spans import TracedLedger
+from .channel_events import TracedChannels
+from .ledger_events import TracedLedger
 from .rpc_scope import RequestScopeInterceptor
 
 SERVICE_NAME = "paysidecar"
@@ -35,8 +38,8 @@ BREAKER_STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 class SidecarTracing:
     """What the composition root wires in when telemetry is on: gRPC server
-    interceptors, the facilitator session's trace configs, the traced ledger,
-    and two gauges: the tracking queue depth and each facilitator's breaker state.
+    interceptors, the traced ledger and channel store, and two gauges: the
+    tracking queue depth and each facilitator's breaker state.
 
     The gauges are the process's (an instrument name is registered once per
     meter): make one SidecarTracing per process and hand it to each Sidecar in
@@ -66,11 +69,11 @@ class SidecarTracing:
         untraced = any_of(health_check(), service_prefix("grpc.reflection."))
         return aio_server_interceptor(filter_=negate(untraced)), RequestScopeInterceptor()
 
-    def client_trace_configs(self) -> list[aiohttp.TraceConfig]:
-        return [create_trace_config()]
-
     def ledger(self, store: LedgerStore) -> LedgerStore:
         return TracedLedger(store)
+
+    def channels(self, store: ChannelStore) -> ChannelStore:
+        return TracedChannels(store)
 
     def observe(self, source: StatusSource) -> None:
         """Report the tracking queue depth and the breaker states of this sidecar."""

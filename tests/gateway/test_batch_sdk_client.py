@@ -52,6 +52,7 @@ class SdkPayer:
     rpc_url: str
     storage: InMemoryClientChannelStorage = field(default_factory=InMemoryClientChannelStorage)
     statuses: list[int] = field(default_factory=list)
+    header_sizes: list[int] = field(default_factory=list)  # of each PAYMENT-SIGNATURE sent
 
     def __post_init__(self) -> None:
         signer = EthAccountSignerWithRPC(payer_account(PAYER), self.rpc_url)
@@ -67,6 +68,7 @@ class SdkPayer:
         for _ in range(2):
             payload = await asyncio.to_thread(self.http.create_payment_payload, required)
             headers = self.http.encode_payment_signature_header(payload)
+            self.header_sizes.append(sum(len(value) for value in headers.values()))
             async with session.get(url, headers=headers) as paid:
                 await paid.read()
                 status, answer = paid.status, dict(paid.headers)
@@ -121,3 +123,17 @@ async def test_the_sdk_client_pays_the_gateway_through_a_channel(channel_stack):
     finally:
         await conn.close()
     assert (row["charged_cumulative"], row["total_claimed"], row["balance"]) == (charged, charged, charged)
+
+
+async def test_a_deposit_echoing_the_datasets_bazaar_declaration_is_served(channel_stack):
+    """The SDK's payload carries the 402's extensions back, the dataset's Bazaar
+    declaration included: a deposit's header then passes aiohttp's 8 KiB, and the
+    gateway takes it (gateway/http_server.py)."""
+    url = channel_stack.gateway.url + "/v1/datasets/stations/records?_limit=1"
+    payer = SdkPayer(channel_stack.facilitator.url + "/rpc")
+    async with aiohttp.ClientSession() as session:
+        status, headers = await payer.get(session, url)
+
+    assert status == 200
+    assert payer.header_sizes[0] > 8 * 1024
+    assert decode_payment_response_header(headers["PAYMENT-RESPONSE"]).extra["chargedAmount"] == str(PRICE)

@@ -319,7 +319,7 @@ async def _oversized(base: str, session: aiohttp.ClientSession) -> dict[str, tup
 
 
 async def test_oversized_requests_get_a_client_error(make_sidecar):
-    """Never a 5xx. aiohttp refuses a request line or header field over 8 KiB itself
+    """Never a 5xx. aiohttp refuses a request line over 8 KiB or a header field over 17 KiB itself
     (400); the gateway's own 4 KiB query limit answers 413 in its JSON shape; a body
     on a GET is never read, so the route answers as usual (402)."""
     sidecar = await make_sidecar()

@@ -48,6 +48,30 @@ async def test_reader_cannot_write_and_writer_can(database_url):
         await conn.close()
 
 
+async def test_payment_identifiers_are_the_writers_to_bind_and_the_readers_to_read(database_url):
+    conn = await asyncpg.connect(database_url)
+    try:
+        privileges = {
+            (role, privilege): await conn.fetchval(
+                "SELECT has_table_privilege($1, 'payment_identifiers', $2)", role, privilege
+            )
+            for role in ("paysidecar_writer", "paysidecar_reader")
+            for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+        }
+    finally:
+        await conn.close()
+    assert privileges == {
+        ("paysidecar_writer", "SELECT"): True,
+        ("paysidecar_writer", "INSERT"): True,
+        ("paysidecar_writer", "UPDATE"): True,
+        ("paysidecar_writer", "DELETE"): False,
+        ("paysidecar_reader", "SELECT"): True,
+        ("paysidecar_reader", "INSERT"): False,
+        ("paysidecar_reader", "UPDATE"): False,
+        ("paysidecar_reader", "DELETE"): False,
+    }
+
+
 def _as_user(url: str, user: str, password: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]

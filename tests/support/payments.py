@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 from x402 import x402Client
+from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
 from x402.http.utils import encode_payment_signature_header
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
 from x402.schemas import PaymentRequired, PaymentRequirements, ResourceInfo
@@ -39,6 +40,16 @@ def _client(payer_index: int) -> x402Client:
 async def sign_v2(required: PaymentRequired, payer_index: int = 0, extensions: dict | None = None) -> str:
     payload = await _client(payer_index).create_payment_payload(required, extensions=extensions)
     return encode_payment_signature_header(payload)
+
+
+async def sign_with_identifier(required: PaymentRequired, identifier: str | None, payer_index: int = 0) -> str:
+    """A fresh PAYMENT-SIGNATURE (a new authorization each time) paying a route's
+    402 with the SDK client, with `identifier` appended to the payment-identifier
+    extension the 402 declares, as a client retrying safely does."""
+    extensions = dict(required.extensions or {})
+    if identifier is not None:
+        append_payment_identifier_to_extensions(extensions, identifier)
+    return await sign_v2(required, payer_index, extensions=extensions)
 
 
 async def sign_for(url: str, amount: int = 1000, payer_index: int = 0, **overrides) -> str:

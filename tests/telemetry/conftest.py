@@ -105,20 +105,28 @@ def sidecar_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
+def facilitator_down_first() -> bool:
+    """Whether the sidecar's first facilitator is one that is down (parametrize to change)."""
+    return True
+
+
+@pytest.fixture
 async def stack(
     spans: Capture,
     sidecar_tracing: SidecarTracing,
     database_url: str,
     tmp_path: Path,
     sidecar_overrides: dict[str, Any],
+    facilitator_down_first: bool,
 ) -> AsyncIterator[TracedStack]:
-    """Gateway → sidecar → [a facilitator that is down, the devnet facilitator]."""
+    """Gateway → sidecar → [a facilitator that is down, unless told otherwise; the
+    devnet facilitator]."""
     async with devnet(count=1) as (_chain, (facilitator,)):
         down_url = f"http://127.0.0.1:{closed_port()}"
         settings = sidecar_settings(
             database_url,
             tmp_path / "spool",
-            [down_url, facilitator.url],
+            [down_url, facilitator.url] if facilitator_down_first else [facilitator.url],
             chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
             **sidecar_overrides,
         )

@@ -1,14 +1,16 @@
-"""A real OTLP/gRPC trace receiver on 127.0.0.1, port 0: what a collector or
-Jaeger would get from our OTLPSpanExporter, kept in memory."""
+"""A real OTLP trace receiver on 127.0.0.1, port 0, over gRPC or HTTP/protobuf:
+what a collector or Jaeger would get from our OTLPSpanExporter, kept in memory."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
+from aiohttp import web
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -36,15 +38,29 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, keep: bool = True) -> None:
         self.spans: list[ReceivedSpan] = []
         self.received = 0
+        self.trace_sizes: collections.Counter[bytes] = collections.Counter()  # spans per trace id
         self._keep = keep
         self._changed = asyncio.Condition()
 
     async def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        self.received += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        await self.take(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    async def post_traces(self, request: web.Request) -> web.Response:
+        """OTLP/HTTP: `POST /v1/traces` with a binary protobuf body."""
+        await self.take(trace_service_pb2.ExportTraceServiceRequest.FromString(await request.read()))
+        answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        return web.Response(body=answer, content_type="application/x-protobuf")
+
+    async def take(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.received += len(scope_spans.spans)
+                self.trace_sizes.update(span.trace_id for span in scope_spans.spans)
         if not self._keep:
-            return trace_service_pb2.ExportTraceServiceResponse()
+            return
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             service = str(resource.get("service.name", ""))
@@ -62,7 +78,6 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     )
         async with self._changed:
             self._changed.notify_all()
-        return trace_service_pb2.ExportTraceServiceResponse()
 
     async def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout_s: float) -> None:
         """Return once `predicate(spans)` holds; TimeoutError after `timeout_s`."""
@@ -71,9 +86,22 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def otlp_receiver(keep: bool = True) -> AsyncIterator[tuple[OtlpReceiver, str]]:
-    """The receiver and its endpoint, `http://127.0.0.1:<port>`."""
+async def otlp_receiver(keep: bool = True, protocol: str = "grpc") -> AsyncIterator[tuple[OtlpReceiver, str]]:
+    """The receiver and its endpoint, `http://127.0.0.1:<port>`, for OTLP over
+    `protocol` (`grpc` or `http/protobuf`, as OTEL_EXPORTER_OTLP_PROTOCOL says)."""
     receiver = OtlpReceiver(keep)
+    if protocol == "http/protobuf":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/traces", receiver.post_traces)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            yield receiver, f"http://127.0.0.1:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
+        return
     server = grpc.aio.server()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -1,10 +1,12 @@
 """The real processes (`python -m sidecar.main`, `python -m gateway.main`) export
-one trace per request over OTLP/gRPC to a real receiver, from both services."""
+one complete trace per request over OTLP/gRPC to a real receiver, from both
+services; and the sampler the OTEL_TRACES_SAMPLER variables choose is honoured."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -13,6 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+import pytest
 from x402.http.utils import decode_payment_required_header
 
 from devnet.chain import Chain
@@ -70,7 +74,36 @@ def trace_of(spans: list[ReceivedSpan], trace_id: str) -> list[ReceivedSpan]:
     return [s for s in spans if s.trace_id == trace_id]
 
 
-async def test_both_processes_export_the_request_trace_over_otlp(database_url, tmp_path):
+# The paid request's trace as a viewer gets it: (service, span name), 7 spans.
+PAID_TRACE = sorted(
+    [
+        ("paysidecar-gateway", "GET /v1/records"),
+        ("paysidecar-gateway", "/paysidecar.v1.PaymentService/Authorize"),
+        ("paysidecar", "/paysidecar.v1.PaymentService/Authorize"),
+        ("paysidecar", "facilitator verify"),
+        ("paysidecar-gateway", "/paysidecar.v1.PaymentService/Settle"),
+        ("paysidecar", "/paysidecar.v1.PaymentService/Settle"),
+        ("paysidecar", "facilitator settle"),
+    ]
+)
+
+
+async def trace_id_recorded(database_url: str, request_id: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        metadata = await conn.fetchval("SELECT metadata FROM resource_call_records WHERE request_id = $1", request_id)
+    finally:
+        await conn.close()
+    return json.loads(metadata)["trace_id"]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [{}, {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}],
+    ids=["always_on", "ratio_0"],
+)
+async def test_both_processes_export_the_request_trace_over_otlp(database_url, tmp_path, sampler):
+    sampled = not sampler
     facilitator = await start_facilitator(Chain(), "devnet0")
     try:
         async with otlp_receiver() as (receiver, endpoint):
@@ -82,10 +115,15 @@ async def test_both_processes_export_the_request_trace_over_otlp(database_url, t
                 PAYSIDECAR_PORT="0",
                 PAYSIDECAR_SPOOL_DIR=str(tmp_path / "spool"),
                 PAYSIDECAR_ENV="test",
+                **sampler,
             )
             async with running("sidecar.main", sidecar_env, SIDECAR_READY, tmp_path / "sidecar.log") as sidecar:
                 gateway_env = tracing_env(
-                    endpoint, GATEWAY_PORT="0", GATEWAY_SIDECAR_TARGET=f"127.0.0.1:{sidecar.group(1)}", GATEWAY_ENV="test"
+                    endpoint,
+                    GATEWAY_PORT="0",
+                    GATEWAY_SIDECAR_TARGET=f"127.0.0.1:{sidecar.group(1)}",
+                    GATEWAY_ENV="test",
+                    **sampler,
                 )
                 async with running("gateway.main", gateway_env, GATEWAY_READY, tmp_path / "gateway.log") as gateway:
                     url = gateway.group(1) + "/v1/records"
@@ -95,25 +133,32 @@ async def test_both_processes_export_the_request_trace_over_otlp(database_url, t
                             required = decode_payment_required_header(unpaid.headers["PAYMENT-REQUIRED"])
                         async with http.get(url, headers={"PAYMENT-SIGNATURE": await sign_v2(required)}) as paid:
                             assert paid.status == 200
-                            trace_id, request_id = paid.headers["x-trace-id"], paid.headers["X-Request-ID"]
+                            request_id = paid.headers["X-Request-ID"]
+                            trace_id = paid.headers.get("x-trace-id")
 
-                    def both_services(spans: list[ReceivedSpan]) -> bool:
-                        names = {(s.service, s.name) for s in trace_of(spans, trace_id)}
-                        return {
-                            ("paysidecar-gateway", "GET /v1/records"),
-                            ("paysidecar-gateway", "/paysidecar.v1.PaymentService/Settle"),
-                            ("paysidecar", "/paysidecar.v1.PaymentService/Settle"),
-                            ("paysidecar", "facilitator settle"),
-                        } <= names
-
-                    await receiver.wait_for(both_services, EXPORT_S)
+                    if sampled:
+                        await receiver.wait_for(
+                            lambda spans: sorted((s.service, s.name) for s in trace_of(spans, trace_id)) == PAID_TRACE,
+                            EXPORT_S,
+                        )
+            # Both processes stopped: whatever they held is exported (or dropped unsampled).
     finally:
         await facilitator.runner.cleanup()
 
+    recorded = await trace_id_recorded(database_url, request_id)
+    if not sampled:
+        # Not one span of any trace, yet the record keeps the request's trace id.
+        assert trace_id is None and receiver.spans == []
+        assert len(recorded) == 32 and int(recorded, 16)
+        return
+    assert recorded == trace_id
     spans = trace_of(receiver.spans, trace_id)
-    assert {s.service for s in spans} == {"paysidecar-gateway", "paysidecar"}
+    assert sorted((s.service, s.name) for s in spans) == PAID_TRACE
     assert all(s.attributes.get("request.id") == request_id for s in spans)
     by_id = {s.span_id: s for s in spans}
+    (root,) = [s for s in spans if not s.parent_span_id]
+    assert (root.service, root.name) == ("paysidecar-gateway", "GET /v1/records")
+    assert all(s.parent_span_id in by_id for s in spans if s is not root)  # complete: no parent missing
     for server in (s for s in spans if s.service == "paysidecar" and s.name.startswith("/paysidecar.v1")):
         parent = by_id[server.parent_span_id]  # the gateway's gRPC client span, across processes
         assert (parent.service, parent.name) == ("paysidecar-gateway", server.name)

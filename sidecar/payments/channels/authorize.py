@@ -38,6 +38,7 @@ from ..codec import Envelope
 from ..context import PaymentContext
 from ..errors import PaymentError
 from ..flow import AuthorizeInput, Completed, Verified
+from ..idempotency import refuse_on_channel
 from ..lifecycle import Step
 from ..ports import Facilitator
 from ..routes import PricedRoute
@@ -57,8 +58,8 @@ _JSON = "application/json"
 
 async def offer(ctx: PaymentContext, route: PricedRoute) -> PaymentRequirements | None:
     """The route's batch-settlement offer for its 402; None when it makes none."""
-    if ctx.channels is None or not route.offers(SCHEME_BATCH_SETTLEMENT):
-        return None
+    if ctx.channels is None or not route.offers(SCHEME_BATCH_SETTLEMENT) or route.payment_identifier_required:
+        return None  # a route requiring payment identifiers takes exact payments only (idempotency.py)
     terms = await ctx.channels.authorizers.terms(route)
     return requirements(route, terms) if terms is not None else None
 
@@ -104,12 +105,14 @@ async def authorize(
     room, route = ctx.channels, req.route
     if room is None or not route.offers(SCHEME_BATCH_SETTLEMENT):
         raise PaymentError(Reason.SCHEME_MISMATCH, f"scheme {SCHEME_BATCH_SETTLEMENT!r} is not accepted here")
-    payment = vouchers.decode(envelope)
-    audit.fields.update(records.payment_fields(payment, route), payload_hash=envelope.payload_hash)
-    terms = await room.authorizers.terms(route)
-    if terms is None:
-        raise PaymentError(Reason.VERIFY_UNAVAILABLE, "no receiver authorizer is available for channels", 503)
-    vouchers.check_terms(payment, route, terms)
+    with ctx.telemetry.step("x402 decode and bind"):
+        refuse_on_channel(envelope, route)
+        payment = vouchers.decode(envelope)
+        audit.fields.update(records.payment_fields(payment, route), payload_hash=envelope.payload_hash)
+        terms = await room.authorizers.terms(route)
+        if terms is None:
+            raise PaymentError(Reason.VERIFY_UNAVAILABLE, "no receiver authorizer is available for channels", 503)
+        vouchers.check_terms(payment, route, terms)
     reservation = Reservation(
         token=uuid.uuid4(),
         kind=payment.kind,
@@ -191,6 +194,8 @@ async def _verify_known(call: _Call, channel: Channel) -> Channel:
     _check_cumulative(call, channel)
     fresh = channel.synced_at is not None and policy.now() - channel.synced_at <= timedelta(seconds=policy.mirror_ttl_s)
     if fresh and vouchers.local_verification_allowed(payment):
+        # The mirror of the contract's fields stands in for a facilitator call.
+        call.ctx.telemetry.note("cache hit", cache="channel_mirror")
         vouchers.check_signature(payment, call.route.network)
         vouchers.check_covered(payment, channel.mirror, call.amount)
         return channel
