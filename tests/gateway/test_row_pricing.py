@@ -17,10 +17,12 @@ import asyncpg
 import pytest
 from x402.http.utils import decode_payment_required_header, decode_payment_response_header
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
-from x402.mechanisms.evm.batch_settlement.types import ChannelConfig, VoucherClaim
+from x402.mechanisms.evm.batch_settlement.types import VoucherClaim
 
 from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS
 from gateway.constants import MAX_LIMIT
+from sidecar.store.channels import PgChannels
+from sidecar.store.db import create_pool
 from tests.channels.support import facilitator_settle
 from tests.devnet.channels import claim_request, settle_request
 from tests.support.calls import receipt
@@ -219,21 +221,16 @@ async def test_per_row_charges_add_up_on_the_devnet_balances_after_a_claim(row_s
     assert total == expected == 10 + 170 + 21 + 50 + 20 + 7
 
     # Claim the channel's latest voucher for what we charged, then sweep to payTo.
-    channel = await _channel(stack.sidecar.sidecar.settings.database_url)
-    assert channel["charged_cumulative"] == total
-    config = ChannelConfig(
-        payer=channel["payer"],
-        payer_authorizer=channel["payer_authorizer"],
-        receiver=channel["receiver"],
-        receiver_authorizer=channel["receiver_authorizer"],
-        token=channel["token"],
-        withdraw_delay=channel["withdraw_delay"],
-        salt=channel["salt"],
-    )
+    pool = await create_pool(stack.sidecar.sidecar.settings.database_url, min_size=1, max_size=1)
+    try:
+        [channel] = await PgChannels(pool).page("", 10)
+    finally:
+        await pool.close()
+    assert channel.charged == total
     claim = VoucherClaim(
-        channel=config,
-        max_claimable_amount=str(channel["signed_max_claimable"]),
-        signature=channel["voucher_signature"],
+        channel=channel.config,
+        max_claimable_amount=str(channel.signed_max_claimable),
+        signature=channel.voucher_signature,
         total_claimed=str(total),
     )
     claimed = await facilitator_settle(stack.facilitator, claim_request([claim]))
