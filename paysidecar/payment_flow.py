@@ -359,7 +359,7 @@ class PaidRequest:
         if charge is not None:
             try:
                 charge = max_charge(charge, self._verified.amount)
-            except (TypeError, ValueError) as exc:
+            except ValueError as exc:
                 # The app's own mistake: nothing is charged, nothing is served.
                 logger.error("paid handler for %s set an invalid charge: %s", self.route.key, exc)
                 await self.release(RELEASE_HANDLER_ERROR)
