@@ -17,7 +17,7 @@ from pydantic_settings import (
 from paysidecar.client import channel_target
 from paysidecar_common.settings_sources import env_then_toml
 
-from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
+from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, MAX_LIMIT, SAMPLE_DATA_DIR
 
 # "$0.001" (USD, converted by the sidecar) or atomic units of the asset ("1000").
 _PRICE = re.compile(r"\$\d+(\.\d+)?|\d+")
@@ -48,9 +48,14 @@ def _check_price(price: str) -> str:
 
 
 class DatasetConfig(BaseModel):
-    """Per-dataset overrides, keyed by dataset name (the CSV file's stem)."""
+    """Per-dataset overrides, keyed by dataset name (the CSV file's stem).
+
+    `price_per_row` (atomic units of the asset) prices a request by the rows its
+    answer carries; `price` is then the most one request costs (unset: a full
+    page of MAX_LIMIT rows)."""
 
     price: str | None = None
+    price_per_row: int | None = Field(None, gt=0)
     description: str | None = None
     # Bazaar tags of the dataset's records route (default: "dataset" and its name).
     tags: list[str] | None = None
@@ -64,6 +69,15 @@ class DatasetConfig(BaseModel):
     @classmethod
     def _tags(cls, tags: list[str] | None) -> list[str] | None:
         return _check_tags(tags)
+
+    @field_validator("price_per_row", mode="before")
+    @classmethod
+    def _atomic(cls, value: object) -> object:
+        # Atomic units only: what a request is charged is computed here, without
+        # the asset's decimals that a "$" price needs.
+        if isinstance(value, str) and not value.isdigit():
+            raise ValueError(f'price_per_row must be atomic units of the asset like "10", got {value!r}')
+        return value
 
 
 class Settings(BaseSettings):
@@ -140,8 +154,19 @@ class Settings(BaseSettings):
         return self
 
     def price_of(self, dataset: str) -> str:
+        """What the dataset's 402 offers: the price of a request, or with per-row
+        pricing the most one request costs."""
         override = self.datasets.get(dataset)
-        return override.price if override and override.price else self.default_price
+        if override and override.price:
+            return override.price
+        if override and override.price_per_row:
+            return str(override.price_per_row * MAX_LIMIT)
+        return self.default_price
+
+    def price_per_row_of(self, dataset: str) -> int | None:
+        """Atomic units per row returned, or None: a fixed price per request."""
+        override = self.datasets.get(dataset)
+        return override.price_per_row if override else None
 
     def description_of(self, dataset: str) -> str:
         override = self.datasets.get(dataset)

@@ -57,7 +57,10 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
             "description": "Base64 JSON of the settlement result (X-PAYMENT-RESPONSE for x402 v1 clients)",
             "schema": {"type": "string"},
         },
-        "X-Total-Count": {"description": "Rows matching the filters", "schema": {"type": "integer"}},
+        "X-Total-Count": {
+            "description": "Rows matching the filters (not sent for a dataset priced per row)",
+            "schema": {"type": "integer"},
+        },
         "Link": {"description": 'Next page: <url>; rel="next"', "schema": {"type": "string"}},
         "Cache-Control": {"schema": {"type": "string", "const": "private, no-store"}},
     }
@@ -152,7 +155,7 @@ def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
         source=_enum("gateway", "sidecar"),
         attributes={"type": "object", "additionalProperties": _STRING},
     )
-    page = _object(total=_INTEGER, limit=_INTEGER, offset=_INTEGER, next={"type": ["string", "null"]})
+    page = _object(total={"type": ["integer", "null"]}, limit=_INTEGER, offset=_INTEGER, next={"type": ["string", "null"]})
     return {
         "Error": _object(
             error=_object(
@@ -166,6 +169,8 @@ def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
             rows=_INTEGER,
             columns=_array(_ref("schemas", "Column")),
             price=_STRING,
+            pricing=_enum("per_request", "per_row"),
+            price_per_row={"type": ["string", "null"]},
             network=_STRING,
             pay_to=_STRING,
             description=_STRING,

@@ -23,9 +23,13 @@ def paid_route(request: web.Request) -> RouteSpec | None:
         return None
     settings = request.app[SETTINGS]
     name = query.dataset.name
+    price = settings.price_of(name)
+    # The sidecar reads `price` as USD; a price in atomic units goes as `amount`.
+    in_usd = price.startswith("$")
     return RouteSpec(
         key=f"GET /v1/datasets/{name}/records",
-        price=settings.price_of(name),
+        price=price if in_usd else "",
+        amount="" if in_usd else price,
         pay_to=settings.pay_to,
         network=settings.network,
         description=settings.description_of(name),

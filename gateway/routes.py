@@ -25,11 +25,16 @@ TELEMETRY_MAX_LIMIT = 1000
 
 def describe(request: web.Request, dataset: Dataset) -> dict[str, Any]:
     settings = request.app[SETTINGS]
+    per_row = settings.price_per_row_of(dataset.name)
     return {
         "name": dataset.name,
         "rows": dataset.rows,
         "columns": [{"name": column.name, "type": str(column.type)} for column in dataset.columns],
+        # Priced per row: a request costs price_per_row × the rows it returns (at
+        # least one), at most `price`, which its 402 offers.
         "price": settings.price_of(dataset.name),
+        "pricing": "per_row" if per_row else "per_request",
+        "price_per_row": str(per_row) if per_row else None,
         "network": settings.network,
         "pay_to": settings.pay_to,
         "description": settings.description_of(dataset.name),

@@ -63,6 +63,8 @@ class RouteSpec:
 
     key: str
     price: str = ""
+    # Atomic units of `asset` (e.g. "1000"); overrides `price` when set.
+    amount: str = ""
     pay_to: str = ""
     network: str = ""
     asset: str = ""
@@ -83,6 +85,7 @@ class RouteSpec:
             key=self.key,
             name=self.name,
             price=self.price,
+            amount=self.amount,
             pay_to=self.pay_to,
             network=self.network,
             asset=self.asset,
@@ -206,6 +209,18 @@ def head_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The headers of a paid route's HEAD answer, from the handler's answer to it."""
     kept = {name: value for name, value in headers if name.lower() in HEAD_KEPT_HEADERS}
     return {**kept, "Cache-Control": PAID_CACHE_CONTROL}
+
+
+def max_charge(charge: int, offered: str) -> int:
+    """`charge` capped at `offered` (Verified.amount, atomic units): min(max, charge)."""
+    if not isinstance(charge, int) or isinstance(charge, bool) or charge < 0:
+        raise ValueError(f"a charge is a whole number of atomic units, got {charge!r}")
+    return min(charge, int(offered)) if offered.isdigit() else charge
+
+
+def handler_failed(request_id: str) -> HttpAnswer:
+    """The paid handler failed after the payment verified: nothing was charged."""
+    return error_answer(500, "handler_error", "The request failed; nothing was charged.", request_id)
 
 
 def rpc_summary(exc: grpc.RpcError) -> str:
@@ -348,8 +363,18 @@ class PaidRequest:
         logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
 
     async def settle(self, charge: int | None = None) -> Settlement:
-        """`charge`: what the request costs when less than the route's price (a
-        batch-settlement request; an exact payment settles what its payer signed)."""
+        """`charge`: what the answer costs when priced by what it delivers (a
+        batch-settlement request; an exact payment settles what its payer signed).
+        Never more than Verified.amount, what the route offered: a larger charge is
+        cut to it."""
+        if charge is not None:
+            try:
+                charge = max_charge(charge, self._verified.amount)
+            except ValueError as exc:
+                # The app's own mistake: nothing is charged, nothing is served.
+                logger.error("paid handler for %s set an invalid charge: %s", self.route.key, exc)
+                await self.release(RELEASE_HANDLER_ERROR)
+                return Settlement(refusal=handler_failed(self.request_id))
         try:
             settled = await self._settle(charge)
         except grpc.RpcError as exc:

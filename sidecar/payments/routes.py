@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
+from x402.mechanisms.evm.default_assets import get_default_asset
 from x402.mechanisms.evm.utils import get_asset_info
 
 from ..constants import V1_TO_CAIP2, Reason
@@ -186,7 +187,8 @@ def price_route(terms: RouteTerms) -> PricedRoute:
     try:
         if terms.amount:
             amount = int(terms.amount)
-            asset = terms.asset
+            # No asset named: the network's USDC, as for a price in USD.
+            asset = terms.asset or get_default_asset(network)["asset"]
             info = get_asset_info(network, asset)
         else:
             parsed = _PRICE_PARSER.parse_price(terms.price, network)

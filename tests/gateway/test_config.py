@@ -48,6 +48,23 @@ def test_bad_price_is_refused_at_start(price):
         Settings(datasets={"stations": {"price": price}})
 
 
+def test_a_dataset_priced_per_row_offers_a_full_page_unless_it_names_its_maximum(monkeypatch):
+    monkeypatch.setenv(
+        "GATEWAY_DATASETS",
+        '{"observations": {"price_per_row": "10"}, "stations": {"price_per_row": 7, "price": "50"}}',
+    )
+    settings = Settings()
+    assert (settings.price_per_row_of("observations"), settings.price_of("observations")) == (10, "10000")
+    assert (settings.price_per_row_of("stations"), settings.price_of("stations")) == (7, "50")
+    assert (settings.price_per_row_of("other"), settings.price_of("other")) == (None, "$0.001")
+
+
+@pytest.mark.parametrize("per_row", ["$0.00001", "0", "-1", "1.5", "ten"])
+def test_a_bad_price_per_row_is_refused_at_start(per_row):
+    with pytest.raises(ValidationError, match="price_per_row"):
+        Settings(datasets={"stations": {"price_per_row": per_row}})
+
+
 @pytest.mark.parametrize(
     ("given", "missing"),
     [

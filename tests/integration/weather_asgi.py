@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from devnet.wallets import MERCHANT_ADDRESS
-from paysidecar.asgi_middleware import REQUEST_ID_SCOPE_KEY, X402Middleware
+from paysidecar.asgi_middleware import CHARGE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, X402Middleware
 from paysidecar.client import SidecarClient
 
 WEATHER = {
@@ -59,6 +59,12 @@ async def item(request: Request) -> Response:
     return JSONResponse({"item": request.path_params["item_id"], "secret": SECRET})
 
 
+async def charged(request: Request) -> Response:
+    """An answer priced by what it carries: the charge comes in the query."""
+    request.scope[CHARGE_SCOPE_KEY] = int(request.query_params["charge"])
+    return JSONResponse({"secret": SECRET})
+
+
 async def free(request: Request) -> Response:
     return JSONResponse({"free": True})
 
@@ -71,6 +77,7 @@ PAID_PATHS = {
     "/crash": crash,
     "/streamed": streamed,
     "/items/{item_id}": item,
+    "/charged": charged,
 }
 
 
