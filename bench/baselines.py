@@ -118,3 +118,16 @@ async def facilitator_share_p50(url: str, request_id_prefix: str) -> float:
     finally:
         await conn.close()
     return math.nan if value is None else float(value)
+
+
+# What PostgreSQL holds as charged on every channel (ours: the ledger's commits).
+CHANNEL_CHARGES = "SELECT coalesce(sum(charged_cumulative), 0)::bigint FROM payment_channels"
+
+
+async def channel_charges(url: str) -> int:
+    """The sum of what every channel was charged, as committed in PostgreSQL."""
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(CHANNEL_CHARGES))
+    finally:
+        await conn.close()

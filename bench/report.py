@@ -60,6 +60,9 @@ class TargetRun:
     facilitator_share_ms: dict[int, float] = field(default_factory=dict)
     # concurrency -> the channels a batch-settlement level paid through (bench/channels.py)
     channels: dict[int, str] = field(default_factory=dict)
+    # concurrency -> (charges PostgreSQL holds for the level, charges its answers carried), in
+    # atomic units: the level's deposits and successful vouchers, each charged the price.
+    durable: dict[int, tuple[int, int]] = field(default_factory=dict)
     # Why the target was not measured (e.g. its 402 does not offer the scheme), if it wasn't.
     skipped: str | None = None
 
@@ -225,6 +228,20 @@ def batch_settlement(runs: dict[str, TargetRun], info: RunInfo) -> list[str]:
         lines.append(f"- Ours, voucher path: not measured: {why}.")
     else:
         lines += _voucher_verdicts(ours, exact, batch, free, low, top)
+    if ours is not None and ours.durable:
+        held = "; ".join(f"c={c}: {durable} of {answered}" for c, (durable, answered) in sorted(ours.durable.items()))
+        every = all(durable == answered for durable, answered in ours.durable.values())
+        lines.append(
+            f"- Every charge durable (ours): what PostgreSQL holds as charged after each level, of what the"
+            f" level's paid answers were charged (atomic units, deposits included): {held}"
+            f" (**{'all there' if every else 'MISSING CHARGES'}**)."
+        )
+    paid = runs.get(PAID)
+    if ours is not None and paid is not None and ours.at(low) and paid.at(low):
+        lines.append(
+            f"- Through the gateway at concurrency {low}, p50: voucher-paid **{_ms(_p50(ours, low))} ms**,"
+            f" exact-paid **{_ms(_p50(paid, low))} ms** (free route {_ms(_p50(free, low))} ms)."
+        )
     for run in (batch, ours):
         if run is not None and run.channels:
             opened = "; ".join(f"c={c}: {text}" for c, text in sorted(run.channels.items()))

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import report, services, stack  # noqa: E402
 from bench.baselines import (  # noqa: E402
+    channel_charges,
     facilitator_share_p50,
     grpc_p50_ms,
     handler_p50_ms,
@@ -75,6 +76,9 @@ PAID_ROUTE = RouteSpec(
     description=f"Records of the {DATASET} dataset",
     mime_type="application/json",
 )
+# What the sidecar offers: both schemes, as under `make run` (exact first: the exact
+# targets pay exact, the voucher targets pick batch-settlement).
+SCHEMES = "exact,batch-settlement"
 # Targets that need PostgreSQL, the sidecar and the gateway (the facilitator alone
 # pays what the sidecar's own challenge asks).
 STACK_TARGETS = {report.FACILITATOR, report.SIDECAR, report.FREE, report.PAID, report.VOUCHER}
@@ -103,7 +107,9 @@ def request_ids(key: str, phase: str) -> str:
 
 
 async def measure(target: Target, signer: Signer, meter: CpuMeter, run: report.TargetRun,
-                  args: argparse.Namespace) -> None:  # fmt: skip
+                  args: argparse.Namespace, db_url: str | None = None) -> None:  # fmt: skip
+    """Drive `target` level by level. With `db_url` (ours, vouchers), each level's charges
+    are counted in PostgreSQL afterwards: every paid answer's charge must be there."""
     try:
         required = await target.challenge()
     except TargetSkipped as skipped:
@@ -122,6 +128,7 @@ async def measure(target: Target, signer: Signer, meter: CpuMeter, run: report.T
         async with target.connect(concurrency) as send:
             if isinstance(target, ChannelTarget):
                 vouchers = max(1, math.ceil(count / concurrency))
+                charged_before = await channel_charges(db_url) if record and db_url else None
                 try:
                     channels = await open_lanes(target, send, signer, required, concurrency, vouchers, prefix)
                 except ChannelError as error:
@@ -142,6 +149,10 @@ async def measure(target: Target, signer: Signer, meter: CpuMeter, run: report.T
             level = await drive()
             if record:
                 run.cpu_s[concurrency] = meter.spent(before, meter.snapshot())
+        if isinstance(target, ChannelTarget) and charged_before is not None:
+            # Each deposit and each successful voucher was charged the price before its answer left.
+            answered = (concurrency + level.ok) * channels.price
+            run.durable[concurrency] = (await channel_charges(db_url) - charged_before, answered)
         return level
 
     warm = await phase(WARMUP_CONCURRENCY, WARMUP_PAYMENTS if required is not None else args.max_requests,
@@ -160,7 +171,8 @@ async def measure(target: Target, signer: Signer, meter: CpuMeter, run: report.T
 async def profile_paid_path(
     db_url: str, facilitator: str, signer: Signer, run_dir: Path, args: argparse.Namespace
 ) -> tuple[list[str], str]:
-    """A second sidecar and gateway under py-spy while the paid route is driven."""
+    """A second sidecar and gateway under py-spy while the paid route is driven, paid
+    exact or (`--profile-path voucher`) with vouchers, one channel per client."""
     executable = py_spy()
     if executable is None:
         return [], "Not profiled: py-spy is not installed (`pip install -e '.[bench]'`)."
@@ -172,23 +184,32 @@ async def profile_paid_path(
     started: list[services.Service] = []
     try:
         sidecar = await stack.start_sidecar("sidecar-profiled", db_url, facilitator, run_dir,
-                                            wrap=under_py_spy("sidecar"))  # fmt: skip
+                                            wrap=under_py_spy("sidecar"), PAYSIDECAR_SCHEMES=SCHEMES)  # fmt: skip
         started.append(sidecar)
         gateway = await stack.start_gateway("gateway-profiled", sidecar.port, run_dir, wrap=under_py_spy("gateway"))
         started.append(gateway)
-        target = HttpTarget("gateway paid (profiled)", gateway.url + PAID_PATH, paid=True)
-        payments = await signer.sign(await target.challenge(), args.profile_payments)
-        async with target.connect(args.profile_concurrency) as send:
-            level = await run_level(
-                send, [target.prepare(p) for p in payments], args.profile_concurrency, args.profile_seconds
-            )
+        clients = args.profile_concurrency
+        if args.profile_path == "voucher":
+            target = ChannelTarget("gateway voucher (profiled)", gateway.url + PAID_PATH)
+            required = await target.challenge()
+            async with target.connect(clients) as send:
+                vouchers = math.ceil(args.profile_payments / clients)
+                lanes = await open_lanes(target, send, signer, required, clients, vouchers, "profile.")
+                level = await run_lanes(send, lanes.lanes, args.profile_seconds)
+        else:
+            target = HttpTarget("gateway paid (profiled)", gateway.url + PAID_PATH, paid=True)
+            payments = await signer.sign(await target.challenge(), args.profile_payments)
+            async with target.connect(clients) as send:
+                level = await run_level(send, [target.prepare(p) for p in payments], clients, args.profile_seconds)
         _progress(_line(target.name, level))
     finally:
         for service in reversed(started):
             await services.stop(service)
+    paid_with = "vouchers" if args.profile_path == "voucher" else "exact payments"
     note = (
         f"py-spy (sampling, {args.profile_seconds:g} s at concurrency {args.profile_concurrency}, {level.ok} paid"
-        f" requests at {level.throughput:.0f} req/s while profiled) on a second sidecar and gateway started for it;"
+        f" requests ({paid_with}) at {level.throughput:.0f} req/s while profiled) on a second sidecar and gateway"
+        " started for it;"
         " idle, waiting and import-time samples left out. Self time is where the CPU was (in a C extension,"
         " the Python frame that called it, e.g. `Handle._run` for gRPC's and asyncpg's callbacks); inclusive"
         " time is what our code spent including what it called."
@@ -238,12 +259,8 @@ async def run(args: argparse.Namespace) -> str:
         if with_stack:
             info.postgres = await postgres_p50(db_url)
             postmaster = await postgres_server_pid(db_url)
-            # The gateway's 402 offers both schemes, as under `make run` (exact first: the
-            # exact targets pay exact, the voucher target picks batch-settlement).
             sidecar = await keep(
-                await stack.start_sidecar(
-                    "sidecar", db_url, facilitator.url, run_dir, PAYSIDECAR_SCHEMES="exact,batch-settlement"
-                )
+                await stack.start_sidecar("sidecar", db_url, facilitator.url, run_dir, PAYSIDECAR_SCHEMES=SCHEMES)
             )
             info.grpc_ms = await grpc_p50_ms(f"127.0.0.1:{sidecar.port}")
             gateway = await keep(await stack.start_gateway("gateway", sidecar.port, run_dir))
@@ -291,9 +308,10 @@ async def run(args: argparse.Namespace) -> str:
                 label, measured = target(key)
                 run = report.TargetRun(key, label)
                 runs.append(run)
-                await measure(measured, signer, meter, run, args)
-            if args.no_profile or report.PAID not in selected:
-                why = "--no-profile" if args.no_profile else "the paid route was not among --targets"
+                await measure(measured, signer, meter, run, args, db_url if key == report.VOUCHER else None)
+            profiled = report.VOUCHER if args.profile_path == "voucher" else report.PAID
+            if args.no_profile or profiled not in selected:
+                why = "--no-profile" if args.no_profile else f"{profiled} was not among --targets"
                 profiles, note = [], f"Not profiled in this run ({why})."
             else:
                 profiles, note = await profile_paid_path(db_url, facilitator.url, signer, run_dir, args)
@@ -335,6 +353,10 @@ def main() -> None:
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-concurrency", type=int, default=32)
     parser.add_argument("--profile-payments", type=int, default=4_000, help="payments signed for the profile")
+    parser.add_argument(
+        "--profile-path", choices=("paid", "voucher"), default="paid",
+        help="profile the gateway's route paid exact (default) or with vouchers",
+    )  # fmt: skip
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument(
         "--no-readme", action="store_true", help="print only; leave bench/README.md alone (always so with --targets)"

@@ -52,8 +52,10 @@ class DatasetConfig(BaseModel):
 
     # The sidecar route (PAYSIDECAR_ROUTES) the dataset is paid with; unset: GATEWAY_ROUTE.
     route: str | None = None
-    # Development only: a price that overrides the route's.
+    # Development only: a price, and a price per row (atomic units of the asset),
+    # that override the route's.
     price: str | None = None
+    price_per_row: int | None = Field(None, gt=0)
     description: str | None = None
     # Bazaar tags of the dataset's records route (default: "dataset" and its name).
     tags: list[str] | None = None
@@ -67,6 +69,15 @@ class DatasetConfig(BaseModel):
     @classmethod
     def _tags(cls, tags: list[str] | None) -> list[str] | None:
         return _check_tags(tags)
+
+    @field_validator("price_per_row", mode="before")
+    @classmethod
+    def _atomic(cls, value: object) -> object:
+        # Atomic units only: what a request is charged is computed here, without
+        # the asset's decimals that a "$" price needs.
+        if isinstance(value, str) and not value.isdigit():
+            raise ValueError(f'price_per_row must be atomic units of the asset like "10", got {value!r}')
+        return value
 
 
 class Settings(BaseSettings):
@@ -141,7 +152,12 @@ class Settings(BaseSettings):
         overrides = [
             f"GATEWAY_{name.upper()}" for name in ("default_price", "pay_to", "network") if getattr(self, name)
         ]
-        overrides += [f"GATEWAY_DATASETS {name}.price" for name, dataset in self.datasets.items() if dataset.price]
+        overrides += [
+            f"GATEWAY_DATASETS {name}.{term}"
+            for name, dataset in self.datasets.items()
+            for term in ("price", "price_per_row")
+            if getattr(dataset, term)
+        ]
         if overrides:
             raise ValueError(
                 f"{', '.join(overrides)}: with GATEWAY_ENV={self.env} the money terms come from the sidecar's "
@@ -163,6 +179,8 @@ class Settings(BaseSettings):
         if price:
             # "$0.001" is USD; bare digits are atomic units of the asset.
             terms["amount" if price.isdigit() else "price"] = price
+        if override and override.price_per_row:
+            terms["price_per_row"] = str(override.price_per_row)
         return {name: value for name, value in terms.items() if value}
 
     def description_of(self, dataset: str) -> str:

@@ -56,7 +56,10 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
             "description": "Base64 JSON of the settlement result (X-PAYMENT-RESPONSE for x402 v1 clients)",
             "schema": {"type": "string"},
         },
-        "X-Total-Count": {"description": "Rows matching the filters", "schema": {"type": "integer"}},
+        "X-Total-Count": {
+            "description": "Rows matching the filters (not sent for a dataset priced per row)",
+            "schema": {"type": "integer"},
+        },
         "Link": {"description": 'Next page: <url>; rel="next"', "schema": {"type": "string"}},
         "Cache-Control": {"schema": {"type": "string", "const": "private, no-store"}},
     }
@@ -152,7 +155,7 @@ def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
         source=_enum("gateway", "sidecar"),
         attributes={"type": "object", "additionalProperties": _STRING},
     )
-    page = _object(total=_INTEGER, limit=_INTEGER, offset=_INTEGER, next={"type": ["string", "null"]})
+    page = _object(total={"type": ["integer", "null"]}, limit=_INTEGER, offset=_INTEGER, next={"type": ["string", "null"]})
     return {
         "Error": _object(
             error=_object(
@@ -168,6 +171,8 @@ def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
             # The payment sidecar's terms; null while it cannot say.
             price=_NULLABLE_STRING,
             amount=_NULLABLE_STRING,
+            pricing={"type": ["string", "null"], "enum": ["per_request", "per_row", None]},
+            price_per_row=_NULLABLE_STRING,
             asset=_NULLABLE_STRING,
             network=_NULLABLE_STRING,
             pay_to=_NULLABLE_STRING,

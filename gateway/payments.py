@@ -67,10 +67,14 @@ async def _route_terms(app: web.Application, dataset: str, request_id: str) -> d
         terms = await app[SIDECAR].describe_route(route, request_id=request_id, timeout_s=TERMS_TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
         logger.warning("no terms for dataset %s from the sidecar: %s %s", dataset, exc.code().name, exc.details())
-        return dict.fromkeys(("price", "amount", "asset", "network", "pay_to", "schemes"))
+        return dict.fromkeys(("price", "amount", "pricing", "price_per_row", "asset", "network", "pay_to", "schemes"))
     return {
         "price": terms.price or None,
+        # The most one request costs; priced per row, a request costs price_per_row ×
+        # the rows it returns (at least one), at most this.
         "amount": terms.amount,
+        "pricing": "per_row" if terms.price_per_row else "per_request",
+        "price_per_row": terms.price_per_row or None,
         "asset": terms.asset,
         "network": terms.network,
         "pay_to": terms.pay_to,

@@ -91,8 +91,9 @@ class QueryPlan:
 @dataclass(frozen=True)
 class QueryResult:
     page: pl.DataFrame
-    # Rows matching the conditions, before limit and offset.
-    total: int
+    # Rows matching the conditions, before limit and offset; None when not counted
+    # (an answer priced per row tells only what it carries).
+    total: int | None
 
 
 def _allowed(names: Iterable[str]) -> str:
@@ -300,7 +301,7 @@ def _expression(condition: Condition) -> pl.Expr:
     raise AssertionError(f"operator {condition.op!r} passed validation")
 
 
-def run_query(frame: pl.DataFrame, plan: QueryPlan) -> QueryResult:
+def run_query(frame: pl.DataFrame, plan: QueryPlan, *, count: bool = True) -> QueryResult:
     matching = frame.lazy()
     if plan.conditions:
         matching = matching.filter(*(_expression(c) for c in plan.conditions))
@@ -314,11 +315,16 @@ def run_query(frame: pl.DataFrame, plan: QueryPlan) -> QueryResult:
             maintain_order=True,
         )
     page = page.slice(plan.offset, plan.limit).select(plan.fields)
+    if not count:
+        return QueryResult(page=page.collect(), total=None)
     total, rows = pl.collect_all([matching.select(pl.len()), page])
     return QueryResult(page=rows, total=int(total.item()))
 
 
 def next_offset(plan: QueryPlan, result: QueryResult) -> int | None:
-    """The _offset of the next page, or None on the last one."""
+    """The _offset of the next page, or None on the last one. Uncounted, a full
+    page has a next one (which may be empty)."""
     following = plan.offset + result.page.height
+    if result.total is None:
+        return following if result.page.height == plan.limit else None
     return following if result.page.height and following < result.total else None

@@ -20,7 +20,12 @@ A SidecarClient must be made inside the running event loop: pass a factory and
 the client is made on the first paid request, and closed at lifespan shutdown
 (or by `aclose()`). A client passed in as is belongs to the caller.
 The request id (the client's X-Request-ID when well-formed, else a new UUID) is
-in `scope["paysidecar.request_id"]` for the app.
+in `scope["paysidecar.request_id"]` for the app. An app whose answer is priced by
+what it delivers (e.g. per row) puts its cost in atomic units in
+`scope["paysidecar.charge"]` before answering; Settle charges that, at most what
+the route offered (an exact payment always settles what its payer signed). The
+route's price per row, from the sidecar's route config, is in
+`scope["paysidecar.price_per_row"]` (None: priced per request).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_SCOPE_KEY = "paysidecar.request_id"
+CHARGE_SCOPE_KEY = "paysidecar.charge"
+PRICE_PER_ROW_SCOPE_KEY = "paysidecar.price_per_row"
 _HEADER_ENCODING = "latin-1"
 
 
@@ -232,6 +239,8 @@ class _PaidExchange:
         self._send = send
         self._held = _HeldAnswer()
         self._decided = False
+        # The scope the app runs with: where it may leave its charge.
+        self._scope_for_app = self._app_scope()
 
     def _app_scope(self) -> Scope:
         # Extensions that bypass or follow http.response.body (pathsend, zerocopysend,
@@ -241,7 +250,12 @@ class _PaidExchange:
             for name, value in (self._scope.get("extensions") or {}).items()
             if not name.startswith("http.response.")
         }
-        return {**self._scope, "extensions": extensions, REQUEST_ID_SCOPE_KEY: self._paid.request_id}
+        return {
+            **self._scope,
+            "extensions": extensions,
+            REQUEST_ID_SCOPE_KEY: self._paid.request_id,
+            PRICE_PER_ROW_SCOPE_KEY: self._paid.price_per_row,
+        }
 
     async def _app_send(self, message: Message) -> None:
         if self._decided:
@@ -255,7 +269,7 @@ class _PaidExchange:
     async def serve(self, app: ASGIApp) -> None:
         paid = self._paid
         try:
-            await app(self._app_scope(), self._client.receive, self._app_send)
+            await app(self._scope_for_app, self._client.receive, self._app_send)
         except asyncio.CancelledError:
             if not self._decided:
                 await asyncio.shield(paid.release(RELEASE_CLIENT_GONE))
@@ -281,7 +295,7 @@ class _PaidExchange:
         if reason is not None:
             await self._release_and_pass_through(reason)
             return
-        settlement = await self._paid.settle()
+        settlement = await self._paid.settle(self._scope_for_app.get(CHARGE_SCOPE_KEY))
         if settlement.refusal is not None:
             await _send_answer(self._send, settlement.refusal)
             return
@@ -320,4 +334,4 @@ class _PaidExchange:
             raise
 
 
-__all__ = ["REQUEST_ID_SCOPE_KEY", "X402Middleware"]
+__all__ = ["CHARGE_SCOPE_KEY", "PRICE_PER_ROW_SCOPE_KEY", "REQUEST_ID_SCOPE_KEY", "X402Middleware"]

@@ -61,11 +61,14 @@ class EventSink(Protocol):
 class RouteSpec:
     """A paid route as sent to the sidecar (payment_pb2.Route). `name` is a route of
     the sidecar's config (empty: its default route), where the money terms live;
-    `price`/`amount`, `pay_to`, `network`, `asset` and `facilitators` override
-    them, which only a sidecar outside production accepts. Empty = the sidecar's."""
+    `price`/`amount`, `price_per_row`, `pay_to`, `network`, `asset` and
+    `facilitators` override them, which only a sidecar outside production
+    accepts. Empty = the sidecar's."""
 
     key: str
     price: str = ""
+    # Atomic units of `asset` (e.g. "1000"); overrides `price` when set.
+    amount: str = ""
     pay_to: str = ""
     network: str = ""
     asset: str = ""
@@ -76,6 +79,8 @@ class RouteSpec:
     max_timeout_seconds: int = 0
     # Price in atomic units of `asset`; overrides `price` when set.
     amount: str = ""
+    # Atomic units per row an answer delivers (the handler sets the charge).
+    price_per_row: str = ""
     # x402 extensions (payment_pb2.Route says more): payment-identifier required
     # (else optional), the Bazaar declaration (JSON text), its tags and service name.
     payment_identifier_required: bool = False
@@ -89,6 +94,7 @@ class RouteSpec:
             name=self.name,
             price=self.price,
             amount=self.amount,
+            price_per_row=self.price_per_row,
             pay_to=self.pay_to,
             network=self.network,
             asset=self.asset,
@@ -214,6 +220,18 @@ def head_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {**kept, "Cache-Control": PAID_CACHE_CONTROL}
 
 
+def max_charge(charge: int, offered: str) -> int:
+    """`charge` capped at `offered` (Verified.amount, atomic units): min(max, charge)."""
+    if not isinstance(charge, int) or isinstance(charge, bool) or charge < 0:
+        raise ValueError(f"a charge is a whole number of atomic units, got {charge!r}")
+    return min(charge, int(offered)) if offered.isdigit() else charge
+
+
+def handler_failed(request_id: str) -> HttpAnswer:
+    """The paid handler failed after the payment verified: nothing was charged."""
+    return error_answer(500, "handler_error", "The request failed; nothing was charged.", request_id)
+
+
 def rpc_summary(exc: grpc.RpcError) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name} {exc.details()}"
@@ -326,6 +344,13 @@ class PaidRequest:
         self._started = time.monotonic()
         self.response_status = 0
 
+    @property
+    def price_per_row(self) -> int | None:
+        """The route's price per row (atomic units, the sidecar's route config), or
+        None when it is priced per request: the handler charges rows × this."""
+        units = self._verified.price_per_row
+        return int(units) if units.isascii() and units.isdigit() else None
+
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self._started) * 1000)
 
@@ -354,8 +379,18 @@ class PaidRequest:
         logger.info("payment released for request %s: %s -> %s", self.request_id, reason, answer.state)
 
     async def settle(self, charge: int | None = None) -> Settlement:
-        """`charge`: what the request costs when less than the route's price (a
-        batch-settlement request; an exact payment settles what its payer signed)."""
+        """`charge`: what the answer costs when priced by what it delivers (a
+        batch-settlement request; an exact payment settles what its payer signed).
+        Never more than Verified.amount, what the route offered: a larger charge is
+        cut to it."""
+        if charge is not None:
+            try:
+                charge = max_charge(charge, self._verified.amount)
+            except ValueError as exc:
+                # The app's own mistake: nothing is charged, nothing is served.
+                logger.error("paid handler for %s set an invalid charge: %s", self.route.key, exc)
+                await self.release(RELEASE_HANDLER_ERROR)
+                return Settlement(refusal=handler_failed(self.request_id))
         try:
             settled = await self._settle(charge)
         except grpc.RpcError as exc:

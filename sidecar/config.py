@@ -43,6 +43,9 @@ class RouteConfig(BaseModel):
     # "$0.001" (USD, in the network's USDC), or `amount` in atomic units of `asset`.
     price: str | None = None
     amount: str | None = None
+    # Priced by what an answer delivers: atomic units per row, charged by the caller
+    # at Settle; `price` or `amount` is then the most one request costs (required).
+    price_per_row: int | None = Field(None, gt=0)
     pay_to: str | None = None
     network: str | None = None
     asset: str | None = None
@@ -58,6 +61,12 @@ class RouteConfig(BaseModel):
     discovery: dict[str, Any] | None = None
     tags: list[str] = Field(default_factory=list)
     service_name: str = ""
+
+    @model_validator(mode="after")
+    def _per_row_has_a_maximum(self) -> RouteConfig:
+        if self.price_per_row and not (self.price or self.amount):
+            raise ValueError("a route priced per row needs price or amount: the most one request costs")
+        return self
 
     @model_validator(mode="after")
     def _extensions(self) -> RouteConfig:
@@ -88,6 +97,7 @@ class RouteConfig(BaseModel):
             tags=tuple(self.tags),
             service_name=self.service_name,
             schemes=tuple(self.schemes),
+            price_per_row=str(self.price_per_row or ""),
         )
 
 

@@ -24,7 +24,7 @@ from ..payments.flow import (
     SettleResult,
     Verified,
 )
-from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
+from ..payments.routes import PricedRoute, RouteDefaults, RouteTerms, resolve_route
 
 
 def route_terms(route: payment_pb2.Route) -> RouteTerms:
@@ -45,6 +45,7 @@ def route_terms(route: payment_pb2.Route) -> RouteTerms:
         tags=tuple(route.tags),
         service_name=route.service_name,
         schemes=tuple(route.schemes),
+        price_per_row=route.price_per_row,
     )
 
 
@@ -102,11 +103,16 @@ def route_description(
         pay_to=route.pay_to,
         schemes=list(route.schemes),
         max_timeout_seconds=route.max_timeout_seconds,
+        price_per_row=_atomic_or_empty(route.price_per_row),
     )
 
 
+def _atomic_or_empty(units: int) -> str:
+    return str(units) if units else ""
+
+
 def authorize_response(
-    tracking_id: str, outcome: Challenge | Rejection | Verified | Completed
+    tracking_id: str, outcome: Challenge | Rejection | Verified | Completed, route: PricedRoute
 ) -> payment_pb2.AuthorizeResponse:
     response = payment_pb2.AuthorizeResponse(tracking_id=tracking_id)
     if isinstance(outcome, Verified):
@@ -121,6 +127,7 @@ def authorize_response(
                 redeem=outcome.redeem,
                 claim_token=outcome.claim_token,
                 channel_id=outcome.channel_id,
+                price_per_row=_atomic_or_empty(route.price_per_row),
             )
         )
     elif isinstance(outcome, Completed):

@@ -67,7 +67,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         # The network is the route config's (a caller names the route): known from here on.
         tag_request(network=authorize.route.network)
         tracking_id, outcome = await self._service.authorize(authorize)
-        return convert.authorize_response(str(tracking_id), outcome)
+        return convert.authorize_response(str(tracking_id), outcome, authorize.route)
 
     @mapped
     @_records_durable

@@ -9,6 +9,7 @@ asset, the asset's EIP-712 domain, payTo, network)."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from .discovery import check_service_metadata, parse_declaration
 from .errors import RouteError, RouteRefused
 
 _PRICE_PARSER = ExactEvmServerScheme()
+# A whole number of atomic units (a uint256 has at most 78 digits).
+_ATOMIC = re.compile(r"[0-9]{1,78}")
 
 EXACT = "exact"
 # The schemes a route may offer, and what it offers when nobody says.
@@ -52,6 +55,8 @@ class RouteTerms:
     tags: tuple[str, ...] = ()
     service_name: str = ""
     schemes: tuple[str, ...] = ()  # empty: not said
+    # Atomic units per row an answer delivers; empty: priced per request.
+    price_per_row: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class PricedRoute:
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     # The price as configured ("$0.001"), for showing; "" when set in atomic units.
     price: str = ""
+    # Atomic units per row, charged by the caller (at most `amount`); 0: per request.
+    price_per_row: int = 0
 
     def offers(self, scheme: str) -> bool:
         return scheme in self.schemes
@@ -129,7 +136,7 @@ def resolve_route(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Pric
 
 
 # The terms that decide what a payment is worth and where it goes.
-MONEY_TERMS = ("price", "amount", "pay_to", "network", "asset", "facilitators")
+MONEY_TERMS = ("price", "amount", "price_per_row", "pay_to", "network", "asset", "facilitators")
 
 
 def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> RouteTerms:
@@ -173,6 +180,7 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
         tags=asked.tags or named.tags,
         service_name=asked.service_name or named.service_name,
         schemes=asked.schemes or named.schemes or defaults.schemes,
+        price_per_row=asked.price_per_row or named.price_per_row,
     )
 
 
@@ -215,6 +223,7 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         raise RouteError(Reason.INVALID_ROUTE, f"cannot price route {terms.key!r}: {exc}") from exc
     if amount <= 0:
         raise RouteError(Reason.INVALID_ROUTE, f"route {terms.key!r} must have a positive price")
+    per_row = _price_per_row(terms, amount)
     return PricedRoute(
         key=terms.key,
         amount=amount,
@@ -233,7 +242,20 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         service_name=terms.service_name,
         schemes=schemes,
         price="" if terms.amount else terms.price,
+        price_per_row=per_row,
     )
+
+
+def _price_per_row(terms: RouteTerms, amount: int) -> int:
+    """Atomic units per row, from 1 up to the route's price (the most one request costs)."""
+    if not terms.price_per_row:
+        return 0
+    if not _ATOMIC.fullmatch(terms.price_per_row) or not 0 < int(terms.price_per_row) <= amount:
+        raise RouteError(
+            Reason.INVALID_ROUTE,
+            f"route {terms.key!r}: price_per_row must be atomic units from 1 to the route's price ({amount})",
+        )
+    return int(terms.price_per_row)
 
 
 # Pricing goes through the SDK's parser and a declaration through its validators;

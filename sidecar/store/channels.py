@@ -6,8 +6,8 @@ A request holds a channel by one conditional UPDATE (nobody holds it, or the
 holder's time ran out); its charge is committed by another one that names the
 holder's token and the charged total the request was verified against, so two
 replicas can never both count a voucher, and a Settle after the reservation was
-taken over commits nothing. Commits are ordinary (synchronous) commits: durable
-before the paid answer leaves."""
+taken over commits nothing. A charge's commit is an ordinary (synchronous) commit:
+durable before the paid answer leaves; taking a hold does not wait for the flush."""
 
 from __future__ import annotations
 
@@ -29,10 +29,16 @@ _RESERVE_SET = """
     updated_at = now()
 """
 
+# A hold is not a charge: its commit does not wait for the WAL flush (set_config
+# with is_local, in the statement's own transaction). Lost in a database crash, the
+# hold is simply gone: the request's Settle then finds another holder or none and
+# commits nothing, and nothing is served; the charge's commit, synchronous, flushes
+# the hold's WAL with its own.
 RESERVE = f"""
 UPDATE payment_channels SET {_RESERVE_SET}
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait
 WHERE channel_id = $1 AND (reserved_by IS NULL OR reserved_until < now())
-RETURNING *
+RETURNING payment_channels.*
 """
 
 OPEN = """

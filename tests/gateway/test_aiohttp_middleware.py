@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from devnet.wallets import MERCHANT_ADDRESS
-from paysidecar.aiohttp_middleware import request_id, x402_middleware
+from paysidecar.aiohttp_middleware import request_id, set_charge, x402_middleware
 from paysidecar.client import SidecarClient
 from tests.support.net import ledger_state, send_then_vanish, wait_until
 from tests.support.calls import receipt
@@ -53,8 +53,15 @@ async def counted(request: web.Request) -> web.Response:
     return web.json_response({"secret": SECRET, "rows": list(range(rows))}, headers=headers)
 
 
+async def charged(request: web.Request) -> web.Response:
+    """An answer priced by what it carries: the charge comes in the query."""
+    set_charge(request, int(request.query["charge"]))
+    return web.json_response({"secret": SECRET})
+
+
 HANDLERS = {
     "/ok": ok,
+    "/charged": charged,
     "/created": created,
     "/broken": broken,
     "/missing": missing,
@@ -151,6 +158,28 @@ async def test_no_settle_when_the_handler_does_not_answer_2xx(paywalled, sidecar
         # A released claim verifies again; a kept one would answer 402 payment_already_used.
         async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}, allow_redirects=False) as response:
             assert response.status == status
+            assert "PAYMENT-RESPONSE" not in response.headers
+            assert SECRET not in await response.text()
+    assert sidecar_stack.facilitator.stats.settle_calls == 0
+    assert sidecar_stack.chain.transfers_applied == 0
+
+
+async def test_an_exact_payment_settles_what_it_signed_whatever_the_charge(paywalled, sidecar_stack):
+    chain = sidecar_stack.chain
+    before = chain.balance_of(MERCHANT_ADDRESS)
+    url = paywalled.url + "/charged?charge=1"
+    async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": await sign_for(url)}) as response:
+        assert response.status == 200 and receipt(response.headers)["success"] is True
+    assert chain.balance_of(MERCHANT_ADDRESS) == before + 1000
+
+
+async def test_an_invalid_charge_is_a_500_and_nothing_is_charged(paywalled, sidecar_stack):
+    url = paywalled.url + "/charged?charge=-5"
+    header = await sign_for(url)
+    for _attempt in range(2):
+        # The claim is released: the same payment verifies again (a kept one: 402).
+        async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}) as response:
+            assert response.status == 500
             assert "PAYMENT-RESPONSE" not in response.headers
             assert SECRET not in await response.text()
     assert sidecar_stack.facilitator.stats.settle_calls == 0

@@ -6,77 +6,20 @@ a cooperative refund; then the devnet's balances add up to the unit."""
 from __future__ import annotations
 
 import asyncio
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
-from x402 import x402ClientSync
 from x402.http.utils import decode_payment_response_header
-from x402.http.x402_http_client import x402HTTPClientSync
-from x402.mechanisms.evm.batch_settlement.client import (
-    BatchSettlementEvmScheme,
-    BatchSettlementEvmSchemeOptions,
-    InMemoryClientChannelStorage,
-)
-from x402.mechanisms.evm.batch_settlement.client.refund import RefundOptions, _RefundResponse
+from x402.mechanisms.evm.batch_settlement.client.refund import RefundOptions
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
-from x402.mechanisms.evm.signers import EthAccountSignerWithRPC
 
-from devnet.chain import NETWORK
-from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS, payer_account
+from devnet.wallets import INITIAL_PAYER_BALANCE, MERCHANT_ADDRESS
 from tests.channels.support import PRICE, facilitator_settle
 from tests.devnet.channels import settle_request
 
-PAYER = 4
+from .sdk_payer import SdkPayer, fetch
+
 VOUCHERS = 100
-
-
-def _fetch(url: str, headers: dict[str, str]) -> _RefundResponse:
-    """The SDK's refund transport, over the standard library (it runs in a thread)."""
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return _RefundResponse(response.status, dict(response.headers))
-    except urllib.error.HTTPError as error:
-        return _RefundResponse(error.code, dict(error.headers))
-
-
-@dataclass
-class SdkPayer:
-    """The SDK's batch-settlement client (sync, with an RPC signer that reads the
-    channel on chain): its blocking calls run in a thread, off the test's loop,
-    which also serves the devnet and the gateway."""
-
-    rpc_url: str
-    storage: InMemoryClientChannelStorage = field(default_factory=InMemoryClientChannelStorage)
-    statuses: list[int] = field(default_factory=list)
-    header_sizes: list[int] = field(default_factory=list)  # of each PAYMENT-SIGNATURE sent
-
-    def __post_init__(self) -> None:
-        signer = EthAccountSignerWithRPC(payer_account(PAYER), self.rpc_url)
-        self.scheme = BatchSettlementEvmScheme(signer, BatchSettlementEvmSchemeOptions(storage=self.storage))
-        self.http = x402HTTPClientSync(x402ClientSync().register(NETWORK, self.scheme))
-
-    async def get(self, session: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
-        """One paid GET as the SDK's HTTP transports do it: the 402, the payment,
-        and one retry after a corrective 402 the client recovered from."""
-        async with session.get(url) as challenge:
-            assert challenge.status == 402
-            required = self.http.get_payment_required_response(challenge.headers.get, await challenge.json())
-        for _ in range(2):
-            payload = await asyncio.to_thread(self.http.create_payment_payload, required)
-            headers = self.http.encode_payment_signature_header(payload)
-            self.header_sizes.append(sum(len(value) for value in headers.values()))
-            async with session.get(url, headers=headers) as paid:
-                await paid.read()
-                status, answer = paid.status, dict(paid.headers)
-            self.statuses.append(status)
-            result = await asyncio.to_thread(self.http.process_payment_result, payload, answer.get, status)
-            if not result.recovered:
-                return status, answer
-        return status, answer
 
 
 async def test_the_sdk_client_pays_the_gateway_through_a_channel(channel_stack):
@@ -105,12 +48,12 @@ async def test_the_sdk_client_pays_the_gateway_through_a_channel(channel_stack):
         charged += PRICE
 
         # A cooperative refund: what we charged is claimed, the rest goes back.
-        refund = await asyncio.to_thread(forgetful.scheme.refund, url, RefundOptions(fetch=_fetch))
+        refund = await asyncio.to_thread(forgetful.scheme.refund, url, RefundOptions(fetch=fetch))
         assert refund.success and refund.transaction
 
     assert charged == (2 + VOUCHERS) * PRICE
     channel_balance = chain.balance_of(BATCH_SETTLEMENT_ADDRESS)
-    assert chain.balance_of(payer_account(PAYER).address) == INITIAL_PAYER_BALANCE - charged
+    assert chain.balance_of(payer.address) == INITIAL_PAYER_BALANCE - charged
     assert channel_balance == charged  # claimed, not yet swept
     swept = await facilitator_settle(stack.facilitator, settle_request())
     assert swept["success"] is True

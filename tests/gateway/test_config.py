@@ -60,6 +60,19 @@ def test_bad_price_is_refused_at_start(price):
         Settings(datasets={"stations": {"price": price}})
 
 
+def test_a_development_dataset_may_override_the_price_per_row(monkeypatch):
+    monkeypatch.setenv("GATEWAY_DATASETS", '{"stations": {"price_per_row": "7", "price": "50"}}')
+    settings = Settings()
+    assert settings.terms_of("stations") == {"amount": "50", "price_per_row": "7"}
+    assert settings.terms_of("observations") == {}
+
+
+@pytest.mark.parametrize("per_row", ["$0.00001", "0", "-1", "1.5", "ten"])
+def test_a_bad_price_per_row_is_refused_at_start(per_row):
+    with pytest.raises(ValidationError, match="price_per_row"):
+        Settings(datasets={"stations": {"price_per_row": per_row}})
+
+
 @pytest.mark.parametrize("env", ["production", "test"])
 @pytest.mark.parametrize(
     ("given", "named"),
@@ -68,6 +81,7 @@ def test_bad_price_is_refused_at_start(price):
         ({"network": "eip155:8453"}, "GATEWAY_NETWORK"),
         ({"default_price": "$0.01"}, "GATEWAY_DEFAULT_PRICE"),
         ({"datasets": {"stations": {"price": "$0.01"}}}, "GATEWAY_DATASETS stations.price"),
+        ({"datasets": {"stations": {"price_per_row": 7}}}, "GATEWAY_DATASETS stations.price_per_row"),
     ],
 )
 def test_outside_development_a_gateway_money_term_refuses_to_start(env, given, named):

@@ -34,7 +34,10 @@ Launcher = Callable[[str], contextlib.AbstractAsyncContextManager[str]]
 
 
 # The route both services name: its terms live in the sidecar's config only.
-WEATHER_ROUTE = {"weather": {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"}}
+WEATHER_ROUTE = {
+    "weather": {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"},
+    "weather-rows": {"price": "$0.001", "price_per_row": 7, "pay_to": MERCHANT_ADDRESS},
+}
 
 
 @pytest.fixture

@@ -72,6 +72,28 @@ async def test_no_settle_when_the_app_does_not_answer_2xx(paywalled, stack, path
     assert stack.chain.transfers_applied == 0
 
 
+async def test_the_apps_charge_reaches_settle_and_a_bad_one_charges_nothing(paywalled, stack):
+    url = paywalled.url + "/charged?charge=-5"
+    header = await sign_for(url)
+    for _attempt in range(2):
+        # Released, not kept: the same payment verifies again.
+        async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": header}) as response:
+            assert response.status == 500
+            assert "PAYMENT-RESPONSE" not in response.headers and SECRET not in await response.text()
+    assert stack.facilitator.stats.settle_calls == 0
+    url = paywalled.url + "/charged?charge=1"
+    async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": await sign_for(url)}) as response:
+        # An exact payment settles what its payer signed.
+        assert response.status == 200 and receipt(response.headers)["success"] is True
+
+
+async def test_the_app_reads_the_price_per_row_of_the_sidecars_route(paywalled):
+    url = paywalled.url + "/rows"
+    async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": await sign_for(url)}) as response:
+        assert response.status == 200 and receipt(response.headers)["success"] is True
+        assert (await response.json())["price_per_row"] == 7
+
+
 async def test_streamed_answer_is_held_until_settled_then_sent_whole(paywalled, stack):
     url = paywalled.url + "/streamed"
     async with paywalled.session.get(url) as unpaid:

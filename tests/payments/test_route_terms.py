@@ -101,6 +101,7 @@ PRODUCTION = RouteDefaults(price="$0.001", pay_to=OWN, network="eip155:8453", na
 MONEY_VALUES = {
     "price": "$0.0001",
     "amount": "1",
+    "price_per_row": "1",
     "pay_to": "0x" + "99" * 20,  # a mainnet-looking address of the caller's choosing
     "network": "eip155:8453",  # even the mainnet the config uses
     "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
@@ -156,6 +157,15 @@ def test_a_named_route_without_a_price_costs_the_default_price():
     assert resolve_route(RouteTerms(key="k"), "plain", settings.route_defaults()).amount == 2000
 
 
+def test_a_route_priced_per_row_keeps_its_maximum_and_its_price_per_row():
+    settings = Settings(routes={"rows": {"price_per_row": 7, "amount": "50"}})
+    route = resolve_route(RouteTerms(key="k"), "rows", settings.route_defaults())
+    assert (route.amount, route.price_per_row) == (50, 7)
+    # A caller outside production overrides it like any money term.
+    assert resolve_route(RouteTerms(key="k", price_per_row="3"), "rows", settings.route_defaults()).price_per_row == 3
+    assert resolve_route(RouteTerms(key="k"), "", settings.route_defaults()).price_per_row == 0
+
+
 def test_a_named_route_in_atomic_units_is_priced_in_the_networks_usdc():
     settings = Settings(routes={"units": {"amount": "2500"}})
     route = resolve_route(RouteTerms(key="k"), "units", settings.route_defaults())
@@ -169,6 +179,8 @@ def test_a_named_route_in_atomic_units_is_priced_in_the_networks_usdc():
         {"routes": {"bad": {"amount": "0"}}},
         {"routes": {"bad": {"network": "solana:mainnet"}}},
         {"routes": {"bad": {"schemes": ["upto"]}}},
+        {"routes": {"bad": {"price_per_row": 10}}},  # no maximum
+        {"routes": {"bad": {"price_per_row": 11, "amount": "10"}}},  # above it
         {"default_price": "free"},
     ],
     ids=repr,

@@ -67,6 +67,7 @@ CALLER_TERMS = (
     + [
         {"price": "$0.0001"},
         {"amount": "1"},
+        {"price_per_row": "1"},
         {"pay_to": "0x" + "99" * 20},
         {"network": MAINNET},
         {"asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"},

@@ -17,6 +17,7 @@ OTHER = "0x" + "34" * 20
 ROUTES = {
     "dear": {"price": "$0.05", "pay_to": OTHER, "schemes": ["exact"]},
     "units": {"amount": "2500"},
+    "rows": {"amount": "50", "price_per_row": 7},
 }
 
 
@@ -74,3 +75,19 @@ async def test_describe_route_gives_the_configured_price_and_its_atomic_amount(c
     assert (dear.price, dear.amount, dear.pay_to, list(dear.schemes)) == ("$0.05", "50000", OTHER, ["exact"])
     assert (units.price, units.amount, units.asset_name) == ("", "2500", "USDC")
     assert (default.price, default.amount, default.pay_to) == ("$0.001", "1000", MERCHANT_ADDRESS)
+    rows = await describe("rows")
+    assert (rows.amount, rows.price_per_row, default.price_per_row) == ("50", "7", "")
+
+
+async def test_verified_tells_the_caller_the_routes_price_per_row(configured):
+    for name, per_row in (("rows", "7"), ("", "")):
+        request = named(name)
+        offer = challenge((await configured.payments.Authorize(request)).payment_required)["accepts"][0]
+        paid = named(name, await sign_for(URL, amount=int(offer["amount"])))
+        verified = (await configured.payments.Authorize(paid)).verified
+        assert (verified.amount, verified.price_per_row) == (offer["amount"], per_row)
+        await configured.payments.Release(
+            payment_pb2.ReleaseRequest(
+                payment_id=verified.payment_id, claim_token=verified.claim_token, reason="handler_status_500"
+            )
+        )
