@@ -40,7 +40,10 @@ from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEME
 from x402.mechanisms.evm.batch_settlement.server import BatchSettlementEvmScheme
 from x402.mechanisms.evm.exact.register import register_exact_evm_server
 
-from gateway.constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, SAMPLE_DATA_DIR
+from devnet.chain import NETWORK
+from devnet.up import DEVNET_PRICE
+from devnet.wallets import MERCHANT_ADDRESS
+from gateway.constants import SAMPLE_DATA_DIR
 from gateway.datasets import Dataset, load_datasets
 from gateway.query import QueryError, parse_query, run_query
 from gateway.render import render
@@ -52,7 +55,7 @@ SCHEMES = (EXACT, SCHEME_BATCH_SETTLEMENT)
 
 def _paid(description: str, scheme: str) -> dict:
     return {
-        "accepts": {"scheme": scheme, "payTo": DEVNET_PAY_TO, "price": DEFAULT_PRICE, "network": BASE_SEPOLIA},
+        "accepts": {"scheme": scheme, "payTo": MERCHANT_ADDRESS, "price": DEVNET_PRICE, "network": NETWORK},
         "description": description,
         "mimeType": "application/json",
     }
@@ -61,8 +64,8 @@ def _paid(description: str, scheme: str) -> dict:
 def _resource_server(facilitator_url: str, scheme: str) -> x402ResourceServer:
     server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)))
     if scheme == SCHEME_BATCH_SETTLEMENT:
-        return server.register(BASE_SEPOLIA, BatchSettlementEvmScheme(DEVNET_PAY_TO))
-    return register_exact_evm_server(server, BASE_SEPOLIA)
+        return server.register(NETWORK, BatchSettlementEvmScheme(MERCHANT_ADDRESS))
+    return register_exact_evm_server(server, NETWORK)
 
 
 def create_app(facilitator_url: str, scheme: str = EXACT) -> FastAPI:

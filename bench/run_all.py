@@ -59,7 +59,6 @@ from bench.targets import (  # noqa: E402
     TargetSkipped,
 )
 from bench.tracking_write import database  # noqa: E402
-from gateway.constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO  # noqa: E402
 from paysidecar.aiohttp_middleware import RouteSpec  # noqa: E402
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT  # noqa: E402
 
@@ -70,12 +69,10 @@ DATASET = "observations"
 QUERY = "city=Berlin&_limit=20"
 PAID_PATH = f"/v1/datasets/{DATASET}/records?{QUERY}"
 FREE_PATH = f"/v1/datasets/{DATASET}"
-# The route the gateway sends for PAID_PATH (gateway/payments.py), for the sidecar alone.
+# The route the gateway sends for PAID_PATH (gateway/payments.py), for the sidecar alone:
+# the sidecar's default route, whose terms are the sidecar's.
 PAID_ROUTE = RouteSpec(
     key=f"GET /v1/datasets/{DATASET}/records",
-    price=DEFAULT_PRICE,
-    pay_to=DEVNET_PAY_TO,
-    network=BASE_SEPOLIA,
     description=f"Records of the {DATASET} dataset",
     mime_type="application/json",
 )

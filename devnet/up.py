@@ -30,11 +30,24 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from .chain import NETWORK
+from .wallets import MERCHANT_ADDRESS
 
 DEFAULT_GATEWAY_PORT = 8402
 DEFAULT_SIDECAR_PORT = 50051
 DEFAULT_FACILITATOR_PORT = 4021
 DEFAULT_SCHEMES = "exact,batch-settlement"
+DEVNET_PRICE = "$0.001"
+# What `make run` charges (DESIGN §10), set where money terms live: the sidecar's
+# default route, which the gateway's datasets are paid with (the gateway sends the
+# route's name, no terms). USDC on the devnet's chain, to the devnet merchant; both
+# schemes, exact first, so a client that takes the first offer it knows keeps paying
+# exact. Each one set in the environment wins.
+DEVNET_ROUTE = {
+    "PAYSIDECAR_DEFAULT_PRICE": DEVNET_PRICE,
+    "PAYSIDECAR_PAY_TO": MERCHANT_ADDRESS,
+    "PAYSIDECAR_NETWORK": NETWORK,
+    "PAYSIDECAR_SCHEMES": DEFAULT_SCHEMES,
+}
 PGDATA = Path(".devnet") / "pgdata"
 # The sidecar's own default PAYSIDECAR_SPOOL_DIR: the first sidecar keeps it, the
 # others add "-2", "-3"... (a spool directory has one owner, kept across restarts).
@@ -269,11 +282,9 @@ class Launcher:
             name = "sidecar" if sidecars == 1 else f"sidecar-{number}"
             sidecar_env = {
                 **env,
+                **{name: env.get(name) or value for name, value in DEVNET_ROUTE.items()},
                 "PAYSIDECAR_PORT": str(port),
                 "PAYSIDECAR_SPOOL_DIR": spool if number == 1 else f"{spool}-{number}",
-                # DESIGN §10: the default route offers both schemes (exact first, so a client
-                # that takes the first offer it knows keeps paying exact).
-                "PAYSIDECAR_SCHEMES": env.get("PAYSIDECAR_SCHEMES") or DEFAULT_SCHEMES,
             }
             sidecar = await self._spawn(name, [python, "-m", "sidecar.main"], sidecar_env, SIDECAR_READY)
             ready = await self._until(sidecar.wait_ready(READY_TIMEOUT_S))

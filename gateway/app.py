@@ -53,8 +53,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[DATASETS] = datasets
     app[DEFAULT_DATASET] = default
-    app[EVENTS] = gateway_events(settings.telemetry_capacity, env=settings.env, network=settings.network)
-    app[OPENAPI] = build_openapi(datasets, settings)
+    app[EVENTS] = gateway_events(settings.telemetry_capacity, env=settings.env)
+    app[OPENAPI] = build_openapi(datasets)
     app[DISCOVERY] = declarations(datasets)
     app.cleanup_ctx.append(sidecar_context)
     app.on_response_prepare.append(echo_request_id)

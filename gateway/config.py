@@ -17,7 +17,7 @@ from pydantic_settings import (
 from paysidecar.client import channel_target
 from paysidecar_common.settings_sources import env_then_toml
 
-from .constants import BASE_SEPOLIA, DEFAULT_PRICE, DEVNET_PAY_TO, MAX_LIMIT, SAMPLE_DATA_DIR
+from .constants import SAMPLE_DATA_DIR
 
 # "$0.001" (USD, converted by the sidecar) or atomic units of the asset ("1000").
 _PRICE = re.compile(r"\$\d+(\.\d+)?|\d+")
@@ -48,12 +48,12 @@ def _check_price(price: str) -> str:
 
 
 class DatasetConfig(BaseModel):
-    """Per-dataset overrides, keyed by dataset name (the CSV file's stem).
+    """Per-dataset settings, keyed by dataset name (the CSV file's stem)."""
 
-    `price_per_row` (atomic units of the asset) prices a request by the rows its
-    answer carries; `price` is then the most one request costs (unset: a full
-    page of MAX_LIMIT rows)."""
-
+    # The sidecar route (PAYSIDECAR_ROUTES) the dataset is paid with; unset: GATEWAY_ROUTE.
+    route: str | None = None
+    # Development only: a price, and a price per row (atomic units of the asset),
+    # that override the route's.
     price: str | None = None
     price_per_row: int | None = Field(None, gt=0)
     description: str | None = None
@@ -83,8 +83,8 @@ class DatasetConfig(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    # Reported with telemetry events. "production" refuses to start on the devnet
-    # defaults: payments must go to an address and a network the operator chose.
+    # Reported with telemetry events. Outside "development" the money terms come
+    # from the sidecar's route config alone: the overrides below refuse to start.
     env: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = Field(8402, ge=0, le=65535)
@@ -98,10 +98,15 @@ class Settings(BaseSettings):
     data_dir: Path = SAMPLE_DATA_DIR
     # Dataset served at /v1/records; unset = the first dataset by name.
     default_dataset: str | None = None
-    default_price: str = DEFAULT_PRICE
     datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
-    pay_to: str = DEVNET_PAY_TO
-    network: str = BASE_SEPOLIA
+    # The sidecar route every dataset is paid with unless its own config names one;
+    # "" = the sidecar's default route. Price, payTo, network, asset and facilitators
+    # live there, in one place.
+    route: str = ""
+    # Development only: overrides of the sidecar route's terms (to try a price out).
+    default_price: str | None = None
+    pay_to: str | None = None
+    network: str | None = None
     # x402 extensions of the records routes: a payment-identifier id required of
     # every payment (else optional), and the Bazaar service name of the resources.
     require_payment_identifier: bool = False
@@ -124,8 +129,8 @@ class Settings(BaseSettings):
 
     @field_validator("default_price")
     @classmethod
-    def _default_price(cls, price: str) -> str:
-        return _check_price(price)
+    def _default_price(cls, price: str | None) -> str | None:
+        return None if price is None else _check_price(price)
 
     @field_validator("service_name")
     @classmethod
@@ -140,33 +145,43 @@ class Settings(BaseSettings):
         return channel_target(target)
 
     @model_validator(mode="after")
-    def _production_needs_own_terms(self) -> Settings:
-        if self.env != "production":
+    def _terms_only_from_the_sidecar(self) -> Settings:
+        if self.env == "development":
             return self
-        # The defaults pay the devnet merchant, whose key is public, on a testnet.
-        missing = []
-        if "pay_to" not in self.model_fields_set or self.pay_to.lower() == DEVNET_PAY_TO.lower():
-            missing.append("GATEWAY_PAY_TO")
-        if "network" not in self.model_fields_set:
-            missing.append("GATEWAY_NETWORK")
-        if missing:
-            raise ValueError(f"production needs {' and '.join(missing)} set explicitly, not the devnet defaults")
+        # A term set here would be sent with every request, over the sidecar's own.
+        overrides = [
+            f"GATEWAY_{name.upper()}" for name in ("default_price", "pay_to", "network") if getattr(self, name)
+        ]
+        overrides += [
+            f"GATEWAY_DATASETS {name}.{term}"
+            for name, dataset in self.datasets.items()
+            for term in ("price", "price_per_row")
+            if getattr(dataset, term)
+        ]
+        if overrides:
+            raise ValueError(
+                f"{', '.join(overrides)}: with GATEWAY_ENV={self.env} the money terms come from the sidecar's "
+                "route config (PAYSIDECAR_ROUTES, GATEWAY_ROUTE names the route); only development overrides them"
+            )
         return self
 
-    def price_of(self, dataset: str) -> str:
-        """What the dataset's 402 offers: the price of a request, or with per-row
-        pricing the most one request costs."""
+    def route_of(self, dataset: str) -> str:
+        """The sidecar route `dataset` is paid with ("" = the sidecar's default)."""
         override = self.datasets.get(dataset)
-        if override and override.price:
-            return override.price
-        if override and override.price_per_row:
-            return str(override.price_per_row * MAX_LIMIT)
-        return self.default_price
+        return override.route if override and override.route is not None else self.route
 
-    def price_per_row_of(self, dataset: str) -> int | None:
-        """Atomic units per row returned, or None: a fixed price per request."""
+    def terms_of(self, dataset: str) -> dict[str, str]:
+        """The terms this (development) gateway overrides for `dataset`: RouteSpec
+        fields, empty outside development (refused at start there)."""
         override = self.datasets.get(dataset)
-        return override.price_per_row if override else None
+        price = override.price if override and override.price else self.default_price
+        terms = {"pay_to": self.pay_to or "", "network": self.network or ""}
+        if price:
+            # "$0.001" is USD; bare digits are atomic units of the asset.
+            terms["amount" if price.isdigit() else "price"] = price
+        if override and override.price_per_row:
+            terms["price_per_row"] = str(override.price_per_row)
+        return {name: value for name, value in terms.items() if value}
 
     def description_of(self, dataset: str) -> str:
         override = self.datasets.get(dataset)

@@ -2,11 +2,6 @@
 
 from pathlib import Path
 
-# The devnet merchant wallet (devnet/wallets.py, dev key 1); production sets its own.
-DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-BASE_SEPOLIA = "eip155:84532"
-DEFAULT_PRICE = "$0.001"
-
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 
 # Query limits (DESIGN §7).

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 from x402.schemas import PaymentRequired
 
-from .config import Settings
 from .constants import DEFAULT_LIMIT, MAX_LIMIT
 from .datasets import Dataset
 from .query import COMPARISONS, FORMATS, MEDIA_TYPES
@@ -130,6 +129,7 @@ def _records_operation(summary: str, path_parameters: list[Any]) -> dict[str, An
 
 _STRING = {"type": "string"}
 _INTEGER = {"type": "integer"}
+_NULLABLE_STRING = {"type": ["string", "null"]}
 
 
 def _object(*, required: tuple[str, ...] = (), **properties: Any) -> dict[str, Any]:
@@ -168,11 +168,15 @@ def _gateway_schemas(dataset_names: list[str]) -> dict[str, Any]:
             name=_enum(*dataset_names),
             rows=_INTEGER,
             columns=_array(_ref("schemas", "Column")),
-            price=_STRING,
-            pricing=_enum("per_request", "per_row"),
-            price_per_row={"type": ["string", "null"]},
-            network=_STRING,
-            pay_to=_STRING,
+            # The payment sidecar's terms; null while it cannot say.
+            price=_NULLABLE_STRING,
+            amount=_NULLABLE_STRING,
+            pricing={"type": ["string", "null"], "enum": ["per_request", "per_row", None]},
+            price_per_row=_NULLABLE_STRING,
+            asset=_NULLABLE_STRING,
+            network=_NULLABLE_STRING,
+            pay_to=_NULLABLE_STRING,
+            schemes={"type": ["array", "null"], "items": _STRING},
             description=_STRING,
             records_url=_STRING,
         ),
@@ -192,7 +196,7 @@ def _x402_schemas() -> dict[str, Any]:
     return document["$defs"]
 
 
-def build_openapi(datasets: Mapping[str, Dataset], settings: Settings) -> dict[str, Any]:
+def build_openapi(datasets: Mapping[str, Dataset]) -> dict[str, Any]:
     names = list(datasets)
     name_parameter = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}}
     operators = ", ".join(f"col__{op}" for op in (*COMPARISONS, "contains", "in"))
@@ -201,7 +205,7 @@ def build_openapi(datasets: Mapping[str, Dataset], settings: Settings) -> dict[s
         "info": {
             "title": "paysidecar data gateway",
             "version": "1",
-            "description": f"CSV datasets, paid per request with x402 on {settings.network}.",
+            "description": "CSV datasets, paid per request with x402; GET /v1/datasets says what each costs.",
         },
         "paths": {
             "/healthz": _get("Liveness, and whether the payment sidecar answers", {"200": _json("Health", "Health")}),

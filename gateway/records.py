@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import hdrs, web
 
-from paysidecar.aiohttp_middleware import set_charge
+from paysidecar.aiohttp_middleware import price_per_row, set_charge
 
 from .constants import PAID_ROUTES
 from .datasets import Dataset
@@ -63,7 +63,8 @@ async def records_response(request: web.Request) -> web.Response:
         # A HEAD is never settled: it runs no query, so that neither a header
         # (count, link, length) nor the time it takes says anything about the data.
         return web.Response(headers={hdrs.CONTENT_TYPE: CONTENT_TYPES[plan.format]})
-    per_row = request.app[SETTINGS].price_per_row_of(query.dataset.name)
+    # The sidecar's route config says whether the dataset is priced per row, and at what.
+    per_row = price_per_row(request)
     # polars works outside the GIL; a thread keeps the event loop free meanwhile.
     # Priced per row, an answer tells only what it carries: a count of the rows
     # matching would be an answer about all of them for the price of a few.

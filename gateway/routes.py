@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from .datasets import Dataset
 from .errors import ApiError
 from .http_helpers import request_id
 from .keys import DATASETS, DEFAULT_DATASET, EVENTS, OPENAPI, SETTINGS, SIDECAR
+from .payments import dataset_terms
 from .records import dataset_named, records_response
 from .telemetry import from_sidecar, newest_first
 
@@ -23,23 +25,22 @@ TELEMETRY_DEFAULT_LIMIT = 100
 TELEMETRY_MAX_LIMIT = 1000
 
 
-def describe(request: web.Request, dataset: Dataset) -> dict[str, Any]:
+async def describe(request: web.Request, datasets: Iterable[Dataset]) -> list[dict[str, Any]]:
+    """Each dataset with its schema and what its records cost (the sidecar's terms)."""
     settings = request.app[SETTINGS]
-    per_row = settings.price_per_row_of(dataset.name)
-    return {
-        "name": dataset.name,
-        "rows": dataset.rows,
-        "columns": [{"name": column.name, "type": str(column.type)} for column in dataset.columns],
-        # Priced per row: a request costs price_per_row × the rows it returns (at
-        # least one), at most `price`, which its 402 offers.
-        "price": settings.price_of(dataset.name),
-        "pricing": "per_row" if per_row else "per_request",
-        "price_per_row": str(per_row) if per_row else None,
-        "network": settings.network,
-        "pay_to": settings.pay_to,
-        "description": settings.description_of(dataset.name),
-        "records_url": f"/v1/datasets/{dataset.name}/records",
-    }
+    datasets = list(datasets)
+    terms = await dataset_terms(request.app, (d.name for d in datasets), request_id(request))
+    return [
+        {
+            "name": dataset.name,
+            "rows": dataset.rows,
+            "columns": [{"name": column.name, "type": str(column.type)} for column in dataset.columns],
+            **terms[dataset.name],
+            "description": settings.description_of(dataset.name),
+            "records_url": f"/v1/datasets/{dataset.name}/records",
+        }
+        for dataset in datasets
+    ]
 
 
 @routes.get("/healthz", name=HEALTH_ROUTE)
@@ -60,15 +61,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/v1/datasets", name="datasets")
 async def list_datasets(request: web.Request) -> web.Response:
-    datasets = request.app[DATASETS].values()
-    return web.json_response(
-        {"datasets": [describe(request, d) for d in datasets], "default": request.app[DEFAULT_DATASET]}
-    )
+    datasets = await describe(request, request.app[DATASETS].values())
+    return web.json_response({"datasets": datasets, "default": request.app[DEFAULT_DATASET]})
 
 
 @routes.get("/v1/datasets/{name}", name="dataset")
 async def get_dataset(request: web.Request) -> web.Response:
-    return web.json_response(describe(request, dataset_named(request, request.match_info["name"])))
+    [described] = await describe(request, [dataset_named(request, request.match_info["name"])])
+    return web.json_response(described)
 
 
 @routes.get("/v1/datasets/{name}/records", name=DATASET_RECORDS_ROUTE)

@@ -13,9 +13,10 @@ from paysidecar.v1 import status_pb2
 from paysidecar_common.events import Event, EventRing
 
 
-def gateway_events(capacity: int, *, env: str, network: str) -> EventRing:
-    """The gateway's ring: each event carries the runtime env and the payment network."""
-    return EventRing(capacity, {"env": env, "payment.network": network})
+def gateway_events(capacity: int, *, env: str) -> EventRing:
+    """The gateway's ring: each event carries the runtime env (the payment network
+    is the sidecar's, on its payment events)."""
+    return EventRing(capacity, {"env": env})
 
 
 def from_sidecar(event: status_pb2.TelemetryEvent) -> Event:

@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 REQUEST_ID_KEY = web.RequestKey("paysidecar_request_id", str)
 # What the handler's answer costs, when the route is priced by what it delivers.
 CHARGE_KEY = web.RequestKey("paysidecar_charge", int)
+# The route's price per row from the sidecar's config (None: priced per request),
+# for the handler of a paid request.
+PRICE_PER_ROW_KEY = web.RequestKey("paysidecar_price_per_row", int | None)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -70,6 +73,13 @@ def set_charge(request: web.Request, charge: int) -> None:
     Settle charges that, at most what the route offered. Unset: the route's price.
     An exact payment always settles what its payer signed."""
     request[CHARGE_KEY] = charge
+
+
+def price_per_row(request: web.Request) -> int | None:
+    """While a paid request's handler runs: the route's price per row in atomic
+    units, as the sidecar's route config says (None: priced per request, or not a
+    paid request). Charge rows × this with `set_charge`."""
+    return request.get(PRICE_PER_ROW_KEY)
 
 
 def _response(answer: HttpAnswer) -> web.Response:
@@ -121,6 +131,7 @@ class _AiohttpPaywall:
 
 async def _serve(paid: PaidRequest, request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run the handler, then settle and deliver, or release."""
+    request[PRICE_PER_ROW_KEY] = paid.price_per_row
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -193,9 +204,11 @@ def x402_middleware(
 
 __all__ = [
     "CHARGE_KEY",
+    "PRICE_PER_ROW_KEY",
     "REQUEST_ID_HEADER",
     "REQUEST_ID_KEY",
     "RouteSpec",
+    "price_per_row",
     "request_id",
     "route_table",
     "set_charge",

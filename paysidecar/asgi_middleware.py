@@ -23,7 +23,9 @@ The request id (the client's X-Request-ID when well-formed, else a new UUID) is
 in `scope["paysidecar.request_id"]` for the app. An app whose answer is priced by
 what it delivers (e.g. per row) puts its cost in atomic units in
 `scope["paysidecar.charge"]` before answering; Settle charges that, at most what
-the route offered (an exact payment always settles what its payer signed).
+the route offered (an exact payment always settles what its payer signed). The
+route's price per row, from the sidecar's route config, is in
+`scope["paysidecar.price_per_row"]` (None: priced per request).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_SCOPE_KEY = "paysidecar.request_id"
 CHARGE_SCOPE_KEY = "paysidecar.charge"
+PRICE_PER_ROW_SCOPE_KEY = "paysidecar.price_per_row"
 _HEADER_ENCODING = "latin-1"
 
 
@@ -247,7 +250,12 @@ class _PaidExchange:
             for name, value in (self._scope.get("extensions") or {}).items()
             if not name.startswith("http.response.")
         }
-        return {**self._scope, "extensions": extensions, REQUEST_ID_SCOPE_KEY: self._paid.request_id}
+        return {
+            **self._scope,
+            "extensions": extensions,
+            REQUEST_ID_SCOPE_KEY: self._paid.request_id,
+            PRICE_PER_ROW_SCOPE_KEY: self._paid.price_per_row,
+        }
 
     async def _app_send(self, message: Message) -> None:
         if self._decided:
@@ -326,4 +334,4 @@ class _PaidExchange:
             raise
 
 
-__all__ = ["CHARGE_SCOPE_KEY", "REQUEST_ID_SCOPE_KEY", "X402Middleware"]
+__all__ = ["CHARGE_SCOPE_KEY", "PRICE_PER_ROW_SCOPE_KEY", "REQUEST_ID_SCOPE_KEY", "X402Middleware"]

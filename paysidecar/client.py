@@ -258,6 +258,16 @@ class SidecarClient:
             self._payments.Release, request, request_id=request_id, timeout_s=self._timeout_s
         )
 
+    async def describe_route(
+        self, route: payment_pb2.Route, *, request_id: str | None = None, timeout_s: float | None = None
+    ) -> payment_pb2.RouteDescription:
+        """The terms the sidecar pays `route` with (price, amount, asset, network,
+        payTo, schemes), as Authorize would offer them; no payment, no record."""
+        request = payment_pb2.DescribeRouteRequest(route=route)
+        return await self._call(
+            self._payments.DescribeRoute, request, request_id=request_id, timeout_s=timeout_s or self._timeout_s
+        )
+
     # -- tracking ---------------------------------------------------------
 
     async def list_records(

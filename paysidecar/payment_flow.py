@@ -59,7 +59,11 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """A paid route as sent to the sidecar (payment_pb2.Route); empty = the sidecar's default."""
+    """A paid route as sent to the sidecar (payment_pb2.Route). `name` is a route of
+    the sidecar's config (empty: its default route), where the money terms live;
+    `price`/`amount`, `price_per_row`, `pay_to`, `network`, `asset` and
+    `facilitators` override them, which only a sidecar outside production
+    accepts. Empty = the sidecar's."""
 
     key: str
     price: str = ""
@@ -73,6 +77,10 @@ class RouteSpec:
     name: str = ""
     facilitators: tuple[str, ...] = field(default=())
     max_timeout_seconds: int = 0
+    # Price in atomic units of `asset`; overrides `price` when set.
+    amount: str = ""
+    # Atomic units per row an answer delivers (the handler sets the charge).
+    price_per_row: str = ""
     # x402 extensions (payment_pb2.Route says more): payment-identifier required
     # (else optional), the Bazaar declaration (JSON text), its tags and service name.
     payment_identifier_required: bool = False
@@ -86,6 +94,7 @@ class RouteSpec:
             name=self.name,
             price=self.price,
             amount=self.amount,
+            price_per_row=self.price_per_row,
             pay_to=self.pay_to,
             network=self.network,
             asset=self.asset,
@@ -334,6 +343,13 @@ class PaidRequest:
         self._x_payment = x_payment
         self._started = time.monotonic()
         self.response_status = 0
+
+    @property
+    def price_per_row(self) -> int | None:
+        """The route's price per row (atomic units, the sidecar's route config), or
+        None when it is priced per request: the handler charges rows × this."""
+        units = self._verified.price_per_row
+        return int(units) if units.isascii() and units.isdigit() else None
 
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self._started) * 1000)

@@ -29,16 +29,23 @@ from .constants import BASE_SEPOLIA, PUBLIC_TEST_FACILITATOR
 from .payments.discovery import check_service_metadata, parse_declaration
 from .payments.errors import RouteError
 from .payments.production import production_refusal
-from .payments.routes import DEFAULT_SCHEMES, SCHEMES, RouteDefaults, RouteTerms
+from .payments.routes import DEFAULT_SCHEMES, SCHEMES, RouteDefaults, RouteTerms, resolve_route
 
 # The devnet merchant wallet (see devnet/wallets.py); production must set its own.
 DEVNET_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 
 class RouteConfig(BaseModel):
-    """A paid route the sidecar knows by name (from the TOML file)."""
+    """A paid route the sidecar knows by name (PAYSIDECAR_ROUTES, or `[routes.NAME]`
+    in the TOML file): the one place its money terms are set. Unset terms take the
+    config's defaults (PAYSIDECAR_DEFAULT_PRICE, _PAY_TO, _NETWORK)."""
 
-    price: str = "$0.001"
+    # "$0.001" (USD, in the network's USDC), or `amount` in atomic units of `asset`.
+    price: str | None = None
+    amount: str | None = None
+    # Priced by what an answer delivers: atomic units per row, charged by the caller
+    # at Settle; `price` or `amount` is then the most one request costs (required).
+    price_per_row: int | None = Field(None, gt=0)
     pay_to: str | None = None
     network: str | None = None
     asset: str | None = None
@@ -56,6 +63,12 @@ class RouteConfig(BaseModel):
     service_name: str = ""
 
     @model_validator(mode="after")
+    def _per_row_has_a_maximum(self) -> RouteConfig:
+        if self.price_per_row and not (self.price or self.amount):
+            raise ValueError("a route priced per row needs price or amount: the most one request costs")
+        return self
+
+    @model_validator(mode="after")
     def _extensions(self) -> RouteConfig:
         try:
             check_service_metadata(self.tags, self.service_name)
@@ -70,7 +83,8 @@ class RouteConfig(BaseModel):
     def terms(self, name: str) -> RouteTerms:
         return RouteTerms(
             key=name,
-            price=self.price,
+            price=self.price or "",
+            amount=self.amount or "",
             pay_to=self.pay_to or "",
             network=self.network or "",
             asset=self.asset or "",
@@ -83,6 +97,7 @@ class RouteConfig(BaseModel):
             tags=tuple(self.tags),
             service_name=self.service_name,
             schemes=tuple(self.schemes),
+            price_per_row=str(self.price_per_row or ""),
         )
 
 
@@ -249,7 +264,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guard(self) -> Settings:
-        # Money rule 7, with the guard every per-request route goes through too.
+        # Money rule 7, on every term the config sets (callers set none in production).
         if self.env != "production":
             return self
         problem = production_refusal(pay_to=self.pay_to, network=self.network, facilitators=self.facilitator_urls)
@@ -263,6 +278,18 @@ class Settings(BaseSettings):
             )
             if problem:
                 raise ValueError(f"route {name!r}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _routes_price(self) -> Settings:
+        # A route that cannot be priced fails at start, not at its first request.
+        defaults = self.route_defaults()
+        for name in ("", *self.routes):
+            try:
+                resolve_route(RouteTerms(key=name or "default"), name, defaults)
+            except RouteError as exc:
+                where = f"route {name!r}" if name else "the default route (PAYSIDECAR_DEFAULT_PRICE, _NETWORK)"
+                raise ValueError(f"{where}: {exc.message}") from None
         return self
 
     def route_defaults(self) -> RouteDefaults:

@@ -135,7 +135,10 @@ class Reason:
     NOT_CLAIM_HOLDER = "not_claim_holder"
     # Settle/Release of a claim already released, settled or being settled.
     CLAIM_CLOSED = "claim_closed"
+    # A route name the sidecar's config does not know (FAILED_PRECONDITION).
     UNKNOWN_ROUTE = "unknown_route"
+    # Money terms a caller sent to a production sidecar: they come from its config only.
+    ROUTE_TERMS_REFUSED = "route_terms_refused"
     INVALID_ROUTE = "invalid_route"
     # A request field the sidecar cannot take as sent (payments.errors.InvalidRequest).
     INVALID_ARGUMENT = "invalid_argument"

@@ -135,7 +135,8 @@ function flatHeaders(req) {
   return Object.fromEntries(Object.entries(req.headers).map(([name, value]) => [name, [value].flat().join(', ')]));
 }
 
-// Express middleware charging `route` ({key, price, pay_to, network, description, mime_type, ...}: payment.proto's Route).
+// Express middleware charging `route` ({key, name, description, mime_type, ...}: payment.proto's Route;
+// `name` is a route of the sidecar's config, which holds its price and payTo).
 function paywall(sidecar, route) {
   return async function x402(req, res, next) {
     const offered = req.get('X-Request-ID');

@@ -1,10 +1,13 @@
 'use strict';
 // An Express service that charges for GET /weather through the paysidecar.
 //
-//   SIDECAR_TARGET=127.0.0.1:50051 PAY_TO=0x... PRICE='$0.001' PORT=8080 node server.js
+//   SIDECAR_TARGET=127.0.0.1:50051 ROUTE=weather PORT=8080 node server.js
 //
-// SIDECAR_TOKEN (the sidecar's bearer token) and NETWORK (CAIP-2, e.g. eip155:84532)
-// are optional; PAY_TO, PRICE and NETWORK left empty take the sidecar's defaults.
+// ROUTE names a route of the sidecar's config (PAYSIDECAR_ROUTES), where its price,
+// payTo, network and asset live; empty, the sidecar's default route. SIDECAR_TOKEN is
+// the sidecar's bearer token. PRICE, PAY_TO and NETWORK (CAIP-2, e.g. eip155:84532)
+// override the route's terms while you try things out: a production sidecar refuses
+// them (the request is then answered 503, nothing served).
 
 const express = require('express');
 const { connectSidecar, paywall } = require('./paywall');
@@ -19,7 +22,8 @@ const env = process.env;
 const sidecar = connectSidecar(env.SIDECAR_TARGET ?? '127.0.0.1:50051', { token: env.SIDECAR_TOKEN });
 const weatherRoute = {
   key: 'GET /weather',
-  price: env.PRICE ?? '$0.001',
+  name: env.ROUTE ?? '',
+  price: env.PRICE ?? '',
   pay_to: env.PAY_TO ?? '',
   network: env.NETWORK ?? '',
   description: 'Current weather for a city',

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpaysidecar/v1/payment.proto\x12\rpaysidecar.v1\"\xb9\x02\n\x05Route\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x0e\n\x06pay_to\x18\x04 \x01(\t\x12\x0f\n\x07network\x18\x05 \x01(\t\x12\r\n\x05\x61sset\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x11\n\tmime_type\x18\x08 \x01(\t\x12\x14\n\x0c\x66\x61\x63ilitators\x18\t \x03(\t\x12\x1b\n\x13max_timeout_seconds\x18\n \x01(\x05\x12\x0e\n\x06\x61mount\x18\x0b \x01(\t\x12\x0f\n\x07schemes\x18\x14 \x03(\t\x12#\n\x1bpayment_identifier_required\x18\x1e \x01(\x08\x12\x11\n\tdiscovery\x18\x1f \x01(\t\x12\x0c\n\x04tags\x18  \x03(\t\x12\x14\n\x0cservice_name\x18! \x01(\t\"\xcd\x02\n\x10\x41uthorizeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12#\n\x05route\x18\x04 \x01(\x0b\x32\x14.paysidecar.v1.Route\x12\x19\n\x11payment_signature\x18\x05 \x01(\t\x12\x11\n\tx_payment\x18\x06 \x01(\t\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12\x12\n\nuser_agent\x18\x08 \x01(\t\x12=\n\x07headers\x18\t \x03(\x0b\x32,.paysidecar.v1.AuthorizeRequest.HeadersEntry\x12\r\n\x05query\x18\n \x01(\t\x12\x10\n\x08\x63\x61ll_key\x18\x0b \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x93\x01\n\nHttpAnswer\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x37\n\x07headers\x18\x02 \x03(\x0b\x32&.paysidecar.v1.HttpAnswer.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x01\n\x0fPaymentRequired\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12<\n\x07headers\x18\x02 \x03(\x0b\x32+.paysidecar.v1.PaymentRequired.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb0\x01\n\x08Rejected\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x35\n\x07headers\x18\x04 \x03(\x0b\x32$.paysidecar.v1.Rejected.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xad\x01\n\x08Verified\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\r\n\x05payer\x18\x02 \x01(\t\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x14\n\x0cx402_version\x18\x06 \x01(\x05\x12\x0e\n\x06redeem\x18\x07 \x01(\x08\x12\x13\n\x0b\x63laim_token\x18\x08 \x01(\t\x12\x12\n\nchannel_id\x18\x14 \x01(\t\"\x91\x01\n\tCompleted\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x36\n\x07headers\x18\x02 \x03(\x0b\x32%.paysidecar.v1.Completed.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\x11\x41uthorizeResponse\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12:\n\x10payment_required\x18\x02 \x01(\x0b\x32\x1e.paysidecar.v1.PaymentRequiredH\x00\x12+\n\x08rejected\x18\x03 \x01(\x0b\x32\x17.paysidecar.v1.RejectedH\x00\x12+\n\x08verified\x18\x04 \x01(\x0b\x32\x17.paysidecar.v1.VerifiedH\x00\x12-\n\tcompleted\x18\x14 \x01(\x0b\x32\x18.paysidecar.v1.CompletedH\x00\x42\t\n\x07outcome\"\xe2\x01\n\rSettleRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0btracking_id\x18\x02 \x01(\t\x12\x17\n\x0fresponse_status\x18\x03 \x01(\x05\x12\x18\n\x10response_time_ms\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x19\n\x11payment_signature\x18\x06 \x01(\t\x12\x11\n\tx_payment\x18\x07 \x01(\t\x12\x13\n\x0b\x63laim_token\x18\x08 \x01(\t\x12\x13\n\x06\x63harge\x18\x14 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_charge\"\xfe\x01\n\x0eSettleResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12;\n\x07headers\x18\x02 \x03(\x0b\x32*.paysidecar.v1.SettleResponse.HeadersEntry\x12\x13\n\x0btransaction\x18\x03 \x01(\t\x12\r\n\x05payer\x18\x04 \x01(\t\x12\x0f\n\x07network\x18\x05 \x01(\t\x12)\n\x06\x61nswer\x18\x06 \x01(\x0b\x32\x19.paysidecar.v1.HttpAnswer\x12\x0e\n\x06reason\x18\x07 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa5\x01\n\x0eReleaseRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0btracking_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fresponse_status\x18\x04 \x01(\x05\x12\x18\n\x10response_time_ms\x18\x05 \x01(\x03\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x13\n\x0b\x63laim_token\x18\x07 \x01(\t\" \n\x0fReleaseResponse\x12\r\n\x05state\x18\x01 \x01(\t2\xf1\x01\n\x0ePaymentService\x12N\n\tAuthorize\x12\x1f.paysidecar.v1.AuthorizeRequest\x1a .paysidecar.v1.AuthorizeResponse\x12\x45\n\x06Settle\x12\x1c.paysidecar.v1.SettleRequest\x1a\x1d.paysidecar.v1.SettleResponse\x12H\n\x07Release\x12\x1d.paysidecar.v1.ReleaseRequest\x1a\x1e.paysidecar.v1.ReleaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpaysidecar/v1/payment.proto\x12\rpaysidecar.v1\"\xd0\x02\n\x05Route\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x0e\n\x06pay_to\x18\x04 \x01(\t\x12\x0f\n\x07network\x18\x05 \x01(\t\x12\r\n\x05\x61sset\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x11\n\tmime_type\x18\x08 \x01(\t\x12\x14\n\x0c\x66\x61\x63ilitators\x18\t \x03(\t\x12\x1b\n\x13max_timeout_seconds\x18\n \x01(\x05\x12\x0e\n\x06\x61mount\x18\x0b \x01(\t\x12\x0f\n\x07schemes\x18\x14 \x03(\t\x12#\n\x1bpayment_identifier_required\x18\x1e \x01(\x08\x12\x11\n\tdiscovery\x18\x1f \x01(\t\x12\x0c\n\x04tags\x18  \x03(\t\x12\x14\n\x0cservice_name\x18! \x01(\t\x12\x15\n\rprice_per_row\x18( \x01(\t\"\xcd\x02\n\x10\x41uthorizeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12#\n\x05route\x18\x04 \x01(\x0b\x32\x14.paysidecar.v1.Route\x12\x19\n\x11payment_signature\x18\x05 \x01(\t\x12\x11\n\tx_payment\x18\x06 \x01(\t\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12\x12\n\nuser_agent\x18\x08 \x01(\t\x12=\n\x07headers\x18\t \x03(\x0b\x32,.paysidecar.v1.AuthorizeRequest.HeadersEntry\x12\r\n\x05query\x18\n \x01(\t\x12\x10\n\x08\x63\x61ll_key\x18\x0b \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x93\x01\n\nHttpAnswer\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x37\n\x07headers\x18\x02 \x03(\x0b\x32&.paysidecar.v1.HttpAnswer.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x01\n\x0fPaymentRequired\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12<\n\x07headers\x18\x02 \x03(\x0b\x32+.paysidecar.v1.PaymentRequired.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb0\x01\n\x08Rejected\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x35\n\x07headers\x18\x04 \x03(\x0b\x32$.paysidecar.v1.Rejected.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x08Verified\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\r\n\x05payer\x18\x02 \x01(\t\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x14\n\x0cx402_version\x18\x06 \x01(\x05\x12\x0e\n\x06redeem\x18\x07 \x01(\x08\x12\x13\n\x0b\x63laim_token\x18\x08 \x01(\t\x12\x12\n\nchannel_id\x18\x14 \x01(\t\x12\x15\n\rprice_per_row\x18( \x01(\t\"\x91\x01\n\tCompleted\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x36\n\x07headers\x18\x02 \x03(\x0b\x32%.paysidecar.v1.Completed.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\x11\x41uthorizeResponse\x12\x13\n\x0btracking_id\x18\x01 \x01(\t\x12:\n\x10payment_required\x18\x02 \x01(\x0b\x32\x1e.paysidecar.v1.PaymentRequiredH\x00\x12+\n\x08rejected\x18\x03 \x01(\x0b\x32\x17.paysidecar.v1.RejectedH\x00\x12+\n\x08verified\x18\x04 \x01(\x0b\x32\x17.paysidecar.v1.VerifiedH\x00\x12-\n\tcompleted\x18\x14 \x01(\x0b\x32\x18.paysidecar.v1.CompletedH\x00\x42\t\n\x07outcome\"\xe2\x01\n\rSettleRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0btracking_id\x18\x02 \x01(\t\x12\x17\n\x0fresponse_status\x18\x03 \x01(\x05\x12\x18\n\x10response_time_ms\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x19\n\x11payment_signature\x18\x06 \x01(\t\x12\x11\n\tx_payment\x18\x07 \x01(\t\x12\x13\n\x0b\x63laim_token\x18\x08 \x01(\t\x12\x13\n\x06\x63harge\x18\x14 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_charge\"\xfe\x01\n\x0eSettleResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12;\n\x07headers\x18\x02 \x03(\x0b\x32*.paysidecar.v1.SettleResponse.HeadersEntry\x12\x13\n\x0btransaction\x18\x03 \x01(\t\x12\r\n\x05payer\x18\x04 \x01(\t\x12\x0f\n\x07network\x18\x05 \x01(\t\x12)\n\x06\x61nswer\x18\x06 \x01(\x0b\x32\x19.paysidecar.v1.HttpAnswer\x12\x0e\n\x06reason\x18\x07 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa5\x01\n\x0eReleaseRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0btracking_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fresponse_status\x18\x04 \x01(\x05\x12\x18\n\x10response_time_ms\x18\x05 \x01(\x03\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x13\n\x0b\x63laim_token\x18\x07 \x01(\t\" \n\x0fReleaseResponse\x12\r\n\x05state\x18\x01 \x01(\t\";\n\x14\x44\x65scribeRouteRequest\x12#\n\x05route\x18\x01 \x01(\x0b\x32\x14.paysidecar.v1.Route\"\xec\x01\n\x10RouteDescription\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\r\n\x05\x61sset\x18\x05 \x01(\t\x12\x12\n\nasset_name\x18\x06 \x01(\t\x12\x15\n\rasset_version\x18\x07 \x01(\t\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x0e\n\x06pay_to\x18\t \x01(\t\x12\x0f\n\x07schemes\x18\n \x03(\t\x12\x1b\n\x13max_timeout_seconds\x18\x0b \x01(\x05\x12\x15\n\rprice_per_row\x18\x0c \x01(\t2\xc8\x02\n\x0ePaymentService\x12N\n\tAuthorize\x12\x1f.paysidecar.v1.AuthorizeRequest\x1a .paysidecar.v1.AuthorizeResponse\x12\x45\n\x06Settle\x12\x1c.paysidecar.v1.SettleRequest\x1a\x1d.paysidecar.v1.SettleResponse\x12H\n\x07Release\x12\x1d.paysidecar.v1.ReleaseRequest\x1a\x1e.paysidecar.v1.ReleaseResponse\x12U\n\rDescribeRoute\x12#.paysidecar.v1.DescribeRouteRequest\x1a\x1f.paysidecar.v1.RouteDescriptionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,41 +44,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETTLERESPONSE_HEADERSENTRY']._loaded_options = None
   _globals['_SETTLERESPONSE_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_ROUTE']._serialized_start=47
-  _globals['_ROUTE']._serialized_end=360
-  _globals['_AUTHORIZEREQUEST']._serialized_start=363
-  _globals['_AUTHORIZEREQUEST']._serialized_end=696
-  _globals['_AUTHORIZEREQUEST_HEADERSENTRY']._serialized_start=650
-  _globals['_AUTHORIZEREQUEST_HEADERSENTRY']._serialized_end=696
-  _globals['_HTTPANSWER']._serialized_start=699
-  _globals['_HTTPANSWER']._serialized_end=846
-  _globals['_HTTPANSWER_HEADERSENTRY']._serialized_start=650
-  _globals['_HTTPANSWER_HEADERSENTRY']._serialized_end=696
-  _globals['_PAYMENTREQUIRED']._serialized_start=849
-  _globals['_PAYMENTREQUIRED']._serialized_end=1006
-  _globals['_PAYMENTREQUIRED_HEADERSENTRY']._serialized_start=650
-  _globals['_PAYMENTREQUIRED_HEADERSENTRY']._serialized_end=696
-  _globals['_REJECTED']._serialized_start=1009
-  _globals['_REJECTED']._serialized_end=1185
-  _globals['_REJECTED_HEADERSENTRY']._serialized_start=650
-  _globals['_REJECTED_HEADERSENTRY']._serialized_end=696
-  _globals['_VERIFIED']._serialized_start=1188
-  _globals['_VERIFIED']._serialized_end=1361
-  _globals['_COMPLETED']._serialized_start=1364
-  _globals['_COMPLETED']._serialized_end=1509
-  _globals['_COMPLETED_HEADERSENTRY']._serialized_start=650
-  _globals['_COMPLETED_HEADERSENTRY']._serialized_end=696
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1512
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1760
-  _globals['_SETTLEREQUEST']._serialized_start=1763
-  _globals['_SETTLEREQUEST']._serialized_end=1989
-  _globals['_SETTLERESPONSE']._serialized_start=1992
-  _globals['_SETTLERESPONSE']._serialized_end=2246
-  _globals['_SETTLERESPONSE_HEADERSENTRY']._serialized_start=650
-  _globals['_SETTLERESPONSE_HEADERSENTRY']._serialized_end=696
-  _globals['_RELEASEREQUEST']._serialized_start=2249
-  _globals['_RELEASEREQUEST']._serialized_end=2414
-  _globals['_RELEASERESPONSE']._serialized_start=2416
-  _globals['_RELEASERESPONSE']._serialized_end=2448
-  _globals['_PAYMENTSERVICE']._serialized_start=2451
-  _globals['_PAYMENTSERVICE']._serialized_end=2692
+  _globals['_ROUTE']._serialized_end=383
+  _globals['_AUTHORIZEREQUEST']._serialized_start=386
+  _globals['_AUTHORIZEREQUEST']._serialized_end=719
+  _globals['_AUTHORIZEREQUEST_HEADERSENTRY']._serialized_start=673
+  _globals['_AUTHORIZEREQUEST_HEADERSENTRY']._serialized_end=719
+  _globals['_HTTPANSWER']._serialized_start=722
+  _globals['_HTTPANSWER']._serialized_end=869
+  _globals['_HTTPANSWER_HEADERSENTRY']._serialized_start=673
+  _globals['_HTTPANSWER_HEADERSENTRY']._serialized_end=719
+  _globals['_PAYMENTREQUIRED']._serialized_start=872
+  _globals['_PAYMENTREQUIRED']._serialized_end=1029
+  _globals['_PAYMENTREQUIRED_HEADERSENTRY']._serialized_start=673
+  _globals['_PAYMENTREQUIRED_HEADERSENTRY']._serialized_end=719
+  _globals['_REJECTED']._serialized_start=1032
+  _globals['_REJECTED']._serialized_end=1208
+  _globals['_REJECTED_HEADERSENTRY']._serialized_start=673
+  _globals['_REJECTED_HEADERSENTRY']._serialized_end=719
+  _globals['_VERIFIED']._serialized_start=1211
+  _globals['_VERIFIED']._serialized_end=1407
+  _globals['_COMPLETED']._serialized_start=1410
+  _globals['_COMPLETED']._serialized_end=1555
+  _globals['_COMPLETED_HEADERSENTRY']._serialized_start=673
+  _globals['_COMPLETED_HEADERSENTRY']._serialized_end=719
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1558
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1806
+  _globals['_SETTLEREQUEST']._serialized_start=1809
+  _globals['_SETTLEREQUEST']._serialized_end=2035
+  _globals['_SETTLERESPONSE']._serialized_start=2038
+  _globals['_SETTLERESPONSE']._serialized_end=2292
+  _globals['_SETTLERESPONSE_HEADERSENTRY']._serialized_start=673
+  _globals['_SETTLERESPONSE_HEADERSENTRY']._serialized_end=719
+  _globals['_RELEASEREQUEST']._serialized_start=2295
+  _globals['_RELEASEREQUEST']._serialized_end=2460
+  _globals['_RELEASERESPONSE']._serialized_start=2462
+  _globals['_RELEASERESPONSE']._serialized_end=2494
+  _globals['_DESCRIBEROUTEREQUEST']._serialized_start=2496
+  _globals['_DESCRIBEROUTEREQUEST']._serialized_end=2555
+  _globals['_ROUTEDESCRIPTION']._serialized_start=2558
+  _globals['_ROUTEDESCRIPTION']._serialized_end=2794
+  _globals['_PAYMENTSERVICE']._serialized_start=2797
+  _globals['_PAYMENTSERVICE']._serialized_end=3125
 # @@protoc_insertion_point(module_scope)

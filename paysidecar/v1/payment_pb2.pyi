@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Route(_message.Message):
-    __slots__ = ("key", "name", "price", "pay_to", "network", "asset", "description", "mime_type", "facilitators", "max_timeout_seconds", "amount", "schemes", "payment_identifier_required", "discovery", "tags", "service_name")
+    __slots__ = ("key", "name", "price", "pay_to", "network", "asset", "description", "mime_type", "facilitators", "max_timeout_seconds", "amount", "schemes", "payment_identifier_required", "discovery", "tags", "service_name", "price_per_row")
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Route(_message.Message):
     DISCOVERY_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_ROW_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     price: str
@@ -40,7 +41,8 @@ class Route(_message.Message):
     discovery: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     service_name: str
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ..., payment_identifier_required: _Optional[bool] = ..., discovery: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., service_name: _Optional[str] = ...) -> None: ...
+    price_per_row: str
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., pay_to: _Optional[str] = ..., network: _Optional[str] = ..., asset: _Optional[str] = ..., description: _Optional[str] = ..., mime_type: _Optional[str] = ..., facilitators: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., amount: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ..., payment_identifier_required: _Optional[bool] = ..., discovery: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., service_name: _Optional[str] = ..., price_per_row: _Optional[str] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
     __slots__ = ("request_id", "method", "url", "route", "payment_signature", "x_payment", "client_ip", "user_agent", "headers", "query", "call_key")
@@ -131,7 +133,7 @@ class Rejected(_message.Message):
     def __init__(self, status: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class Verified(_message.Message):
-    __slots__ = ("payment_id", "payer", "scheme", "network", "amount", "x402_version", "redeem", "claim_token", "channel_id")
+    __slots__ = ("payment_id", "payer", "scheme", "network", "amount", "x402_version", "redeem", "claim_token", "channel_id", "price_per_row")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYER_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +143,7 @@ class Verified(_message.Message):
     REDEEM_FIELD_NUMBER: _ClassVar[int]
     CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_ROW_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     payer: str
     scheme: str
@@ -150,7 +153,8 @@ class Verified(_message.Message):
     redeem: bool
     claim_token: str
     channel_id: str
-    def __init__(self, payment_id: _Optional[str] = ..., payer: _Optional[str] = ..., scheme: _Optional[str] = ..., network: _Optional[str] = ..., amount: _Optional[str] = ..., x402_version: _Optional[int] = ..., redeem: _Optional[bool] = ..., claim_token: _Optional[str] = ..., channel_id: _Optional[str] = ...) -> None: ...
+    price_per_row: str
+    def __init__(self, payment_id: _Optional[str] = ..., payer: _Optional[str] = ..., scheme: _Optional[str] = ..., network: _Optional[str] = ..., amount: _Optional[str] = ..., x402_version: _Optional[int] = ..., redeem: _Optional[bool] = ..., claim_token: _Optional[str] = ..., channel_id: _Optional[str] = ..., price_per_row: _Optional[str] = ...) -> None: ...
 
 class Completed(_message.Message):
     __slots__ = ("status", "headers", "body")
@@ -253,3 +257,37 @@ class ReleaseResponse(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     state: str
     def __init__(self, state: _Optional[str] = ...) -> None: ...
+
+class DescribeRouteRequest(_message.Message):
+    __slots__ = ("route",)
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    route: Route
+    def __init__(self, route: _Optional[_Union[Route, _Mapping]] = ...) -> None: ...
+
+class RouteDescription(_message.Message):
+    __slots__ = ("key", "name", "price", "amount", "asset", "asset_name", "asset_version", "network", "pay_to", "schemes", "max_timeout_seconds", "price_per_row")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    ASSET_NAME_FIELD_NUMBER: _ClassVar[int]
+    ASSET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PAY_TO_FIELD_NUMBER: _ClassVar[int]
+    SCHEMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_ROW_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    name: str
+    price: str
+    amount: str
+    asset: str
+    asset_name: str
+    asset_version: str
+    network: str
+    pay_to: str
+    schemes: _containers.RepeatedScalarFieldContainer[str]
+    max_timeout_seconds: int
+    price_per_row: str
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., asset_name: _Optional[str] = ..., asset_version: _Optional[str] = ..., network: _Optional[str] = ..., pay_to: _Optional[str] = ..., schemes: _Optional[_Iterable[str]] = ..., max_timeout_seconds: _Optional[int] = ..., price_per_row: _Optional[str] = ...) -> None: ...

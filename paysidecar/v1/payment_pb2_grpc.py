@@ -51,6 +51,11 @@ class PaymentServiceStub:
                 request_serializer=paysidecar_dot_v1_dot_payment__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=paysidecar_dot_v1_dot_payment__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.DescribeRoute = channel.unary_unary(
+                '/paysidecar.v1.PaymentService/DescribeRoute',
+                request_serializer=paysidecar_dot_v1_dot_payment__pb2.DescribeRouteRequest.SerializeToString,
+                response_deserializer=paysidecar_dot_v1_dot_payment__pb2.RouteDescription.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -81,6 +86,16 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeRoute(self, request, context):
+        """The terms a route is paid with, as Authorize would offer them: for a
+        service that shows its prices (the gateway's GET /v1/datasets) without
+        keeping a copy of the sidecar's route config. Same route resolution and
+        same errors as Authorize's; no payment, no tracking record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +113,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=paysidecar_dot_v1_dot_payment__pb2.ReleaseRequest.FromString,
                     response_serializer=paysidecar_dot_v1_dot_payment__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'DescribeRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeRoute,
+                    request_deserializer=paysidecar_dot_v1_dot_payment__pb2.DescribeRouteRequest.FromString,
+                    response_serializer=paysidecar_dot_v1_dot_payment__pb2.RouteDescription.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +203,33 @@ class PaymentService:
             '/paysidecar.v1.PaymentService/Release',
             paysidecar_dot_v1_dot_payment__pb2.ReleaseRequest.SerializeToString,
             paysidecar_dot_v1_dot_payment__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paysidecar.v1.PaymentService/DescribeRoute',
+            paysidecar_dot_v1_dot_payment__pb2.DescribeRouteRequest.SerializeToString,
+            paysidecar_dot_v1_dot_payment__pb2.RouteDescription.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ from ..payments.flow import (
     SettleResult,
     Verified,
 )
-from ..payments.routes import RouteDefaults, RouteTerms, resolve_route
+from ..payments.routes import PricedRoute, RouteDefaults, RouteTerms, resolve_route
 
 
 def route_terms(route: payment_pb2.Route) -> RouteTerms:
@@ -45,6 +45,7 @@ def route_terms(route: payment_pb2.Route) -> RouteTerms:
         tags=tuple(route.tags),
         service_name=route.service_name,
         schemes=tuple(route.schemes),
+        price_per_row=route.price_per_row,
     )
 
 
@@ -85,8 +86,33 @@ def authorize_input(
     )
 
 
+def route_description(
+    request: payment_pb2.DescribeRouteRequest, routes: RouteDefaults
+) -> payment_pb2.RouteDescription:
+    """The route Authorize would offer for the same Route, resolved the same way."""
+    route = resolve_route(route_terms(request.route), request.route.name, routes)
+    return payment_pb2.RouteDescription(
+        key=route.key,
+        name=request.route.name,
+        price=route.price,
+        amount=str(route.amount),
+        asset=route.asset,
+        asset_name=route.asset_name,
+        asset_version=route.asset_version,
+        network=route.network,
+        pay_to=route.pay_to,
+        schemes=list(route.schemes),
+        max_timeout_seconds=route.max_timeout_seconds,
+        price_per_row=_atomic_or_empty(route.price_per_row),
+    )
+
+
+def _atomic_or_empty(units: int) -> str:
+    return str(units) if units else ""
+
+
 def authorize_response(
-    tracking_id: str, outcome: Challenge | Rejection | Verified | Completed
+    tracking_id: str, outcome: Challenge | Rejection | Verified | Completed, route: PricedRoute
 ) -> payment_pb2.AuthorizeResponse:
     response = payment_pb2.AuthorizeResponse(tracking_id=tracking_id)
     if isinstance(outcome, Verified):
@@ -101,6 +127,7 @@ def authorize_response(
                 redeem=outcome.redeem,
                 claim_token=outcome.claim_token,
                 channel_id=outcome.channel_id,
+                price_per_row=_atomic_or_empty(route.price_per_row),
             )
         )
     elif isinstance(outcome, Completed):

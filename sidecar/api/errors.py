@@ -12,7 +12,7 @@ from typing import TypeVar
 import grpc
 
 from ..constants import Reason
-from ..payments.errors import CallerError, ClaimRefused, LedgerUnavailable, UnknownPayment
+from ..payments.errors import CallerError, ClaimRefused, LedgerUnavailable, RouteRefused, UnknownPayment
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def _status_for(exc: Exception) -> tuple[grpc.StatusCode, str, str] | None:
         return grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.message
     if isinstance(exc, UnknownPayment):
         return grpc.StatusCode.NOT_FOUND, Reason.UNKNOWN_PAYMENT, str(exc)
-    if isinstance(exc, ClaimRefused):
+    if isinstance(exc, (ClaimRefused, RouteRefused)):
         return grpc.StatusCode.FAILED_PRECONDITION, exc.reason, exc.message
     if isinstance(exc, LedgerUnavailable):
         return grpc.StatusCode.UNAVAILABLE, Reason.LEDGER_UNAVAILABLE, "the payment ledger is unavailable"

@@ -11,6 +11,7 @@ import grpc
 from opentelemetry import trace
 
 from paysidecar.v1 import payment_pb2, payment_pb2_grpc
+from paysidecar_common.trace_attributes import tag_request
 
 from ..config import Settings
 from ..payments.ports import Tracker
@@ -62,10 +63,11 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Authorize(
         self, request: payment_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.AuthorizeResponse:
-        tracking_id, outcome = await self._service.authorize(
-            convert.authorize_input(request, self._routes, _trace_id())
-        )
-        return convert.authorize_response(str(tracking_id), outcome)
+        authorize = convert.authorize_input(request, self._routes, _trace_id())
+        # The network is the route config's (a caller names the route): known from here on.
+        tag_request(network=authorize.route.network)
+        tracking_id, outcome = await self._service.authorize(authorize)
+        return convert.authorize_response(str(tracking_id), outcome, authorize.route)
 
     @mapped
     @_records_durable
@@ -82,3 +84,9 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.ReleaseResponse:
         state = await self._service.release(convert.release_input(request))
         return payment_pb2.ReleaseResponse(state=state)
+
+    @mapped
+    async def DescribeRoute(
+        self, request: payment_pb2.DescribeRouteRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.RouteDescription:
+        return convert.route_description(request, self._routes)

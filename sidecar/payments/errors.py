@@ -71,5 +71,16 @@ class ClaimRefused(Exception):
         self.message = message
 
 
+class RouteRefused(Exception):
+    """A route this sidecar's config does not offer: a name it does not know, or
+    money terms a caller may not set here (production takes them from the config
+    alone). The deployment's fault, not the payer's: nothing was done."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 class LedgerUnavailable(Exception):
     """The ledger (PostgreSQL) could not be reached: the money path must refuse."""

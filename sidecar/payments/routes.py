@@ -1,27 +1,32 @@
-"""The route being paid for: the terms a caller sends win over the route it names
-in the config, which win over the config's defaults; in production they must
-pass money rule 7. Resolved once per request into a frozen PricedRoute (price in
-atomic units of the asset, the asset's EIP-712 domain, payTo, network)."""
+"""The route being paid for. Its money terms (price, payTo, network, asset,
+facilitators) live in the sidecar's config, in one place: a named route, else the
+config's defaults. A caller may override them only outside production (a
+development gateway trying a price); in production a caller names the route and
+nothing more, and the config it resolves to passed money rule 7 at start.
+Resolved once per request into a frozen PricedRoute (price in atomic units of the
+asset, the asset's EIP-712 domain, payTo, network)."""
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from x402.mechanisms.evm.batch_settlement.constants import SCHEME_BATCH_SETTLEMENT
-from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.default_assets import get_default_asset
+from x402.mechanisms.evm.exact import ExactEvmServerScheme
 from x402.mechanisms.evm.utils import get_asset_info
 
 from ..constants import V1_TO_CAIP2, Reason
 from .discovery import check_service_metadata, parse_declaration
-from .errors import RouteError
-from .production import production_refusal
+from .errors import RouteError, RouteRefused
 
 _PRICE_PARSER = ExactEvmServerScheme()
+# A whole number of atomic units (a uint256 has at most 78 digits).
+_ATOMIC = re.compile(r"[0-9]{1,78}")
 
 EXACT = "exact"
 # The schemes a route may offer, and what it offers when nobody says.
@@ -50,6 +55,8 @@ class RouteTerms:
     tags: tuple[str, ...] = ()
     service_name: str = ""
     schemes: tuple[str, ...] = ()  # empty: not said
+    # Atomic units per row an answer delivers; empty: priced per request.
+    price_per_row: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,10 @@ class PricedRoute:
     service_name: str = ""
     # What the 402 offers, in this order (the order of `accepts`).
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    # The price as configured ("$0.001"), for showing; "" when set in atomic units.
+    price: str = ""
+    # Atomic units per row, charged by the caller (at most `amount`); 0: per request.
+    price_per_row: int = 0
 
     def offers(self, scheme: str) -> bool:
         return scheme in self.schemes
@@ -124,19 +135,38 @@ def resolve_route(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Pric
     return _cached_price_route(choose_terms(asked, name, defaults))
 
 
+# The terms that decide what a payment is worth and where it goes.
+MONEY_TERMS = ("price", "amount", "price_per_row", "pay_to", "network", "asset", "facilitators")
+
+
 def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> RouteTerms:
-    """Each term as the caller gives it, else the named route's, else the default;
-    refused in production when money rule 7 forbids the result."""
+    """Each term as the caller gives it, else the named route's, else the default.
+    In production a caller may set no money term: they come from the config alone."""
+    if defaults.production:
+        given = [term for term in MONEY_TERMS if getattr(asked, term)]
+        if given:
+            raise RouteRefused(
+                Reason.ROUTE_TERMS_REFUSED,
+                f"a production sidecar takes {', '.join(given)} from its route config only; "
+                "send the route's name (PAYSIDECAR_ROUTES) and no money terms",
+            )
     named = RouteTerms(key="")
     if name:
         found = defaults.named.get(name)
         if found is None:
-            raise RouteError(Reason.UNKNOWN_ROUTE, f"no route named {name!r} in the sidecar config")
+            raise RouteRefused(Reason.UNKNOWN_ROUTE, f"no route named {name[:100]!r} in the sidecar config")
         named = found
-    terms = RouteTerms(
+    # A price and an amount are one term: whoever says either says what it costs.
+    if asked.price or asked.amount:
+        price, amount = asked.price, asked.amount
+    elif named.price or named.amount:
+        price, amount = named.price, named.amount
+    else:
+        price, amount = defaults.price, ""
+    return RouteTerms(
         key=asked.key or named.key,
-        price=asked.price or named.price or defaults.price,
-        amount=asked.amount,
+        price=price,
+        amount=amount,
         pay_to=asked.pay_to or named.pay_to or defaults.pay_to,
         network=asked.network or named.network or defaults.network,
         asset=asked.asset or named.asset,
@@ -150,13 +180,8 @@ def choose_terms(asked: RouteTerms, name: str, defaults: RouteDefaults) -> Route
         tags=asked.tags or named.tags,
         service_name=asked.service_name or named.service_name,
         schemes=asked.schemes or named.schemes or defaults.schemes,
+        price_per_row=asked.price_per_row or named.price_per_row,
     )
-    if defaults.production:
-        # The guard of the config check at start, for what a caller names per request.
-        problem = production_refusal(pay_to=terms.pay_to, network=terms.network, facilitators=terms.facilitators)
-        if problem:
-            raise RouteError(Reason.INVALID_ROUTE, problem)
-    return terms
 
 
 def _check_schemes(schemes: tuple[str, ...]) -> tuple[str, ...]:
@@ -187,8 +212,7 @@ def price_route(terms: RouteTerms) -> PricedRoute:
     try:
         if terms.amount:
             amount = int(terms.amount)
-            # No asset named: the network's USDC, as for a price in USD.
-            asset = terms.asset or get_default_asset(network)["asset"]
+            asset = terms.asset or get_default_asset(network)["asset"]  # the network's USDC
             info = get_asset_info(network, asset)
         else:
             parsed = _PRICE_PARSER.parse_price(terms.price, network)
@@ -199,6 +223,7 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         raise RouteError(Reason.INVALID_ROUTE, f"cannot price route {terms.key!r}: {exc}") from exc
     if amount <= 0:
         raise RouteError(Reason.INVALID_ROUTE, f"route {terms.key!r} must have a positive price")
+    per_row = _price_per_row(terms, amount)
     return PricedRoute(
         key=terms.key,
         amount=amount,
@@ -216,7 +241,21 @@ def price_route(terms: RouteTerms) -> PricedRoute:
         tags=terms.tags,
         service_name=terms.service_name,
         schemes=schemes,
+        price="" if terms.amount else terms.price,
+        price_per_row=per_row,
     )
+
+
+def _price_per_row(terms: RouteTerms, amount: int) -> int:
+    """Atomic units per row, from 1 up to the route's price (the most one request costs)."""
+    if not terms.price_per_row:
+        return 0
+    if not _ATOMIC.fullmatch(terms.price_per_row) or not 0 < int(terms.price_per_row) <= amount:
+        raise RouteError(
+            Reason.INVALID_ROUTE,
+            f"route {terms.key!r}: price_per_row must be atomic units from 1 to the route's price ({amount})",
+        )
+    return int(terms.price_per_row)
 
 
 # Pricing goes through the SDK's parser and a declaration through its validators;

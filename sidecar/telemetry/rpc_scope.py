@@ -76,7 +76,8 @@ def _scoped(behavior: Behavior, metadata_id: str) -> Behavior:
 
 def _request_facts(request: Message) -> dict[str, str]:
     if isinstance(request, payment_pb2.AuthorizeRequest):
-        return {"route": request.route.key or request.route.name, "network": request.route.network}
+        # Its network comes from the route's config, tagged once resolved (payment_servicer.py).
+        return {"route": request.route.key or request.route.name}
     return {}
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devnet.chain import NETWORK
 from devnet.up import FACILITATOR_READY, MAX_SIDECARS, Child, LaunchError, pick_port, sidecar_count, sidecar_ports
+from devnet.wallets import MERCHANT_ADDRESS
 from paysidecar.v1 import status_pb2, status_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,8 +163,17 @@ async def test_the_launcher_runs_the_stack_and_stops_it_on_sigint(database_url, 
 
         async with http.get(gateway + "/v1/datasets") as response:
             assert response.status == 200
+            datasets = (await response.json())["datasets"]
         async with http.get(gateway + "/v1/records") as response:
             assert response.status == 402
+            offers = (await response.json())["accepts"]
+        # Zero config: the sidecar's default route holds the devnet's terms, the
+        # listing shows them and the 402 offers them, both schemes, exact first.
+        assert [offer["scheme"] for offer in offers] == ["exact", "batch-settlement"]
+        for dataset in datasets:
+            assert (dataset["price"], dataset["pay_to"], dataset["network"]) == ("$0.001", MERCHANT_ADDRESS, NETWORK)
+            assert dataset["schemes"] == ["exact", "batch-settlement"]
+        assert {(o["amount"], o["payTo"], o["network"]) for o in offers} == {("1000", MERCHANT_ADDRESS, NETWORK)}
         async with http.get(facilitator + "/supported") as response:
             assert response.status == 200
             schemes = {kind["scheme"] for kind in (await response.json())["kinds"]}

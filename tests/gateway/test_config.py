@@ -14,30 +14,42 @@ def test_defaults():
     assert (settings.host, settings.port) == ("127.0.0.1", 8402)
     assert settings.sidecar_target == "127.0.0.1:50051"
     assert settings.data_dir == SAMPLE_DATA_DIR
-    assert settings.default_price == "$0.001"
-    assert settings.network == "eip155:84532"
-    assert settings.pay_to == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    # No terms of its own: every dataset is paid with the sidecar's default route.
+    assert (settings.route_of("stations"), settings.terms_of("stations")) == ("", {})
+    assert (settings.default_price, settings.pay_to, settings.network) == (None, None, None)
 
 
-def test_environment_with_per_dataset_prices_as_json(monkeypatch):
+def test_environment_with_per_dataset_routes_as_json(monkeypatch):
     monkeypatch.setenv("GATEWAY_PORT", "9000")
     monkeypatch.setenv("GATEWAY_SIDECAR_TARGET", "grpc://10.0.0.5:50051")
-    monkeypatch.setenv("GATEWAY_DATASETS", '{"stations": {"price": "2500", "description": "Stations"}}')
+    monkeypatch.setenv("GATEWAY_ROUTE", "datasets")
+    monkeypatch.setenv("GATEWAY_DATASETS", '{"stations": {"route": "stations", "description": "Stations"}}')
     settings = Settings()
     assert settings.port == 9000
     assert settings.sidecar_target == "10.0.0.5:50051"
-    assert settings.price_of("stations") == "2500"
-    assert settings.price_of("observations") == "$0.001"
+    assert (settings.route_of("stations"), settings.route_of("observations")) == ("stations", "datasets")
     assert settings.description_of("stations") == "Stations"
 
 
 def test_toml_file_named_by_gateway_config(monkeypatch, tmp_path):
     config = tmp_path / "gateway.toml"
-    config.write_text('default_price = "$0.002"\n[datasets.observations]\nprice = "$0.01"\n', encoding="utf-8")
+    config.write_text('route = "datasets"\n[datasets.observations]\nroute = "dear"\n', encoding="utf-8")
     monkeypatch.setenv("GATEWAY_CONFIG", str(config))
     settings = Settings()
-    assert settings.price_of("observations") == "$0.01"
-    assert settings.price_of("stations") == "$0.002"
+    assert (settings.route_of("observations"), settings.route_of("stations")) == ("dear", "datasets")
+
+
+def test_development_overrides_become_the_terms_it_sends():
+    settings = Settings(
+        env="development",
+        default_price="$0.002",
+        pay_to="0x" + "12" * 20,
+        network="eip155:84532",
+        datasets={"stations": {"price": "2500"}},
+    )
+    # "$..." is USD; bare digits are atomic units, sent as the amount (not as $2500).
+    assert settings.terms_of("stations") == {"amount": "2500", "pay_to": "0x" + "12" * 20, "network": "eip155:84532"}
+    assert settings.terms_of("observations")["price"] == "$0.002"
 
 
 @pytest.mark.parametrize("price", ["0.001", "$", "1e3", "$-1", "ten"])
@@ -48,15 +60,11 @@ def test_bad_price_is_refused_at_start(price):
         Settings(datasets={"stations": {"price": price}})
 
 
-def test_a_dataset_priced_per_row_offers_a_full_page_unless_it_names_its_maximum(monkeypatch):
-    monkeypatch.setenv(
-        "GATEWAY_DATASETS",
-        '{"observations": {"price_per_row": "10"}, "stations": {"price_per_row": 7, "price": "50"}}',
-    )
+def test_a_development_dataset_may_override_the_price_per_row(monkeypatch):
+    monkeypatch.setenv("GATEWAY_DATASETS", '{"stations": {"price_per_row": "7", "price": "50"}}')
     settings = Settings()
-    assert (settings.price_per_row_of("observations"), settings.price_of("observations")) == (10, "10000")
-    assert (settings.price_per_row_of("stations"), settings.price_of("stations")) == (7, "50")
-    assert (settings.price_per_row_of("other"), settings.price_of("other")) == (None, "$0.001")
+    assert settings.terms_of("stations") == {"amount": "50", "price_per_row": "7"}
+    assert settings.terms_of("observations") == {}
 
 
 @pytest.mark.parametrize("per_row", ["$0.00001", "0", "-1", "1.5", "ten"])
@@ -65,25 +73,27 @@ def test_a_bad_price_per_row_is_refused_at_start(per_row):
         Settings(datasets={"stations": {"price_per_row": per_row}})
 
 
+@pytest.mark.parametrize("env", ["production", "test"])
 @pytest.mark.parametrize(
-    ("given", "missing"),
+    ("given", "named"),
     [
-        ({}, "GATEWAY_PAY_TO and GATEWAY_NETWORK"),
-        ({"network": "eip155:8453"}, "GATEWAY_PAY_TO set"),
-        ({"pay_to": "0x" + "12" * 20}, "GATEWAY_NETWORK set"),
-        ({"pay_to": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8", "network": "eip155:8453"}, "GATEWAY_PAY_TO set"),
+        ({"pay_to": "0x" + "12" * 20}, "GATEWAY_PAY_TO"),
+        ({"network": "eip155:8453"}, "GATEWAY_NETWORK"),
+        ({"default_price": "$0.01"}, "GATEWAY_DEFAULT_PRICE"),
+        ({"datasets": {"stations": {"price": "$0.01"}}}, "GATEWAY_DATASETS stations.price"),
+        ({"datasets": {"stations": {"price_per_row": 7}}}, "GATEWAY_DATASETS stations.price_per_row"),
     ],
 )
-def test_production_refuses_to_start_on_the_devnet_pay_to_or_network(given, missing):
-    with pytest.raises(ValidationError, match=f"production needs {missing}"):
-        Settings(env="production", **given)
+def test_outside_development_a_gateway_money_term_refuses_to_start(env, given, named):
+    with pytest.raises(ValidationError, match=f"{named}: with GATEWAY_ENV={env} the money terms come from the sidecar"):
+        Settings(env=env, **given)
 
 
-def test_production_starts_with_its_own_pay_to_and_network(monkeypatch):
+def test_production_starts_with_no_terms_of_its_own(monkeypatch):
     monkeypatch.setenv("GATEWAY_ENV", "production")
-    monkeypatch.setenv("GATEWAY_PAY_TO", "0x" + "12" * 20)
-    monkeypatch.setenv("GATEWAY_NETWORK", "eip155:8453")
-    assert Settings().env == "production"
+    monkeypatch.setenv("GATEWAY_ROUTE", "datasets")
+    settings = Settings()
+    assert (settings.env, settings.route_of("stations"), settings.terms_of("stations")) == ("production", "datasets", {})
 
 
 @pytest.mark.parametrize(

@@ -56,10 +56,10 @@ async def test_bad_configuration_fails_at_start_with_one_line():
     assert len(lines) == 1
 
 
-async def test_production_without_its_own_pay_to_fails_at_start_with_one_line():
-    process = await start({"GATEWAY_ENV": "production", "GATEWAY_NETWORK": "eip155:8453", "GATEWAY_PORT": "0"})
+async def test_production_with_a_pay_to_of_its_own_fails_at_start_with_one_line():
+    process = await start({"GATEWAY_ENV": "production", "GATEWAY_PAY_TO": "0x" + "12" * 20, "GATEWAY_PORT": "0"})
     _out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1
-    assert "production needs GATEWAY_PAY_TO set explicitly" in lines[0]
+    assert "GATEWAY_PAY_TO: with GATEWAY_ENV=production the money terms come from the sidecar" in lines[0]

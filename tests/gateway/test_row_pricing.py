@@ -32,25 +32,28 @@ from tests.support.stack import PaidStack, running_paid_stack
 from .conftest import running_gateway
 from .sdk_payer import SdkPayer
 
-OBSERVATIONS_PER_ROW = 10  # no price set: the maximum is a full page
-OBSERVATIONS_MAX = OBSERVATIONS_PER_ROW * MAX_LIMIT
+OBSERVATIONS_PER_ROW = 10
+OBSERVATIONS_MAX = OBSERVATIONS_PER_ROW * MAX_LIMIT  # a full page
 STATIONS_PER_ROW = 7
 STATIONS_MAX = 50  # reached at 8 rows
 STATIONS = "/v1/datasets/stations/records"
 OBSERVATIONS = "/v1/datasets/observations/records"
+# The per-row prices live in the sidecar's route config; the gateway names the routes.
+SIDECAR_ROUTES = {
+    "observations": {"price_per_row": OBSERVATIONS_PER_ROW, "amount": str(OBSERVATIONS_MAX)},
+    "stations": {"price_per_row": STATIONS_PER_ROW, "amount": str(STATIONS_MAX)},
+}
+GATEWAY_DATASETS = {name: {"route": name} for name in SIDECAR_ROUTES}
 
 
 @pytest.fixture
 async def row_stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
-    """The devnet, a sidecar offering both schemes, and a gateway pricing both
-    sample datasets per row."""
-    datasets = {
-        "observations": {"price_per_row": OBSERVATIONS_PER_ROW},
-        "stations": {"price_per_row": STATIONS_PER_ROW, "price": str(STATIONS_MAX)},
-    }
-    async with running_paid_stack(database_url, tmp_path / "spool", schemes=["exact", "batch-settlement"]) as stack:
+    """The devnet, a sidecar offering both schemes whose routes price both sample
+    datasets per row, and a gateway naming those routes."""
+    schemes = ["exact", "batch-settlement"]
+    async with running_paid_stack(database_url, tmp_path / "spool", schemes=schemes, routes=SIDECAR_ROUTES) as stack:
         async with running_gateway(
-            sidecar_target=stack.sidecar.target, sidecar_settle_timeout_s=20.0, datasets=datasets
+            sidecar_target=stack.sidecar.target, sidecar_settle_timeout_s=20.0, datasets=GATEWAY_DATASETS
         ) as gateway:
             stack.gateway = gateway
             yield stack
@@ -138,15 +141,20 @@ async def test_an_exact_payment_keeps_the_fixed_price(row_stack):
     assert chain.balance_of(MERCHANT_ADDRESS) == before + STATIONS_MAX
 
 
-async def test_datasets_say_how_they_are_priced(row_stack, gateway):
+async def test_datasets_say_how_they_are_priced(row_stack):
     async with row_stack.gateway.get("/v1/datasets") as response:
         listed = {d["name"]: d for d in (await response.json())["datasets"]}
-    assert (listed["stations"]["pricing"], listed["stations"]["price_per_row"]) == ("per_row", str(STATIONS_PER_ROW))
-    assert listed["stations"]["price"] == str(STATIONS_MAX)
-    assert listed["observations"]["price"] == str(OBSERVATIONS_MAX)
-    async with gateway.get("/v1/datasets/stations") as response:  # the default config
-        plain = await response.json()
-    assert (plain["pricing"], plain["price_per_row"], plain["price"]) == ("per_request", None, "$0.001")
+    stations, observations = listed["stations"], listed["observations"]
+    assert (stations["pricing"], stations["price_per_row"], stations["amount"]) == (
+        "per_row",
+        str(STATIONS_PER_ROW),
+        str(STATIONS_MAX),
+    )
+    assert (observations["price_per_row"], observations["amount"]) == (str(OBSERVATIONS_PER_ROW), str(OBSERVATIONS_MAX))
+    async with running_gateway(sidecar_target=row_stack.sidecar.target) as plain:  # the sidecar's default route
+        async with plain.get("/v1/datasets/stations") as response:
+            described = await response.json()
+    assert (described["pricing"], described["price_per_row"], described["price"]) == ("per_request", None, "$0.001")
 
 
 async def test_fields_and_formats_do_not_lower_the_charge(row_stack):
@@ -242,3 +250,18 @@ async def test_per_row_charges_add_up_on_the_devnet_balances_after_a_claim(row_s
     assert chain.balance_of(MERCHANT_ADDRESS) - merchant_before == total
     # What the payer deposited and was not charged stays in its channel, to the unit.
     assert chain.balance_of(BATCH_SETTLEMENT_ADDRESS) == deposited - total
+
+
+async def test_a_development_gateway_may_override_the_price_per_row(database_url, tmp_path):
+    """The sidecar's route prices stations at 7 a row; a development gateway trying
+    3 a row is charged 3 (a production sidecar would refuse the override)."""
+    schemes = ["exact", "batch-settlement"]
+    datasets = {"stations": {"route": "stations", "price_per_row": 3}}
+    async with running_paid_stack(database_url, tmp_path / "spool", schemes=schemes, routes=SIDECAR_ROUTES) as stack:
+        async with running_gateway(
+            env="development", sidecar_target=stack.sidecar.target, sidecar_settle_timeout_s=20.0, datasets=datasets
+        ) as gateway:
+            stack.gateway = gateway
+            async with aiohttp.ClientSession() as session:
+                status, headers = await _payer(stack).get(session, f"{gateway.url}{STATIONS}?_limit=2")
+    assert status == 200 and charged(headers) == 2 * 3

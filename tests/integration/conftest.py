@@ -33,9 +33,16 @@ NPM_CI_TIMEOUT_S = 300.0
 Launcher = Callable[[str], contextlib.AbstractAsyncContextManager[str]]
 
 
+# The route both services name: its terms live in the sidecar's config only.
+WEATHER_ROUTE = {
+    "weather": {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"},
+    "weather-rows": {"price": "$0.001", "price_per_row": 7, "pay_to": MERCHANT_ADDRESS},
+}
+
+
 @pytest.fixture
 async def stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
-    async with running_paid_stack(database_url, tmp_path / "spool") as paid:
+    async with running_paid_stack(database_url, tmp_path / "spool", routes=WEATHER_ROUTE) as paid:
         yield paid
 
 
@@ -62,9 +69,7 @@ async def node_express(sidecar_target: str) -> AsyncIterator[str]:
         **os.environ,
         "PORT": "0",
         "SIDECAR_TARGET": sidecar_target,
-        "PAY_TO": MERCHANT_ADDRESS,
-        "PRICE": "$0.001",
-        "NETWORK": "eip155:84532",
+        "ROUTE": "weather",
     }
     child = await Child.start("node-express", ["node", str(NODE_EXAMPLE / "server.js")], env, NODE_READY)
     try:

@@ -87,6 +87,13 @@ async def test_the_apps_charge_reaches_settle_and_a_bad_one_charges_nothing(payw
         assert response.status == 200 and receipt(response.headers)["success"] is True
 
 
+async def test_the_app_reads_the_price_per_row_of_the_sidecars_route(paywalled):
+    url = paywalled.url + "/rows"
+    async with paywalled.session.get(url, headers={"PAYMENT-SIGNATURE": await sign_for(url)}) as response:
+        assert response.status == 200 and receipt(response.headers)["success"] is True
+        assert (await response.json())["price_per_row"] == 7
+
+
 async def test_streamed_answer_is_held_until_settled_then_sent_whole(paywalled, stack):
     url = paywalled.url + "/streamed"
     async with paywalled.session.get(url) as unpaid:

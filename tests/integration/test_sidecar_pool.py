@@ -24,7 +24,7 @@ from tests.support.net import closed_port
 from tests.support.payments import sign_for
 from tests.support.stack import DevnetFacilitator, SidecarHandle, devnet, sidecar_settings, start_sidecar
 
-from .conftest import serve_asgi
+from .conftest import WEATHER_ROUTE, serve_asgi
 from .weather_asgi import weather_app
 
 PAID_REQUESTS = 12
@@ -52,6 +52,7 @@ async def pool(database_url, tmp_path) -> AsyncIterator[Pool]:
                     tmp_path / f"spool{n}",
                     [facilitator.url],
                     chain_rpc_urls={"eip155:84532": facilitator.url + "/rpc"},
+                    routes=WEATHER_ROUTE,  # every replica has the one route config
                 )
                 replicas.append(await start_sidecar(settings))
             yield Pool(chain, facilitator, replicas)

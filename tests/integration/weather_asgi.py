@@ -11,8 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from devnet.wallets import MERCHANT_ADDRESS
-from paysidecar.asgi_middleware import CHARGE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, X402Middleware
+from paysidecar.asgi_middleware import CHARGE_SCOPE_KEY, PRICE_PER_ROW_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, X402Middleware
 from paysidecar.client import SidecarClient
 
 WEATHER = {
@@ -21,7 +20,10 @@ WEATHER = {
     "tokyo": {"temperature_c": 22, "conditions": "clear"},
 }
 SECRET = "paid-content-51c9"
-PRICED: Mapping[str, Any] = {"price": "$0.001", "pay_to": MERCHANT_ADDRESS, "network": "eip155:84532"}
+# The sidecar's route "weather" (tests/integration/conftest.py) holds the terms.
+PRICED: Mapping[str, Any] = {"name": "weather"}
+# The sidecar's route "weather-rows" prices by rows.
+PER_ROW: Mapping[str, Any] = {"name": "weather-rows"}
 
 
 async def weather(request: Request) -> Response:
@@ -65,6 +67,13 @@ async def charged(request: Request) -> Response:
     return JSONResponse({"secret": SECRET})
 
 
+async def rows(request: Request) -> Response:
+    """An answer priced per row: the route's price per row is the sidecar's."""
+    per_row = request.scope[PRICE_PER_ROW_SCOPE_KEY]
+    request.scope[CHARGE_SCOPE_KEY] = per_row * 2
+    return JSONResponse({"price_per_row": per_row, "rows": [SECRET, SECRET]})
+
+
 async def free(request: Request) -> Response:
     return JSONResponse({"free": True})
 
@@ -83,12 +92,12 @@ PAID_PATHS = {
 
 def weather_app(sidecar_target: str, events: list[tuple[str, str, str, dict[str, str]]] | None = None) -> Starlette:
     """The Starlette app; its SidecarClient is made in the server's loop on first use."""
-    routes = [Route(path, endpoint) for path, endpoint in PAID_PATHS.items()] + [Route("/free", free)]
+    routes = [Route(path, endpoint) for path, endpoint in PAID_PATHS.items()] + [Route("/free", free), Route("/rows", rows)]
     app = Starlette(routes=routes)
     app.add_middleware(
         X402Middleware,
         client=lambda: SidecarClient(sidecar_target, timeout_s=5.0, settle_timeout_s=20.0),
-        routes={("GET", path): PRICED for path in PAID_PATHS},
+        routes={**{("GET", path): PRICED for path in PAID_PATHS}, ("GET", "/rows"): PER_ROW},
         on_event=None
         if events is None
         else lambda name, *, request_id, route, **attributes: events.append((name, request_id, route, attributes)),

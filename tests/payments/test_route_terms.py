@@ -1,16 +1,18 @@
 """Which route terms win: what the caller sends, else the route it names in the
-config, else the config's defaults; in production the result passes money rule 7."""
+config, else the config's defaults; in production the money terms come from the
+config alone (one place for money terms), which passed money rule 7 at start."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from pydantic import ValidationError
 
 from sidecar.config import Settings
 from sidecar.constants import Reason
-from sidecar.payments.errors import RouteError
-from sidecar.payments.routes import RouteDefaults, RouteTerms, choose_terms
+from sidecar.payments.errors import RouteRefused
+from sidecar.payments.routes import MONEY_TERMS, RouteDefaults, RouteTerms, choose_terms, resolve_route
 
 OWN = "0x" + "12" * 20
 NAMED_PAY_TO = "0x" + "34" * 20
@@ -73,31 +75,65 @@ def test_a_named_route_without_pay_to_or_network_takes_the_defaults():
     assert (chosen.pay_to, chosen.network) == (DEFAULT_PAY_TO, "eip155:84532")
 
 
-def test_an_amount_comes_only_from_the_caller():
-    assert choose_terms(RouteTerms(key="k", amount="7"), "dear", DEFAULTS).amount == "7"
-    assert choose_terms(RouteTerms(key="k"), "dear", DEFAULTS).amount == ""
+def test_a_price_or_an_amount_is_one_term_whoever_says_it():
+    in_units = {"units": RouteTerms(key="units", amount="2500")}
+    defaults = dataclasses.replace(DEFAULTS, named={**DEFAULTS.named, **in_units})
+
+    def cost(asked: RouteTerms, name: str) -> tuple[str, str]:
+        chosen = choose_terms(asked, name, defaults)
+        return chosen.price, chosen.amount
+
+    # The caller's price replaces the named route's amount, and its amount the named price.
+    assert cost(RouteTerms(key="k", price="$0.01"), "units") == ("$0.01", "")
+    assert cost(RouteTerms(key="k", amount="7"), "dear") == ("", "7")
+    # Nobody says: the named route's, else the default price.
+    assert cost(RouteTerms(key="k"), "units") == ("", "2500")
+    assert cost(RouteTerms(key="k"), "") == ("$0.001", "")
 
 
 def test_a_name_the_config_does_not_know_is_refused():
-    with pytest.raises(RouteError) as refused:
+    with pytest.raises(RouteRefused) as refused:
         choose_terms(RouteTerms(key="k"), "nope", DEFAULTS)
     assert refused.value.reason == Reason.UNKNOWN_ROUTE
 
 
-@pytest.mark.parametrize(
-    "asked",
-    [
-        RouteTerms(key="k", network="eip155:84532"),  # a testnet the caller names
-        RouteTerms(key="k", pay_to="0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),  # the devnet merchant
-        RouteTerms(key="k", facilitators=("https://x402.org/facilitator",)),
-    ],
-)
-def test_production_refuses_what_rule_7_forbids_in_a_callers_terms(asked):
-    production = RouteDefaults(price="$0.001", pay_to=OWN, network="eip155:8453", named={}, production=True)
-    with pytest.raises(RouteError) as refused:
-        choose_terms(asked, "", production)
-    assert refused.value.reason == Reason.INVALID_ROUTE
-    assert choose_terms(asked, "", RouteDefaults(price="$0.001", pay_to=OWN, network="eip155:8453")).key == "k"
+PRODUCTION = RouteDefaults(price="$0.001", pay_to=OWN, network="eip155:8453", named={"dear": NAMED}, production=True)
+MONEY_VALUES = {
+    "price": "$0.0001",
+    "amount": "1",
+    "price_per_row": "1",
+    "pay_to": "0x" + "99" * 20,  # a mainnet-looking address of the caller's choosing
+    "network": "eip155:8453",  # even the mainnet the config uses
+    "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+    "facilitators": ("https://facilitator.example",),
+}
+
+
+@pytest.mark.parametrize("term", MONEY_TERMS)
+@pytest.mark.parametrize("name", ["", "dear"])
+def test_in_production_a_caller_cannot_pick_a_money_term(term, name):
+    asked = RouteTerms(key="k", **{term: MONEY_VALUES[term]})
+    with pytest.raises(RouteRefused) as refused:
+        choose_terms(asked, name, PRODUCTION)
+    assert refused.value.reason == Reason.ROUTE_TERMS_REFUSED
+    assert term in refused.value.message
+    # Outside production the same terms are the caller's override.
+    development = dataclasses.replace(PRODUCTION, production=False)
+    assert getattr(choose_terms(asked, name, development), term) == MONEY_VALUES[term]
+
+
+def test_in_production_the_terms_are_the_configs_and_the_caller_describes_the_request():
+    asked = RouteTerms(key="GET /x", description="mine", mime_type="text/csv", max_timeout_seconds=90, schemes=("exact",))
+    named = choose_terms(asked, "dear", PRODUCTION)
+    assert (named.price, named.pay_to, named.network, named.facilitators) == (
+        NAMED.price,
+        NAMED.pay_to,
+        NAMED.network,
+        NAMED.facilitators,
+    )
+    assert (named.key, named.description, named.mime_type, named.max_timeout_seconds) == ("GET /x", "mine", "text/csv", 90)
+    default = choose_terms(asked, "", PRODUCTION)
+    assert (default.price, default.pay_to, default.network) == ("$0.001", OWN, "eip155:8453")
 
 
 def test_settings_give_their_named_routes_and_defaults():
@@ -114,3 +150,41 @@ def test_settings_give_their_named_routes_and_defaults():
     assert defaults.named["dear"] == RouteTerms(
         key="dear", price="$0.05", network="eip155:137", mime_type="application/json", max_timeout_seconds=60
     )
+
+
+def test_a_named_route_without_a_price_costs_the_default_price():
+    settings = Settings(routes={"plain": {"description": "no price of its own"}}, default_price="$0.002")
+    assert resolve_route(RouteTerms(key="k"), "plain", settings.route_defaults()).amount == 2000
+
+
+def test_a_route_priced_per_row_keeps_its_maximum_and_its_price_per_row():
+    settings = Settings(routes={"rows": {"price_per_row": 7, "amount": "50"}})
+    route = resolve_route(RouteTerms(key="k"), "rows", settings.route_defaults())
+    assert (route.amount, route.price_per_row) == (50, 7)
+    # A caller outside production overrides it like any money term.
+    assert resolve_route(RouteTerms(key="k", price_per_row="3"), "rows", settings.route_defaults()).price_per_row == 3
+    assert resolve_route(RouteTerms(key="k"), "", settings.route_defaults()).price_per_row == 0
+
+
+def test_a_named_route_in_atomic_units_is_priced_in_the_networks_usdc():
+    settings = Settings(routes={"units": {"amount": "2500"}})
+    route = resolve_route(RouteTerms(key="k"), "units", settings.route_defaults())
+    assert (route.amount, route.asset_name, route.price) == (2500, "USDC", "")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"routes": {"bad": {"price": "ten dollars"}}},
+        {"routes": {"bad": {"amount": "0"}}},
+        {"routes": {"bad": {"network": "solana:mainnet"}}},
+        {"routes": {"bad": {"schemes": ["upto"]}}},
+        {"routes": {"bad": {"price_per_row": 10}}},  # no maximum
+        {"routes": {"bad": {"price_per_row": 11, "amount": "10"}}},  # above it
+        {"default_price": "free"},
+    ],
+    ids=repr,
+)
+def test_a_route_that_cannot_be_priced_fails_at_start(config):
+    with pytest.raises(ValidationError, match="route"):
+        Settings(**config)

@@ -1,5 +1,6 @@
 """Production means production in every path: one guard checks payTo, network and
-facilitator URLs in the config at start and in every route a caller sends."""
+facilitator URLs in the config at start, and a caller cannot send terms of its own
+(they come from the config alone)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pydantic import ValidationError
 import sidecar
 
 from devnet.wallets import DEV_KEYS, MERCHANT_ADDRESS, account
+from paysidecar.v1 import payment_pb2
 from sidecar.config import Settings
 from sidecar.constants import DEVELOPMENT_ADDRESSES, MAINNET_NETWORKS
 from sidecar.payments.routes import RouteTerms, price_route
-from tests.support.calls import URL, authorize_request
+from tests.support.calls import URL, authorize_request, challenge
 from tests.support.payments import sign_for
 
 OWN_ADDRESS = "0x" + "12" * 20
@@ -57,10 +59,20 @@ TESTNETS_AND_UNKNOWN = [
 ]
 DEVNET_PAY_TO = [MERCHANT_ADDRESS, MERCHANT_ADDRESS.lower(), "0x" + MERCHANT_ADDRESS[2:].upper(), *DEV_ADDRESSES[2:4]]
 
-REFUSED_ROUTES = (
+# What a caller might send: what rule 7 forbids, and mainnet terms of its own choosing.
+CALLER_TERMS = (
     [{"pay_to": address} for address in DEVNET_PAY_TO]
     + [{"network": network} for network in TESTNETS_AND_UNKNOWN]
     + [{"facilitators": [url]} for url in TEST_FACILITATOR_SPELLINGS]
+    + [
+        {"price": "$0.0001"},
+        {"amount": "1"},
+        {"price_per_row": "1"},
+        {"pay_to": "0x" + "99" * 20},
+        {"network": MAINNET},
+        {"asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"},
+        {"facilitators": ["https://facilitator.example"]},
+    ]
 )
 
 
@@ -71,10 +83,18 @@ async def production(make_sidecar):
     await handle.stop()
 
 
-async def test_production_refuses_a_test_route_per_request(production, facilitators):
+def _named_only(header: str = "") -> payment_pb2.AuthorizeRequest:
+    """A request that names its route and sets no money term."""
+    request = authorize_request(header)
+    for term in ("price", "pay_to", "network"):
+        request.route.ClearField(term)
+    return request
+
+
+async def test_production_refuses_every_money_term_a_caller_sends(production, facilitators):
     header = await sign_for(URL)
-    for route in REFUSED_ROUTES:
-        request = authorize_request(header, network=MAINNET, pay_to=OWN_ADDRESS)
+    for route in CALLER_TERMS:
+        request = _named_only(header)
         for field, value in route.items():
             if isinstance(value, list):
                 getattr(request.route, field).extend(value)
@@ -82,19 +102,18 @@ async def test_production_refuses_a_test_route_per_request(production, facilitat
                 setattr(request.route, field, value)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await production.payments.Authorize(request)
-        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, route
-        assert refused.value.details().startswith("invalid_route: production refuses"), route
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, route
+        assert refused.value.details().startswith("route_terms_refused: "), route
+        with pytest.raises(grpc.aio.AioRpcError) as described:
+            await production.payments.DescribeRoute(payment_pb2.DescribeRouteRequest(route=request.route))
+        assert described.value.code() == grpc.StatusCode.FAILED_PRECONDITION, route
     assert facilitators[0].stats.verify_calls == 0
 
 
-async def test_production_serves_a_mainnet_route_paid_to_its_own_address(production):
-    answer = await production.payments.Authorize(authorize_request(network=MAINNET, pay_to=OWN_ADDRESS))
-    assert answer.WhichOneof("outcome") == "payment_required"
-    # A route that names nothing takes the sidecar's (checked) defaults.
-    defaults = authorize_request()
-    defaults.route.ClearField("pay_to")
-    defaults.route.ClearField("network")
-    assert (await production.payments.Authorize(defaults)).WhichOneof("outcome") == "payment_required"
+async def test_production_offers_its_own_terms_to_a_caller_that_names_none(production):
+    answer = await production.payments.Authorize(_named_only())
+    (accept,) = challenge(answer.payment_required)["accepts"]
+    assert (accept["payTo"], accept["network"], accept["amount"]) == (OWN_ADDRESS, MAINNET, "1000")
 
 
 def _production(**overrides) -> Settings:
