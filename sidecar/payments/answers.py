@@ -6,6 +6,7 @@ Errors are answered in the shape every part of the project uses
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from x402.extensions.bazaar import BAZAAR
 from x402.extensions.payment_identifier import PAYMENT_IDENTIFIER, declare_payment_identifier_extension
@@ -93,6 +94,10 @@ def extensions(route: PricedRoute) -> dict[str, Any]:
     return declared
 
 
+# HTTP clients commonly refuse a header field over 8 KiB (aiohttp: 8,190 bytes).
+MAX_CHALLENGE_HEADER_BYTES = 8000
+
+
 def payment_required(
     route: PricedRoute, url: str, error: str, version: int = 2, *, batch: PaymentRequirements | None = None
 ) -> HttpAnswer:
@@ -111,9 +116,19 @@ def payment_required(
         accepts=[offer for scheme in route.schemes if (offer := offers.get(scheme)) is not None],
         extensions=extensions(route),
     )
+    header = encode_payment_required_header(required)
+    if len(header) > MAX_CHALLENGE_HEADER_BYTES:
+        # The query echoed in resource.url is what makes a challenge this long; the
+        # path alone names the resource (a payment is bound to the path).
+        required = required.model_copy(update={"resource": resource_info(route, _without_query(url))})
+        header = encode_payment_required_header(required)
     body = required.model_dump_json(by_alias=True, exclude_none=True).encode()
-    headers = {"Content-Type": _JSON, PAYMENT_REQUIRED_HEADER: encode_payment_required_header(required)}
+    headers = {"Content-Type": _JSON, PAYMENT_REQUIRED_HEADER: header}
     return HttpAnswer(402, headers, body)
+
+
+def _without_query(url: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(query="", fragment=""))
 
 
 def receipt_headers(

@@ -405,3 +405,16 @@ async def test_a_message_that_does_not_decode_is_an_invalid_argument(make_sideca
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "decode" in refused.value.details()
     _no_tracebacks(caplog)
+
+
+async def test_a_challenge_for_a_long_query_fits_in_an_http_header(fuzzed_gateway):
+    """A 402 echoing a long query in resource.url would pass 8 KiB and be refused by
+    the client's HTTP parser: the query is left out of it, the path kept."""
+    base, session = fuzzed_gateway
+    path = "/v1/records"
+    async with session.get(base + path, params={"city": "\N{MONEY WITH WINGS}" * 250}) as response:
+        status, header = response.status, response.headers.get("PAYMENT-REQUIRED", "")
+        body = json.loads(await response.read())
+    assert status == 402
+    assert 0 < len(header) <= 8000
+    assert body["resource"]["url"] == base + path
