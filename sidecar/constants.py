@@ -132,3 +132,5 @@ class Reason:
     INVALID_PRUNE_CUTOFF = "invalid_prune_cutoff"
     # Settle's charge is not a whole number from 0 to the route's amount.
     INVALID_CHARGE = "invalid_charge"
+    # A voucher on a channel whose payer's withdrawal completes too soon to claim it.
+    CHANNEL_WITHDRAWING = "channel_withdrawal_pending"

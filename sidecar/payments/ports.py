@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import enum
 import uuid
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from .channels.state import Channel, Mirror, Reservation
+from .collection.records import AtRisk, Collection
 from .ledger import LedgerEntry
 from .record_queries import RecordPage, RecordQuery, Stats
 
@@ -109,6 +110,13 @@ class ChainReader(Protocol):
         """The batch-settlement contract's fields of one channel (`channels`,
         `pendingWithdrawals`, `refundNonce`); None when the chain could not be read."""
 
+    async def receiver_totals(self, network: str, receiver: str, token: str) -> tuple[int, int] | None:
+        """The contract's (totalClaimed, totalSettled) for a receiver and token
+        (`receivers`); None when the chain could not be read."""
+
+    async def chain_time(self, network: str) -> int | None:
+        """The latest block's timestamp (unix s); None when the chain could not be read."""
+
 
 class LedgerStore(Protocol):
     async def get(self, payment_id: str) -> LedgerEntry | None: ...
@@ -165,6 +173,45 @@ class ChannelStore(Protocol):
 
     async def page(self, after: str, limit: int, payer: str = "") -> list[Channel]:
         """Channels by id after `after`, at most `limit`, of one payer when given."""
+
+
+class CollectionStore(Protocol):
+    """What the collector keeps (sidecar/store/collections.py): its claims and
+    settles, the channels due for a claim, and the lock that lets one collector
+    run at a time across every replica on the database."""
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the named collector lock for the block when nobody else holds it;
+        yields False (and holds nothing) when another process does."""
+
+    async def due(self, limit: int, retry_s: float) -> list[Channel]:
+        """Channels whose charges are not all claimed, with a voucher to claim them,
+        not left out within the last `retry_s`: pending withdrawals first."""
+
+    async def watched(self, active_s: float, limit: int) -> list[Channel]:
+        """Channels whose contract state matters now: charges not claimed, a
+        withdrawal pending, or a request within the last `active_s`."""
+
+    async def observe(self, channel_id: str, mirror: Mirror) -> Channel | None:
+        """Record the contract's fields as just read from the chain."""
+
+    async def claimed(self, rows: list[tuple[str, int]]) -> None:
+        """(channel id, total) claimed on chain: totalClaimed is at least that now."""
+
+    async def exclude(self, channel_id: str, reason: str) -> None:
+        """The channel was left out of a claim, for `reason`."""
+
+    async def record(self, collection: Collection) -> None:
+        """Write the intent, before its transaction is sent."""
+
+    async def decide(self, collection: Collection) -> None:
+        """Write the outcome (state, transaction, facilitator, reason, amount)."""
+
+    async def open(self, limit: int) -> list[Collection]:
+        """Intents whose outcome is not decided yet (pending or in doubt), oldest first."""
+
+    async def at_risk(self, top: int) -> AtRisk:
+        """Charged but not claimed: the total, and the `top` channels with the most."""
 
 
 class Tracker(Protocol):
