@@ -222,7 +222,7 @@ def channel_message(channel: Channel) -> channels_pb2.Channel:
 def collect_wait_s(request: channels_pb2.CollectRequest) -> float:
     if not 0 <= request.wait_seconds <= 60:
         raise InvalidRequest(Reason.INVALID_ARGUMENT, "wait_seconds must be from 0 to 60")
-    return float(request.wait_seconds or 10)
+    return float(request.wait_seconds)
 
 
 def collection_message(collection: Collection) -> channels_pb2.Collection:
