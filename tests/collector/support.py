@@ -13,7 +13,7 @@ from devnet.chain import Chain
 from devnet.wallets import MERCHANT_ADDRESS
 from paysidecar.v1 import channels_pb2, channels_pb2_grpc, status_pb2
 from tests.channels.support import PRICE, ChannelClient
-from tests.devnet.channels import ChannelPayer, channel_id
+from tests.devnet.channels import DEPOSIT, ChannelPayer, channel_id
 
 COLLECTOR_SETTINGS: dict[str, Any] = {
     "schemes": ["batch-settlement", "exact"],
@@ -50,12 +50,14 @@ class OpenChannel:
             assert paid.settled is not None and paid.settled.success, paid.authorized
 
 
-async def open_channels(sidecar: Any, count: int, requests: int = 3, first_payer: int = 0) -> list[OpenChannel]:
+async def open_channels(
+    sidecar: Any, count: int, requests: int = 3, first_payer: int = 0, deposit: int = DEPOSIT
+) -> list[OpenChannel]:
     """`count` payers, each opening a channel (its deposit pays the first request)
     and paying `requests` requests in all: `requests * PRICE` charged on each."""
     opened = []
     for index in range(first_payer, first_payer + count):
-        client = ChannelClient(sidecar, ChannelPayer(index))
+        client = ChannelClient(sidecar, ChannelPayer(index, deposit=deposit))
         first = await client.pay()
         assert first.settled is not None and first.settled.success, first.authorized
         channel = OpenChannel(client, first)
