@@ -151,7 +151,10 @@ def _config(channel: Channel, required: PaymentRequired) -> dict:
 
 async def _devnet(session: aiohttp.ClientSession, facilitator: services.Service, path: str, body: dict) -> dict:
     async with session.post(f"{facilitator.url}/_devnet/{path}", json=body) as response:
-        return await response.json()
+        answer = await response.json()
+    if response.status != 200:
+        raise RuntimeError(f"devnet {path} refused: {answer}")
+    return answer
 
 
 async def soak(db_url: str, facilitator: services.Service, run_dir: Path, signer: Signer, clients: int,

@@ -34,6 +34,9 @@ CREATE TABLE channel_collections (
 
 CREATE INDEX channel_collections_open_idx ON channel_collections (created_at) WHERE state IN ('pending', 'in_doubt');
 CREATE INDEX channel_collections_created_idx ON channel_collections (created_at DESC);
+-- Claims on chain since the last sweep of their receiver and token: what a settle run sweeps.
+CREATE INDEX channel_collections_account_idx
+    ON channel_collections (network, receiver, token, kind, decided_at DESC) WHERE state = 'done';
 
 -- A channel left out of a claim (withdrawn, drained, bad signature, ...): why and
 -- when; it is tried again after the collector's retry interval.

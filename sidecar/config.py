@@ -245,6 +245,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _time_to_claim(self) -> Settings:
         # A withdrawal must be seen, and its channel claimed, before it can complete.
+        if self.channel_watch_interval_s >= self.channel_claim_margin_s > 0:
+            raise ValueError("channel_watch_interval_s must be below channel_claim_margin_s: a withdrawal's last"
+                             " vouchers are claimed within one watch interval")
         if self.channel_claim_margin_s + self.channel_watch_interval_s >= self.withdraw_delay_s:
             raise ValueError(
                 "channel_claim_margin_s + channel_watch_interval_s must be below withdraw_delay_s"

@@ -210,6 +210,9 @@ class CollectionStore(Protocol):
     async def open(self, limit: int) -> list[Collection]:
         """Intents whose outcome is not decided yet (pending or in doubt), oldest first."""
 
+    async def unsettled_accounts(self) -> list[tuple[str, str, str]]:
+        """(network, receiver, token) with claims on chain since their last settle."""
+
     async def at_risk(self, top: int) -> AtRisk:
         """Charged but not claimed: the total, and the `top` channels with the most."""
 

@@ -96,6 +96,17 @@ ORDER BY unclaimed DESC, channel_id
 LIMIT $1
 """
 
+UNSETTLED_ACCOUNTS = """
+SELECT DISTINCT c.network, c.receiver, c.token
+FROM channel_collections AS c
+WHERE c.kind = 'claim' AND c.state = 'done'
+  AND c.decided_at > coalesce(
+      (SELECT max(s.decided_at) FROM channel_collections AS s
+       WHERE s.kind = 'settle' AND s.state = 'done'
+         AND (s.network, s.receiver, s.token) = (c.network, c.receiver, c.token)),
+      '-infinity')
+"""
+
 COLLECTIONS_SUMMARY = """
 SELECT (SELECT max(decided_at) FROM channel_collections WHERE kind = 'claim' AND state = 'done') AS last_claim_at,
        (SELECT count(*) FROM channel_collections
@@ -189,6 +200,10 @@ class PgCollections:
     async def decide(self, collection: Collection) -> None:
         c = collection
         await self._db_pool.execute(DECIDE, c.id, c.state, c.transaction, c.facilitator, c.reason, c.decided_by, c.amount)
+
+    async def unsettled_accounts(self) -> list[tuple[str, str, str]]:
+        rows = await self._db_pool.fetch(UNSETTLED_ACCOUNTS)
+        return [(row["network"], row["receiver"], row["token"]) for row in rows]
 
     async def open(self, limit: int) -> list[Collection]:
         return [_collection(row) for row in await self._db_pool.fetch(OPEN, limit)]

@@ -3,7 +3,6 @@ contract keeps it, and the payer's hand on its withdrawal."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -21,7 +20,7 @@ COLLECTOR_SETTINGS: dict[str, Any] = {
     "withdraw_delay_s": MIN_WITHDRAW_DELAY,
     "channel_claim_margin_s": 300,
     "collector_enabled": False,
-    "channel_watch_interval_s": 500,  # rounds when a test asks (watch.round())
+    "channel_watch_interval_s": 280,  # rounds when a test asks (watch.round())
 }
 
 
@@ -104,18 +103,6 @@ async def withdraw(facilitator_url: str, chain: Chain, channel: OpenChannel, *, 
     if finalize:
         chain.advance_time(MIN_WITHDRAW_DELAY)
         await payer_call(facilitator_url, "finalize-withdraw", {"channelConfig": channel.config})
-
-
-async def until(condition, timeout_s: float = 10.0, every_s: float = 0.05):
-    """Wait for an async or plain condition to be truthy, at most `timeout_s`."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = condition()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            await asyncio.sleep(every_s)
 
 
 __all__ = ["PRICE"]

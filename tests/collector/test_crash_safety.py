@@ -11,15 +11,13 @@ import asyncpg
 import grpc
 import pytest
 
-from .support import PRICE, claimed_on_chain, collect, merchant_balance, open_channels, until
+from tests.reliability.observe import eventually, fetch
+
+from .support import PRICE, claimed_on_chain, collect, merchant_balance, open_channels
 
 
 async def _collections(database_url: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetch("SELECT * FROM channel_collections ORDER BY created_at")
-    finally:
-        await conn.close()
+    return await fetch(database_url, "SELECT * FROM channel_collections ORDER BY created_at")
 
 
 async def test_a_claim_whose_answers_are_lost_after_it_acted_is_decided_by_the_chain(
@@ -72,11 +70,11 @@ async def test_a_replica_killed_mid_claim_leaves_an_intent_the_next_run_decides_
     facilitator.arm(stage="settle", mode="hang", after_transfer=acted)
     settles = facilitator.stats.settle_calls  # the deposits'
     running = asyncio.create_task(collect(doomed))
-    await until(lambda: _collections(database_url))  # the intent is written before the claim is sent
+    await eventually(lambda: _collections(database_url), "the claim intent")  # the intent is written before the claim is sent
     if acted:
-        await until(lambda: all(claimed_on_chain(chain, c) == 3 * PRICE for c in channels))
+        await eventually(lambda: all(claimed_on_chain(chain, c) == 3 * PRICE for c in channels), "the claim on chain")
     else:
-        await until(lambda: facilitator.stats.settle_calls > settles)
+        await eventually(lambda: facilitator.stats.settle_calls > settles, "the claim at the facilitator")
     # ... and the replica dies: no answer, no outcome written, its lock gone with its connection.
     await doomed.kill()
     with contextlib.suppress(grpc.aio.AioRpcError):

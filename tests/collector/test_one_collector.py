@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from .support import PRICE, claimed_on_chain, collect, open_channels, until
+from tests.reliability.observe import eventually
+
+from .support import PRICE, claimed_on_chain, collect, open_channels
 
 
 async def test_a_second_replica_does_not_collect_while_the_first_one_runs(make_sidecar, chain, facilitator):
@@ -17,7 +19,7 @@ async def test_a_second_replica_does_not_collect_while_the_first_one_runs(make_s
     settles = facilitator.stats.settle_calls  # the deposits'
 
     running = asyncio.create_task(collect(first))
-    await until(lambda: facilitator.stats.settle_calls > settles)  # its claim is at the facilitator
+    await eventually(lambda: facilitator.stats.settle_calls > settles, "the first claim at the facilitator")  # its claim is at the facilitator
     busy = await collect(second, wait_seconds=0)
     done = await running
 

@@ -14,7 +14,9 @@ from devnet.wallets import INITIAL_PAYER_BALANCE
 from paysidecar.v1 import channels_pb2
 
 
-from .support import PRICE, collect_stub, merchant_balance, open_channels, payer_call, until
+from tests.reliability.observe import eventually
+
+from .support import PRICE, collect, collect_stub, merchant_balance, open_channels, payer_call
 
 WATCH_S = 0.5
 MARGIN_S = 300
@@ -52,17 +54,17 @@ async def test_a_withdrawal_started_mid_traffic_is_seen_in_time_and_later_vouche
             paid_requests.append(1)
 
     running = asyncio.create_task(traffic())
-    await until(lambda: len(paid_requests) >= 2)  # traffic under way before the payer acts
+    await eventually(lambda: len(paid_requests) >= 2, "traffic")  # traffic under way before the payer acts
     await payer_call(facilitator.url, "initiate-withdraw", {"channelConfig": channel.config, "amount": "1"})
     started = time.monotonic()
 
-    row = await until(lambda: _seen(sidecar, channel.channel_id), timeout_s=WATCH_S + 5)
+    row = await eventually(lambda: _seen(sidecar, channel.channel_id), "the withdrawal seen", timeout_s=WATCH_S + 5)
     seen_after = time.monotonic() - started
     assert row.withdraw_requested_at == chain.channel(channel.channel_id).withdraw_requested_at
     assert seen_after <= WATCH_S + 1.0, seen_after  # one watch interval, plus one round's reads
 
     # Still well before the withdrawal can complete: vouchers are taken, and claimed urgently.
-    await until(lambda: chain.channel(channel.channel_id).total_claimed > 0, timeout_s=10)
+    await eventually(lambda: chain.channel(channel.channel_id).total_claimed > 0, "an urgent claim")
     assert not refused
     # Chain time moves to within the claim margin of the withdrawal's completion.
     chain.advance_time(MIN_WITHDRAW_DELAY - MARGIN_S)
@@ -71,10 +73,13 @@ async def test_a_withdrawal_started_mid_traffic_is_seen_in_time_and_later_vouche
 
     # Everything charged was claimed before the payer can complete: nothing lost.
     charged = int((await _row(sidecar, channel.channel_id)).charged)
-    await until(lambda: chain.channel(channel.channel_id).total_claimed == charged, timeout_s=10)
+    await eventually(lambda: chain.channel(channel.channel_id).total_claimed == charged, "every charge claimed")
     chain.advance_time(MARGIN_S)
     await payer_call(facilitator.url, "finalize-withdraw", {"channelConfig": channel.config})
-    await until(lambda: merchant_balance(chain) - merchant_before == charged, timeout_s=10)
+    # The claims were the withdrawal runs'; the sweep to payTo is the next periodic (here: on-demand) run's.
+    assert merchant_balance(chain) == merchant_before
+    assert (await collect(sidecar)).settled_amount == str(charged)
+    assert merchant_balance(chain) - merchant_before == charged
     # To the unit: the payer paid its deposit, took back 1, the merchant got every charge,
     # and the contract holds the rest of the deposit for the channel.
     payer = channel.payer

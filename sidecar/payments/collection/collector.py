@@ -9,6 +9,9 @@ token)` to sweep the claims to payTo. Both go to a facilitator's /settle.
   batch the facilitator still refuses is split in halves until each bad channel
   stands alone. A left-out channel is recorded with its reason and tried again
   after `retry_s`; the others are claimed in the same run.
+- Settles: periodic and on-demand runs sweep, for each receiver and token, what
+  was claimed since its last sweep; runs a threshold or a withdrawal sets off only
+  claim.
 - Crash safety: each transaction's intent (channels and totals) is written before
   it is sent. An ambiguous answer, or an intent a dead replica left behind, is
   decided by reading the contract (`channels(channelId)`, `receivers`), never by
@@ -67,6 +70,10 @@ MANUAL = "manual"
 CHANNEL_THRESHOLD = "channel_threshold"
 TOTAL_THRESHOLD = "total_threshold"
 WITHDRAWAL = "withdrawal"
+# A claim is what secures a charge (claimed funds stay the receiver's in the
+# contract); the sweep to payTo is one more transaction, made by the periodic and
+# the on-demand runs only, not by every run a threshold or a withdrawal sets off.
+SETTLING = frozenset({PERIODIC, MANUAL})
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,8 @@ class Collector:
         try:
             await self._resolve_open(report)
             await self._claim_due(report)
-            await self._settle_claimed(report)
+            if trigger in SETTLING:
+                await self._settle_claimed(report)
         except Exception as exc:  # a broken run is retried by the next one; intents stay
             self.state.failures += 1
             self.state.last_failure = type(exc).__name__
@@ -333,8 +341,9 @@ class Collector:
     # -- settles ---------------------------------------------------------------
 
     async def _settle_claimed(self, report: CollectReport) -> None:
-        """Sweep what is claimed for each receiver and token this run claimed for."""
-        accounts = {(c.network, c.receiver, c.token) for c in (*report.claims, *report.resolved) if c.kind == CLAIM and c.state == DONE}
+        """Sweep what is claimed for each receiver and token with claims since its
+        last sweep (this run's, and those of runs that only claimed)."""
+        accounts = set(await self._store.unsettled_accounts())
         for network, receiver, token in sorted(accounts):
             totals = await self._chain.receiver_totals(network, receiver, token)
             if totals is not None and totals[0] <= totals[1]:

@@ -2,9 +2,10 @@
 
 Runs: every `interval_s`; at once when a charge takes one channel's unclaimed
 charges to the per-channel threshold, or (as this replica counts them since the
-last run) the total to the total threshold; at once when a charge lands on a
-channel whose payer is withdrawing, or the watch sees a withdrawal start on a
-channel with unclaimed charges. A trigger that finds another replica's run under
+last run) the total to the total threshold; after every watch round that finds a
+channel being withdrawn with charges unclaimed (vouchers on it are taken until the
+claim margin before the withdrawal can complete, so the last of them is claimed
+within one watch interval of it, well inside the margin). A trigger that finds another replica's run under
 way is tried again after `busy_retry_s`.
 
 The watch re-reads the contract's fields of every channel whose copy the request
@@ -44,12 +45,12 @@ class CollectorLoop:
 
     def note_charge(self, channel: Channel, charge: int) -> None:
         """A charge was committed here (ChannelRoom.on_charge): a run now if it
-        crossed a threshold or lands on a channel being withdrawn."""
+        crossed a threshold. (A charge on a channel being withdrawn is claimed by the
+        run the watch sets off each round while its charges are unclaimed: well within
+        the claim margin, without a run per request.)"""
         policy = self.collector.policy
         self._since_run += charge
-        if channel.mirror.withdraw_requested_at:
-            self.wake(WITHDRAWAL)
-        elif policy.channel_threshold and unclaimed(channel) >= policy.channel_threshold:
+        if policy.channel_threshold and unclaimed(channel) >= policy.channel_threshold:
             self.wake(CHANNEL_THRESHOLD)
         elif policy.total_threshold and self._at_risk + self._since_run >= policy.total_threshold:
             self.wake(TOTAL_THRESHOLD)
