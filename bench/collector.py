@@ -171,6 +171,7 @@ async def soak(db_url: str, facilitator: services.Service, run_dir: Path, signer
         ),
     )  # fmt: skip
     samples: list[int] = []
+    rounds: list[tuple[int, float]] = []  # (channels, seconds) of the watch's rounds, as sampled
     withdrawals = 0
     try:
         target = SidecarTarget("sidecar", f"127.0.0.1:{sidecar.port}", URL, ROUTE)
@@ -189,6 +190,7 @@ async def soak(db_url: str, facilitator: services.Service, run_dir: Path, signer
                 while not done.is_set():
                     answer = await status.GetStatus(status_pb2.GetStatusRequest())
                     samples.append(int(answer.money_at_risk or 0))
+                    rounds.append((answer.collector.watched_channels, answer.collector.watch_round_seconds))
                     await asyncio.sleep(0.1)
 
             async def withdraw() -> None:
@@ -237,6 +239,8 @@ async def soak(db_url: str, facilitator: services.Service, run_dir: Path, signer
         f"| money at risk, median | {statistics.median(samples) / usdc:.3f} USDC |" if samples else "| money at risk | no samples |",
         f"| money at risk, peak | {max(samples, default=0) / usdc:.3f} USDC |",
         f"| samples above the total threshold | {above} ({100 * above / max(1, len(samples)):.1f} %) |",
+        f"| withdrawal watch round, longest sampled | {max((r[1] for r in rounds), default=0):.2f} s over"
+        f" {max((r[0] for r in rounds), default=0)} channels |",
         f"| charged on withdrawn channels and not claimed (lost) | {lost / usdc:.6f} USDC |",
         f"| last run after the soak | claimed {int(final.claimed_amount or 0) / usdc:.3f} USDC on {final.claimed_channels} channels |",
     ]

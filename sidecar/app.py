@@ -42,6 +42,7 @@ from .store.channels import PgChannels
 from .store.collections import PgCollections
 from .store.db import UNAVAILABLE_ERRORS
 from .store.ledger import PgLedger
+from .telemetry.collection import CollectorTelemetry
 from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
 
@@ -83,7 +84,7 @@ class Sidecar:
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         tracker = self.writer if s.tracking_enabled else _NoTracking()
         self.channels = PgChannels(self.db_pool)
-        self._collection(PaymentTelemetry(self.events))
+        self._collection(CollectorTelemetry(self.events))
         self.service = PaymentService(
             facilitators=self.facilitators,
             ledger_store=ledger_store,
@@ -129,7 +130,7 @@ class Sidecar:
             self._tasks.append(asyncio.create_task(self.collector.run(self._stop)))
         return self.port
 
-    def _collection(self, telemetry: PaymentTelemetry) -> None:
+    def _collection(self, telemetry: CollectorTelemetry) -> None:
         """The collector, its triggers, and the withdrawal watch (payments/collection/)."""
         s = self.settings
         key = s.receiver_authorizer_key
@@ -176,6 +177,7 @@ class Sidecar:
             state=self.collector.collector.state,
             watch_rounds=self.watch.rounds,
             watched_channels=self.watch.last_round_channels,
+            watch_round_s=self.watch.last_round_s,
         )
 
     def _channel_room(self) -> ChannelRoom:

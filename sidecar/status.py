@@ -56,6 +56,7 @@ class CollectionStatus:
     state: CollectorState
     watch_rounds: int
     watched_channels: int
+    watch_round_s: float
 
 
 class CollectionSource(Protocol):

@@ -148,7 +148,7 @@ class ChannelAtRisk(_message.Message):
     def __init__(self, channel_id: _Optional[str] = ..., payer: _Optional[str] = ..., unclaimed: _Optional[str] = ..., withdraw_requested_at: _Optional[int] = ...) -> None: ...
 
 class CollectorStatus(_message.Message):
-    __slots__ = ("money_at_risk", "channels_at_risk", "withdrawals_pending", "top_at_risk", "last_claim_at", "failures_24h", "open_intents", "enabled", "last_run_at", "last_trigger", "last_claimed_channels", "last_claimed_amount", "last_settled_amount", "last_left_out", "runs", "failures", "last_failure", "watch_rounds", "watched_channels")
+    __slots__ = ("money_at_risk", "channels_at_risk", "withdrawals_pending", "top_at_risk", "last_claim_at", "failures_24h", "open_intents", "enabled", "last_run_at", "last_trigger", "last_claimed_channels", "last_claimed_amount", "last_settled_amount", "last_left_out", "runs", "failures", "last_failure", "watch_rounds", "watched_channels", "watch_round_seconds")
     MONEY_AT_RISK_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_AT_RISK_FIELD_NUMBER: _ClassVar[int]
     WITHDRAWALS_PENDING_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class CollectorStatus(_message.Message):
     LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
     WATCH_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     WATCHED_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_ROUND_SECONDS_FIELD_NUMBER: _ClassVar[int]
     money_at_risk: str
     channels_at_risk: int
     withdrawals_pending: int
@@ -187,4 +188,5 @@ class CollectorStatus(_message.Message):
     last_failure: str
     watch_rounds: int
     watched_channels: int
-    def __init__(self, money_at_risk: _Optional[str] = ..., channels_at_risk: _Optional[int] = ..., withdrawals_pending: _Optional[int] = ..., top_at_risk: _Optional[_Iterable[_Union[ChannelAtRisk, _Mapping]]] = ..., last_claim_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures_24h: _Optional[int] = ..., open_intents: _Optional[int] = ..., enabled: _Optional[bool] = ..., last_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_trigger: _Optional[str] = ..., last_claimed_channels: _Optional[int] = ..., last_claimed_amount: _Optional[str] = ..., last_settled_amount: _Optional[str] = ..., last_left_out: _Optional[int] = ..., runs: _Optional[int] = ..., failures: _Optional[int] = ..., last_failure: _Optional[str] = ..., watch_rounds: _Optional[int] = ..., watched_channels: _Optional[int] = ...) -> None: ...
+    watch_round_seconds: float
+    def __init__(self, money_at_risk: _Optional[str] = ..., channels_at_risk: _Optional[int] = ..., withdrawals_pending: _Optional[int] = ..., top_at_risk: _Optional[_Iterable[_Union[ChannelAtRisk, _Mapping]]] = ..., last_claim_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures_24h: _Optional[int] = ..., open_intents: _Optional[int] = ..., enabled: _Optional[bool] = ..., last_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_trigger: _Optional[str] = ..., last_claimed_channels: _Optional[int] = ..., last_claimed_amount: _Optional[str] = ..., last_settled_amount: _Optional[str] = ..., last_left_out: _Optional[int] = ..., runs: _Optional[int] = ..., failures: _Optional[int] = ..., last_failure: _Optional[str] = ..., watch_rounds: _Optional[int] = ..., watched_channels: _Optional[int] = ..., watch_round_seconds: _Optional[float] = ...) -> None: ...

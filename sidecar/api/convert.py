@@ -293,4 +293,5 @@ def collector_status(status: CollectionStatus) -> channels_pb2.CollectorStatus:
         last_failure=state.last_failure,
         watch_rounds=status.watch_rounds,
         watched_channels=status.watched_channels,
+        watch_round_seconds=status.watch_round_s,
     )

@@ -217,6 +217,17 @@ class CollectionStore(Protocol):
         """Charged but not claimed: the total, and the `top` channels with the most."""
 
 
+class CollectionTelemetry(Protocol):
+    """What the collector's traces and events show (sidecar/telemetry/collection.py)."""
+
+    def transaction(self, kind: str, network: str, channels: int) -> AbstractContextManager[None]:
+        """One chain transaction the collector sends (a claim or a settle): a span."""
+
+    def event(self, name: str, *, collection_id: str = "", **attributes: Any) -> None:
+        """A collector event: kept among the recent events (GetTelemetry) and put on
+        the current transaction's span."""
+
+
 class Tracker(Protocol):
     def record(self, record_id: uuid.UUID, step: Any, fields: dict[str, Any]) -> None:
         """Queue one lifecycle step of a record; never blocks, never raises."""

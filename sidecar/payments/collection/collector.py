@@ -43,7 +43,7 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 from ...constants import Reason
 from ..channels.authorizer import advertised_authorizer
 from ..channels.state import Channel
-from ..ports import ChainReader, CollectionStore, Facilitator, FacilitatorPool, Telemetry
+from ..ports import ChainReader, CollectionStore, CollectionTelemetry, Facilitator, FacilitatorPool
 from ..settlement import Learned, ask_facilitator
 from ..verification import sanitize_reason
 from . import screen
@@ -55,6 +55,7 @@ from .records import (
     FAILED,
     IN_DOUBT,
     LAPSED,
+    SETTLE,
     Collection,
     CollectReport,
     LeftOut,
@@ -140,7 +141,7 @@ class Collector:
         store: CollectionStore,
         chain: ChainReader,
         facilitators: FacilitatorPool,
-        telemetry: Telemetry,
+        telemetry: CollectionTelemetry,
         policy: CollectorPolicy,
         signer: AuthorizerSigner | None = None,
     ) -> None:
@@ -259,8 +260,6 @@ class Collector:
         report.left_out.append(left)
         self._telemetry.event(
             "channel_claim_left_out",
-            request_id="",
-            route="",
             channel=channel.channel_id,
             payer=left.payer,
             unclaimed=str(left.unclaimed),
@@ -276,7 +275,7 @@ class Collector:
         signature = sign_claim_batch(sender.signer, claims, group.network) if sender.signer is not None else None
         requirements = group.requirements()
         body = _body(build_claim_payment_payload(claims, requirements, signature), requirements)
-        with self._telemetry.step("collector claim"):
+        with self._telemetry.transaction(CLAIM, group.network, len(rows)):
             learned, facilitator = await self._send(sender.facilitators, body)
             decided = await self._claim_answered(collection, learned, facilitator)
             self._event(decided)
@@ -353,7 +352,7 @@ class Collector:
             await self._store.record(collection)
             requirements = build_payment_requirements(receiver, token, network)
             body = _body(build_settle_payment_payload(requirements, receiver, token), requirements)
-            with self._telemetry.step("collector settle"):
+            with self._telemetry.transaction(SETTLE, network, 0):
                 learned, facilitator = await self._send(tuple(self._facilitators.candidates(())), body)
                 decided = await self._settle_answered(collection, learned, facilitator)
                 self._event(decided)
@@ -415,8 +414,7 @@ class Collector:
         name = f"channel_{collection.kind}_{'done' if collection.state == DONE else 'failed' if collection.state == FAILED else collection.state}"
         self._telemetry.event(
             name,
-            request_id=str(collection.id),
-            route="",
+            collection_id=str(collection.id),
             network=collection.network,
             receiver=collection.receiver,
             channels=str(len(collection.rows)),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from ..channels.state import Channel
@@ -114,6 +115,7 @@ class WithdrawalWatch:
         self.policy = policy
         self.rounds = 0
         self.last_round_channels = 0
+        self.last_round_s = 0.0
 
     async def round(self) -> int:
         """One round: the chain's clock, then (if no other replica is at it) every
@@ -125,11 +127,18 @@ class WithdrawalWatch:
         async with self._store.lock(WATCH_LOCK) as held:
             if not held:
                 return 0
+            started = time.monotonic()
             channels = await self._store.watched(self.policy.active_s, self.policy.limit)
             gate = asyncio.Semaphore(self.policy.concurrency)
             await asyncio.gather(*(self._read(channel, gate) for channel in channels))
         self.rounds += 1
         self.last_round_channels = len(channels)
+        self.last_round_s = time.monotonic() - started
+        if self.last_round_s > self.policy.interval_s:
+            log.warning(
+                "withdrawal watch: a round over %d channels took %.1f s, more than the %.1f s interval",
+                len(channels), self.last_round_s, self.policy.interval_s,
+            )
         return len(channels)
 
     async def _read(self, channel: Channel, gate: asyncio.Semaphore) -> None:
