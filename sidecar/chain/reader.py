@@ -16,7 +16,7 @@ from web3.exceptions import TransactionNotFound
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
-from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC
+from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC, CHANNEL_EVENT_TOPICS
 from ..payments.channels.state import Mirror
 from ..payments.ports import ChainLog
 
@@ -139,6 +139,31 @@ class Web3ChainReader:
             log.warning("chain receiver read failed on %s: %s", network, type(exc).__name__)
             return None
         return int(total_claimed), int(total_settled)
+
+    async def channel_events(self, network: str, after_block: int | None) -> tuple[int, frozenset[str]] | None:
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return None
+
+        async def find() -> tuple[int, frozenset[str]]:
+            latest = await w3.eth.block_number
+            if after_block is None or after_block >= latest:
+                return latest, frozenset()
+            logs = await w3.eth.get_logs(
+                {
+                    "address": BATCH_SETTLEMENT_ADDRESS,
+                    "fromBlock": max(after_block + 1, latest - LOG_LOOKBACK_BLOCKS),
+                    "toBlock": latest,
+                    "topics": [list(CHANNEL_EVENT_TOPICS)],
+                }
+            )
+            return latest, frozenset(_hex(entry["topics"][1]).lower() for entry in logs if len(entry["topics"]) > 1)
+
+        try:
+            return await asyncio.wait_for(find(), self._timeout_s)
+        except Exception as exc:  # transport, timeout, a node refusing the query
+            log.warning("chain channel events read failed on %s: %s", network, type(exc).__name__)
+            return None
 
     async def chain_time(self, network: str) -> int | None:
         w3 = self._clients.get(network)

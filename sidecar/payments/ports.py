@@ -114,6 +114,11 @@ class ChainReader(Protocol):
         """The contract's (totalClaimed, totalSettled) for a receiver and token
         (`receivers`); None when the chain could not be read."""
 
+    async def channel_events(self, network: str, after_block: int | None) -> tuple[int, frozenset[str]] | None:
+        """The latest block, and the channels (ids, lowercase) whose fields changed in
+        the blocks after `after_block` up to it (None: none asked, just the block);
+        None when the chain could not be read."""
+
     async def chain_time(self, network: str) -> int | None:
         """The latest block's timestamp (unix s); None when the chain could not be read."""
 
@@ -194,6 +199,10 @@ class CollectionStore(Protocol):
 
     async def observe(self, channel_id: str, mirror: Mirror) -> Channel | None:
         """Record the contract's fields as just read from the chain."""
+
+    async def touch(self, channel_ids: list[str]) -> None:
+        """The chain was read and these channels' fields did not change: our copy is
+        current as of now."""
 
     async def claimed(self, rows: list[tuple[str, int]]) -> None:
         """(channel id, total) claimed on chain: totalClaimed is at least that now."""

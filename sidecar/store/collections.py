@@ -51,6 +51,10 @@ WHERE channel_id = $1
 RETURNING *
 """
 
+TOUCH = """
+UPDATE payment_channels SET synced_at = now() WHERE channel_id = ANY($1::text[])
+"""
+
 CLAIMED = """
 UPDATE payment_channels AS c
 SET total_claimed = greatest(c.total_claimed, r.total), claim_excluded_reason = NULL, claim_excluded_at = NULL,
@@ -173,6 +177,10 @@ class PgCollections:
             OBSERVE, channel_id, mirror.balance, mirror.total_claimed, mirror.withdraw_requested_at, mirror.refund_nonce
         )
         return channel_of(row) if row else None
+
+    async def touch(self, channel_ids: list[str]) -> None:
+        if channel_ids:
+            await self._db_pool.execute(TOUCH, channel_ids)
 
     async def claimed(self, rows: list[tuple[str, int]]) -> None:
         if rows:

@@ -92,3 +92,23 @@ async def test_a_withdrawal_started_mid_traffic_is_seen_in_time_and_later_vouche
 async def _seen(sidecar, channel_id):
     row = await _row(sidecar, channel_id)
     return row if row.withdraw_requested_at else None
+
+
+async def test_the_watch_reads_only_the_channels_whose_contract_events_name_them(sidecar, chain, facilitator):
+    channels = await open_channels(sidecar, 3, requests=1)
+    watch = sidecar.sidecar.watch
+    await watch.round()  # a round that reads every watched channel
+    assert (watch.last_round_channels, watch.last_round_reads) == (3, 3)
+    await watch.round()  # nothing happened on chain: nothing read, every copy current
+    assert (watch.last_round_channels, watch.last_round_reads) == (3, 0)
+    await payer_call(facilitator.url, "initiate-withdraw", {"channelConfig": channels[1].config, "amount": "1"})
+
+    await watch.round()
+
+    assert (watch.last_round_channels, watch.last_round_reads) == (3, 1)
+    seen = {c.channel_id: c.withdraw_requested_at for c in [await _row(sidecar, c.channel_id) for c in channels]}
+    assert seen == {
+        channels[0].channel_id: 0,
+        channels[1].channel_id: chain.channel(channels[1].channel_id).withdraw_requested_at,
+        channels[2].channel_id: 0,
+    }

@@ -8,10 +8,12 @@ claim margin before the withdrawal can complete, so the last of them is claimed
 within one watch interval of it, well inside the margin). A trigger that finds another replica's run under
 way is tried again after `busy_retry_s`.
 
-The watch re-reads the contract's fields of every channel whose copy the request
-path trusts (in use within the mirror TTL), or that has unclaimed charges or a
-withdrawal pending, every `interval_s`: a withdrawal started on any of them is
-seen within that bound (plus one read). One replica at a time reads the channels
+The watch keeps current, every `interval_s`, our copy of the contract's fields of
+every channel whose copy the request path trusts (in use within the mirror TTL),
+or that has unclaimed charges or a withdrawal pending: a withdrawal started on any
+of them is seen within that bound (while a round takes less). It reads the
+contract's events since its last round (one query) and re-reads only the channels
+they name. One replica at a time reads the channels
 (an advisory lock); every replica reads the chain's clock, which the rule on
 vouchers during a withdrawal (channels/withdrawals.py) runs on."""
 
@@ -95,9 +97,15 @@ class WatchPolicy:
     active_s: float  # the mirror TTL: channels in use within it are watched
     limit: int  # channels per round
     concurrency: int = 8  # chain reads at once
+    full_every: int = 30  # every this many rounds, every watched channel is read again
 
 
 class WithdrawalWatch:
+    """A round reads the contract's events since the last round (one query a
+    network), then the fields of the watched channels they name; the others did not
+    change, and their copies are marked current. The first round, every
+    `full_every`-th, and one after a failed read read every watched channel."""
+
     def __init__(
         self,
         store: CollectionStore,
@@ -112,14 +120,16 @@ class WithdrawalWatch:
         self._clock = clock
         self._networks = networks
         self._loop = loop
+        self._cursor: dict[str, int] = {}  # per network: the last block whose events were read
         self.policy = policy
         self.rounds = 0
-        self.last_round_channels = 0
+        self.last_round_channels = 0  # channels watched in the last round
+        self.last_round_reads = 0  # of which read on chain
         self.last_round_s = 0.0
 
     async def round(self) -> int:
-        """One round: the chain's clock, then (if no other replica is at it) every
-        watched channel; how many channels were read."""
+        """One round: the chain's clock, then (if no other replica is at it) the
+        watched channels; how many channels were watched."""
         for network in self._networks:
             block_time = await self._chain.chain_time(network)
             if block_time is not None:
@@ -129,15 +139,38 @@ class WithdrawalWatch:
                 return 0
             started = time.monotonic()
             channels = await self._store.watched(self.policy.active_s, self.policy.limit)
+            full = self.rounds % self.policy.full_every == 0
+            by_network: dict[str, list[Channel]] = {}
+            for channel in channels:
+                by_network.setdefault(channel.network, []).append(channel)
+            to_read: list[Channel] = []
+            unchanged: list[str] = []
+            for network, members in by_network.items():
+                events = await self._chain.channel_events(network, None if full else self._cursor.get(network))
+                if events is None:
+                    self._cursor.pop(network, None)
+                    continue  # unreadable: the copies age, and the request path stops trusting them
+                latest, changed = events
+                if full or network not in self._cursor:
+                    to_read += members
+                else:
+                    to_read += [c for c in members if c.channel_id.lower() in changed]
+                    unchanged += [c.channel_id for c in members if c.channel_id.lower() not in changed]
+                self._cursor[network] = latest
             gate = asyncio.Semaphore(self.policy.concurrency)
-            await asyncio.gather(*(self._read(channel, gate) for channel in channels))
+            await asyncio.gather(*(self._read(channel, gate) for channel in to_read))
+            await self._store.touch(unchanged)
+        if self._loop is not None and any(c.mirror.withdraw_requested_at and unclaimed(c) for c in channels):
+            # Charges taken on a channel being withdrawn since the last claim: claim them.
+            self._loop.wake(WITHDRAWAL)
         self.rounds += 1
         self.last_round_channels = len(channels)
+        self.last_round_reads = len(to_read)
         self.last_round_s = time.monotonic() - started
         if self.last_round_s > self.policy.interval_s:
             log.warning(
-                "withdrawal watch: a round over %d channels took %.1f s, more than the %.1f s interval",
-                len(channels), self.last_round_s, self.policy.interval_s,
+                "withdrawal watch: a round over %d channels (%d read) took %.1f s, more than the %.1f s interval",
+                len(channels), len(to_read), self.last_round_s, self.policy.interval_s,
             )
         return len(channels)
 
@@ -145,7 +178,8 @@ class WithdrawalWatch:
         async with gate:
             onchain = await self._chain.channel(channel.network, channel.channel_id)
         if onchain is None:
-            return  # unreadable: the copy ages, and the request path stops trusting it
+            self._cursor.pop(channel.network, None)  # read every channel next round
+            return
         observed = await self._store.observe(channel.channel_id, onchain)
         if onchain.withdraw_requested_at and not channel.mirror.withdraw_requested_at:
             log.warning("channel %s: the payer started a withdrawal", channel.channel_id)
