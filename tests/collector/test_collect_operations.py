@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 
+import grpc
+import pytest
+
 from devnet.wallets import INITIAL_PAYER_BALANCE
 from gateway.cli import build_parser
 from paysidecar.v1 import status_pb2
@@ -86,3 +89,13 @@ async def test_charges_of_any_size_are_claimed_and_settled_to_the_unit(sidecar, 
     assert chain.balance_of(channel.payer) == INITIAL_PAYER_BALANCE - DEPOSIT
     # What the payer can still take back: the deposit less every charge, exactly.
     assert state.balance - state.total_claimed == DEPOSIT - charged
+
+
+@pytest.mark.parametrize("wait_seconds", [-1, 61])
+async def test_collect_with_a_wait_out_of_range_is_refused_and_runs_nothing(sidecar, wait_seconds):
+    await open_channels(sidecar, 1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await collect(sidecar, wait_seconds=wait_seconds)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("invalid_argument:")
+    assert (await status(sidecar)).collector.runs == 0
