@@ -128,7 +128,18 @@ class ChainRpc:
 
     def _eth_get_block_by_number(self, params: list[Any]) -> dict[str, Any] | None:
         """The block's number, hash and time (no transactions): how a reader learns the
-        chain's time, which tests may have moved ahead of the wall clock."""
+        chain's time, which tests may have moved ahead of the wall clock. "pending" is
+        the block a transaction sent now would be mined in: its time is the chain's now
+        (the devnet mines only when something happens, so "latest" may be old)."""
+        if _param(params, 0) == "pending":
+            number = self._chain.block_number + 1
+            return {
+                "number": hex(number),
+                "hash": None,
+                "parentHash": block_hash(number - 1),
+                "timestamp": hex(self._chain.timestamp),
+                "transactions": [],
+            }
         number = _block_param(_param(params, 0), self._chain.block_number)
         timestamp = self._chain.block_timestamp(number)
         if timestamp is None:

@@ -14,6 +14,7 @@ directory (`--channel-dir`), so the next call goes on from it.
     paysidecar-cli call URL --payment-id pay_0123456789abcdef   # the same again: not paid twice
     paysidecar-cli call URL --scheme batch-settlement      # through a payment channel
     paysidecar-cli channels
+    paysidecar-cli claim                                   # collect channel charges now
     paysidecar-cli discover http://127.0.0.1:4021
     paysidecar-cli records --settled yes --since 1h
     paysidecar-cli stats --since 24h
@@ -651,6 +652,26 @@ async def run_status(args: argparse.Namespace, client: SidecarClient) -> None:
             "journal write failures": status.tracking_journal_failures,
         }
     )
+    if status.HasField("collector"):
+        collector = status.collector
+        print("\ncollector")
+        print_fields(
+            {
+                "money at risk": f"{collector.money_at_risk} on {collector.channels_at_risk} channels"
+                f" ({collector.withdrawals_pending} being withdrawn)",
+                "enabled here": collector.enabled,
+                "last run here": (
+                    f"{collector.last_run_at.ToDatetime(tzinfo=UTC).isoformat(timespec='seconds')} ({collector.last_trigger}):"
+                    f" claimed {collector.last_claimed_amount} on {collector.last_claimed_channels} channels,"
+                    f" settled {collector.last_settled_amount}, left out {collector.last_left_out}"
+                    if collector.runs
+                    else "none yet"
+                ),
+                "failures here": f"{collector.failures}" + (f" (last: {collector.last_failure})" if collector.last_failure else ""),
+                "failures in 24 h (all replicas)": collector.failures_24h,
+                "undecided intents": collector.open_intents,
+            }
+        )
     print("\nfacilitators")
     print_table(
         [
@@ -693,6 +714,42 @@ async def run_channels(args: argparse.Namespace, client: SidecarClient) -> None:
     print(f"\n{len(answer.channels)} channels" + (f", {pending} with a withdrawal pending: claim before it completes" if pending else ""))
     if answer.has_more:
         print(f"more: --cursor {answer.next_cursor}")
+
+
+def _collection_row(collection: Any) -> dict[str, Any]:
+    return {
+        "kind": collection.kind,
+        "state": collection.state,
+        "channels": len(collection.channel_ids),
+        "amount": collection.amount,
+        "transaction": collection.transaction,
+        "facilitator": collection.facilitator,
+        "reason": collection.reason,
+    }
+
+
+async def run_claim(args: argparse.Namespace, client: SidecarClient) -> None:
+    answer = await client.collect(wait_s=args.wait)
+    if args.json:
+        print_json(as_dict(answer))
+        return
+    if not answer.ran:
+        raise CliError(f"nothing collected: {answer.message}")
+    transactions = [*answer.resolved, *answer.claims, *answer.settles]
+    if transactions:
+        print_table([_collection_row(collection) for collection in transactions])
+    if answer.left_out:
+        print("\nleft out (tried again later)")
+        print_table(
+            [
+                {"channel": left.channel_id, "payer": left.payer, "unclaimed": left.unclaimed, "reason": left.reason}
+                for left in answer.left_out
+            ]
+        )
+    print(
+        f"\nclaimed {answer.claimed_amount} on {answer.claimed_channels} channels, settled {answer.settled_amount},"
+        f" left out {len(answer.left_out)}"
+    )
 
 
 async def run_telemetry(args: argparse.Namespace, client: SidecarClient) -> None:
@@ -828,6 +885,12 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--limit", type=int, default=20, help="1..100 (default 20)")
     channels.add_argument("--cursor")
     channels.set_defaults(run=_with_sidecar(run_channels))
+
+    claim = commands.add_parser(
+        "claim", parents=[sidecar], help="collect channel charges now: what was claimed, settled and left out, and why"
+    )
+    claim.add_argument("--wait", type=int, default=10, help="seconds to wait for another replica's run, 0..60 (default 10)")
+    claim.set_defaults(run=_with_sidecar(run_claim))
 
     telemetry = commands.add_parser("telemetry", parents=[sidecar], help="recent sidecar events, newest first")
     telemetry.add_argument("--limit", type=int, default=50, help="1..1000 (default 50)")

@@ -333,6 +333,13 @@ class SidecarClient:
         request = channels_pb2.ListChannelsRequest(payer=payer, limit=limit, cursor=cursor)
         return await self._read(self._channels.ListChannels, request, request_id)
 
+    async def collect(self, *, wait_s: int = 10, request_id: str | None = None) -> channels_pb2.CollectResponse:
+        """Run the sidecar's collector now (claims, settles, channels left out);
+        waits up to `wait_s` (0..60) for another replica's run to end."""
+        request = channels_pb2.CollectRequest(wait_seconds=wait_s)
+        # The run may wait for the lock and then send transactions: its own deadline.
+        return await self._call(self._channels.Collect, request, request_id=request_id, timeout_s=self._timeout_s + wait_s)
+
     # -- status -----------------------------------------------------------
 
     async def get_status(self, *, request_id: str | None = None) -> status_pb2.GetStatusResponse:

@@ -26,11 +26,14 @@ from .facilitators.pool import Pool
 from .payments.channels.authorizer import ReceiverAuthorizers
 from .payments.channels.room import ChannelPolicy, ChannelRoom
 from .payments.idempotency import IdempotencyPolicy
+from .payments.channels.withdrawals import ChainClock
+from .payments.collection.collector import Collector, CollectorPolicy
+from .payments.collection.loop import CollectorLoop, WatchPolicy, WithdrawalWatch
 from .payments.recovery import recover_once
 from .payments.service import PaymentService
 from .payments.settlement import ReconcilePolicy
 from .server import build_server
-from .status import FacilitatorStatus, SidecarStatus, TrackingStatus
+from .status import CollectionStatus, FacilitatorStatus, SidecarStatus, TrackingStatus
 from .store.db import create_pool
 from .store.partitions import keep_ahead
 from .store.tracking import TrackingWriter
@@ -38,7 +41,10 @@ from .store.tracking_queries import PgTrackingRecords
 from .store.retention import run_retention
 from .store.channels import PgChannels
 from .store.identifiers import PgIdentifiers
+from .store.collections import PgCollections
+from .store.db import UNAVAILABLE_ERRORS
 from .store.ledger import PgLedger
+from .telemetry.collection import CollectorTelemetry
 from .telemetry.payments import PaymentTelemetry
 from .telemetry.tracing import SidecarTracing
 
@@ -79,6 +85,7 @@ class Sidecar:
         ledger_store = self._tracing.ledger(self.ledger) if self._tracing else self.ledger
         tracker = self.writer if s.tracking_enabled else _NoTracking()
         self.channels = PgChannels(self.db_pool)
+        self._collection(CollectorTelemetry(self.events))
         self.service = PaymentService(
             facilitators=self.facilitators,
             ledger_store=ledger_store,
@@ -103,9 +110,9 @@ class Sidecar:
             s,
             PaymentServicer(self.service, s, tracker),
             TrackingServicer(PgTrackingRecords(self.db_pool), s),
-            StatusServicer(s, self, self.events),
+            StatusServicer(s, self, self.events, self),
             (*self._tracing.server_interceptors(), *self._interceptors) if self._tracing else self._interceptors,
-            channels=ChannelServicer(self.channels),
+            channels=ChannelServicer(self.channels, self.collector),
         )
         await self.server.start()
         await self.recover()
@@ -121,18 +128,70 @@ class Sidecar:
                 )
             ),
             asyncio.create_task(self._every(s.tracking_partition_interval_s, self.keep_partitions)),
+            asyncio.create_task(self.watch.run(self._stop)),
         ]
+        if s.collector_enabled:
+            self._tasks.append(asyncio.create_task(self.collector.run(self._stop)))
         return self.port
+
+    def _collection(self, telemetry: CollectorTelemetry) -> None:
+        """The collector, its triggers, and the withdrawal watch (payments/collection/)."""
+        s = self.settings
+        key = s.receiver_authorizer_key
+        self.authorizer_signer = LocalAuthorizerSigner(key.get_secret_value()) if key is not None else None
+        self.collections = PgCollections(self.db_pool)
+        self.chain_clock = ChainClock()
+        collector = Collector(
+            self.collections,
+            self.chain,
+            self.facilitators,
+            telemetry,
+            CollectorPolicy(
+                interval_s=s.collect_interval_s,
+                channel_threshold=s.collect_channel_threshold,
+                total_threshold=s.collect_total_threshold,
+                batch_size=s.collect_batch_size,
+                max_channels=s.collect_max_channels,
+                retry_s=s.collect_retry_s,
+                busy_retry_s=s.collect_busy_retry_s,
+                retries=s.settle_retries,
+            ),
+            signer=self.authorizer_signer,
+        )
+        self.collector = CollectorLoop(collector, self.collections)
+        self.watch = WithdrawalWatch(
+            self.collections,
+            self.chain,
+            self.chain_clock,
+            tuple(s.chain_rpc_urls),
+            WatchPolicy(s.channel_watch_interval_s, s.channel_mirror_ttl_s, s.channel_watch_limit),
+            self.collector if s.collector_enabled else None,
+        )
+
+    async def collection_status(self) -> CollectionStatus:
+        """The CollectionSource of GetStatus: what is at risk comes from the database
+        (every replica's charges), the runs from this replica's collector."""
+        try:
+            at_risk = await self.collections.at_risk(top=10)
+        except UNAVAILABLE_ERRORS:
+            at_risk = None
+        return CollectionStatus(
+            at_risk=at_risk,
+            enabled=self.settings.collector_enabled,
+            state=self.collector.collector.state,
+            watch_rounds=self.watch.rounds,
+            watched_channels=self.watch.last_round_channels,
+            watch_round_s=self.watch.last_round_s,
+        )
 
     def _channel_room(self) -> ChannelRoom:
         s = self.settings
-        key = s.receiver_authorizer_key
         return ChannelRoom(
             store=self._tracing.channels(self.channels) if self._tracing else self.channels,
             authorizers=ReceiverAuthorizers(
                 self.facilitators,
                 s.withdraw_delay_s,
-                signer=LocalAuthorizerSigner(key.get_secret_value()) if key is not None else None,
+                signer=self.authorizer_signer,
                 deposit_requests=s.min_deposit_requests,
             ),
             policy=ChannelPolicy(
@@ -140,7 +199,11 @@ class Sidecar:
                 hold_s=s.channel_hold_s,
                 mirror_ttl_s=s.channel_mirror_ttl_s,
                 retries=s.settle_retries,
+                claim_margin_s=s.channel_claim_margin_s,
+                chain_now=self.chain_clock.now,
             ),
+            # Every replica's charges set off runs; a run goes to whichever replica holds the lock.
+            on_charge=self.collector.note_charge,
         )
 
     async def keep_partitions(self) -> None:

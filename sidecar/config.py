@@ -175,6 +175,29 @@ class Settings(BaseSettings):
     # A voucher is verified here, without a facilitator, while our copy of the
     # channel's contract state is younger than this.
     channel_mirror_ttl_s: float = Field(DEFAULT_ONCHAIN_STATE_TTL_MS / 1000, ge=0)
+    # The withdrawal watch: the contract's fields of every channel in use (or with
+    # charges unclaimed) are read from the chain this often, so a payer's withdrawal
+    # is seen within it; at most this many channels a round.
+    channel_watch_interval_s: float = Field(10.0, gt=0)
+    channel_watch_limit: int = Field(10_000, ge=1)
+    # While a withdrawal is pending, vouchers are taken until this long before it can
+    # complete: the time the collector keeps for claiming them.
+    channel_claim_margin_s: float = Field(300.0, ge=0)
+
+    # The collector (claims and settles of channel charges). It runs every interval,
+    # and at once when a channel's unclaimed charges reach the per-channel threshold,
+    # all unclaimed charges the total threshold (atomic units; 0: no such trigger), or
+    # a charge lands on a channel being withdrawn.
+    collector_enabled: bool = True
+    collect_interval_s: float = Field(600.0, gt=0)
+    collect_channel_threshold: int = Field(50_000, ge=0)
+    collect_total_threshold: int = Field(1_000_000, ge=0)
+    collect_batch_size: int = Field(100, ge=1, le=1000)  # channels per claim transaction
+    collect_max_channels: int = Field(5000, ge=1)  # channels per run
+    # A channel left out of a claim (withdrawn, drained, bad voucher) is tried again after this.
+    collect_retry_s: float = Field(300.0, ge=0)
+    # A triggered run that finds another replica's run under way asks again after this.
+    collect_busy_retry_s: float = Field(1.0, gt=0)
 
     connect_timeout_s: float = Field(2.0, gt=0)
     verify_timeout_s: float = Field(5.0, gt=0)
@@ -259,6 +282,19 @@ class Settings(BaseSettings):
         if self.retention_days < self.min_retention_days:
             raise ValueError(
                 f"retention_days ({self.retention_days}) is below min_retention_days ({self.min_retention_days})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _time_to_claim(self) -> Settings:
+        # A withdrawal must be seen, and its channel claimed, before it can complete.
+        if self.channel_watch_interval_s >= self.channel_claim_margin_s > 0:
+            raise ValueError("channel_watch_interval_s must be below channel_claim_margin_s: a withdrawal's last"
+                             " vouchers are claimed within one watch interval")
+        if self.channel_claim_margin_s + self.channel_watch_interval_s >= self.withdraw_delay_s:
+            raise ValueError(
+                "channel_claim_margin_s + channel_watch_interval_s must be below withdraw_delay_s"
+                f" ({self.channel_claim_margin_s:g} + {self.channel_watch_interval_s:g} >= {self.withdraw_delay_s})"
             )
         return self
 

@@ -78,6 +78,19 @@ AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32
 # cancelAuthorization: the payer used the nonce up without a transfer.
 AUTHORIZATION_CANCELED_TOPIC = "0x" + keccak(text="AuthorizationCanceled(address,bytes32)").hex()
 
+# The x402BatchSettlement events that change a channel's fields (topic0; channelId
+# is topic1 of each): the withdrawal watch reads them instead of every channel.
+CHANNEL_EVENT_TOPICS = tuple(
+    "0x" + keccak(text=signature).hex()
+    for signature in (
+        "Deposited(bytes32,address,uint128,uint128)",
+        "Claimed(bytes32,address,uint128,uint128)",
+        "Refunded(bytes32,address,uint128)",
+        "WithdrawInitiated(bytes32,uint128,uint40)",
+        "WithdrawFinalized(bytes32,address,uint128)",
+    )
+)
+
 # Headers never copied into tracking records.
 SECRET_HEADERS = frozenset(
     {
@@ -146,3 +159,5 @@ class Reason:
     INVALID_PRUNE_CUTOFF = "invalid_prune_cutoff"
     # Settle's charge is not a whole number from 0 to the route's amount.
     INVALID_CHARGE = "invalid_charge"
+    # A voucher on a channel whose payer's withdrawal completes too soon to claim it.
+    CHANNEL_WITHDRAWING = "channel_withdrawal_pending"

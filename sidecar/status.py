@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .payments.collection.collector import CollectorState
+from .payments.collection.records import AtRisk
+
 
 @dataclass(frozen=True)
 class FacilitatorStatus:
@@ -42,3 +45,19 @@ class SidecarStatus:
 
 class StatusSource(Protocol):
     def status(self) -> SidecarStatus: ...
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    """The collector and the money at risk (GetStatus fields 50-51)."""
+
+    at_risk: AtRisk | None  # None: the database could not be read
+    enabled: bool
+    state: CollectorState
+    watch_rounds: int
+    watched_channels: int
+    watch_round_s: float
+
+
+class CollectionSource(Protocol):
+    async def collection_status(self) -> CollectionStatus: ...

@@ -28,8 +28,8 @@ if _version_not_supported:
 class ChannelServiceStub:
     """ChannelService reads the batch-settlement payment channels the sidecar has
     been paid through: what each was charged, the voucher that covers it, and
-    the contract's state as last read. Read only; voucher signatures are never
-    returned.
+    the contract's state as last read; and runs the collector on demand. Voucher
+    signatures are never returned.
     """
 
     def __init__(self, channel):
@@ -43,17 +43,31 @@ class ChannelServiceStub:
                 request_serializer=paysidecar_dot_v1_dot_channels__pb2.ListChannelsRequest.SerializeToString,
                 response_deserializer=paysidecar_dot_v1_dot_channels__pb2.ListChannelsResponse.FromString,
                 _registered_method=True)
+        self.Collect = channel.unary_unary(
+                '/paysidecar.v1.ChannelService/Collect',
+                request_serializer=paysidecar_dot_v1_dot_channels__pb2.CollectRequest.SerializeToString,
+                response_deserializer=paysidecar_dot_v1_dot_channels__pb2.CollectResponse.FromString,
+                _registered_method=True)
 
 
 class ChannelServiceServicer:
     """ChannelService reads the batch-settlement payment channels the sidecar has
     been paid through: what each was charged, the voucher that covers it, and
-    the contract's state as last read. Read only; voucher signatures are never
-    returned.
+    the contract's state as last read; and runs the collector on demand. Voucher
+    signatures are never returned.
     """
 
     def ListChannels(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Collect(self, request, context):
+        """Run the collector now: claim what was charged on every channel due, settle
+        the claims to payTo, and say what was left out and why. One collector runs
+        at a time across replicas: this waits for another one's run a bounded time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -66,6 +80,11 @@ def add_ChannelServiceServicer_to_server(servicer, server):
                     request_deserializer=paysidecar_dot_v1_dot_channels__pb2.ListChannelsRequest.FromString,
                     response_serializer=paysidecar_dot_v1_dot_channels__pb2.ListChannelsResponse.SerializeToString,
             ),
+            'Collect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Collect,
+                    request_deserializer=paysidecar_dot_v1_dot_channels__pb2.CollectRequest.FromString,
+                    response_serializer=paysidecar_dot_v1_dot_channels__pb2.CollectResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'paysidecar.v1.ChannelService', rpc_method_handlers)
@@ -77,8 +96,8 @@ def add_ChannelServiceServicer_to_server(servicer, server):
 class ChannelService:
     """ChannelService reads the batch-settlement payment channels the sidecar has
     been paid through: what each was charged, the voucher that covers it, and
-    the contract's state as last read. Read only; voucher signatures are never
-    returned.
+    the contract's state as last read; and runs the collector on demand. Voucher
+    signatures are never returned.
     """
 
     @staticmethod
@@ -98,6 +117,33 @@ class ChannelService:
             '/paysidecar.v1.ChannelService/ListChannels',
             paysidecar_dot_v1_dot_channels__pb2.ListChannelsRequest.SerializeToString,
             paysidecar_dot_v1_dot_channels__pb2.ListChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Collect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paysidecar.v1.ChannelService/Collect',
+            paysidecar_dot_v1_dot_channels__pb2.CollectRequest.SerializeToString,
+            paysidecar_dot_v1_dot_channels__pb2.CollectResponse.FromString,
             options,
             channel_credentials,
             insecure,

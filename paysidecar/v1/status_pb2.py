@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from paysidecar.v1 import channels_pb2 as paysidecar_dot_v1_dot_channels__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apaysidecar/v1/status.proto\x12\rpaysidecar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xa4\x01\n\x11\x46\x61\x63ilitatorStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\x12\x17\n\x0f\x65wma_latency_ms\x18\x04 \x01(\x01\x12\x14\n\x0csuccess_rate\x18\x05 \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x06 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x03\"\xc3\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x36\n\x0c\x66\x61\x63ilitators\x18\x03 \x03(\x0b\x32 .paysidecar.v1.FacilitatorStatus\x12\x1c\n\x14tracking_queue_depth\x18\x04 \x01(\x03\x12\x15\n\rspool_records\x18\x05 \x01(\x03\x12\x13\n\x0bspool_bytes\x18\x06 \x01(\x03\x12\x10\n\x08\x64\x61tabase\x18\x07 \x01(\t\x12\x1a\n\x12in_flight_payments\x18\x08 \x01(\x03\x12\x1d\n\x15tracking_missing_rows\x18\t \x01(\x03\x12\x1e\n\x16tracking_rejected_rows\x18\n \x01(\x03\x12!\n\x19tracking_journal_failures\x18\x0b \x01(\x03\"$\n\x13GetTelemetryRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\xe6\x01\n\x0eTelemetryEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x41\n\nattributes\x18\x05 \x03(\x0b\x32-.paysidecar.v1.TelemetryEvent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x14GetTelemetryResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.paysidecar.v1.TelemetryEvent2\xb8\x01\n\rStatusService\x12N\n\tGetStatus\x12\x1f.paysidecar.v1.GetStatusRequest\x1a .paysidecar.v1.GetStatusResponse\x12W\n\x0cGetTelemetry\x12\".paysidecar.v1.GetTelemetryRequest\x1a#.paysidecar.v1.GetTelemetryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apaysidecar/v1/status.proto\x12\rpaysidecar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpaysidecar/v1/channels.proto\"\x12\n\x10GetStatusRequest\"\xa4\x01\n\x11\x46\x61\x63ilitatorStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\x12\x17\n\x0f\x65wma_latency_ms\x18\x04 \x01(\x01\x12\x14\n\x0csuccess_rate\x18\x05 \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x06 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x03\"\x8d\x03\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x36\n\x0c\x66\x61\x63ilitators\x18\x03 \x03(\x0b\x32 .paysidecar.v1.FacilitatorStatus\x12\x1c\n\x14tracking_queue_depth\x18\x04 \x01(\x03\x12\x15\n\rspool_records\x18\x05 \x01(\x03\x12\x13\n\x0bspool_bytes\x18\x06 \x01(\x03\x12\x10\n\x08\x64\x61tabase\x18\x07 \x01(\t\x12\x1a\n\x12in_flight_payments\x18\x08 \x01(\x03\x12\x1d\n\x15tracking_missing_rows\x18\t \x01(\x03\x12\x1e\n\x16tracking_rejected_rows\x18\n \x01(\x03\x12!\n\x19tracking_journal_failures\x18\x0b \x01(\x03\x12\x15\n\rmoney_at_risk\x18\x32 \x01(\t\x12\x31\n\tcollector\x18\x33 \x01(\x0b\x32\x1e.paysidecar.v1.CollectorStatus\"$\n\x13GetTelemetryRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\xe6\x01\n\x0eTelemetryEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x41\n\nattributes\x18\x05 \x03(\x0b\x32-.paysidecar.v1.TelemetryEvent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x14GetTelemetryResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.paysidecar.v1.TelemetryEvent2\xb8\x01\n\rStatusService\x12N\n\tGetStatus\x12\x1f.paysidecar.v1.GetStatusRequest\x1a .paysidecar.v1.GetStatusResponse\x12W\n\x0cGetTelemetry\x12\".paysidecar.v1.GetTelemetryRequest\x1a#.paysidecar.v1.GetTelemetryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TELEMETRYEVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_TELEMETRYEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_GETSTATUSREQUEST']._serialized_start=78
-  _globals['_GETSTATUSREQUEST']._serialized_end=96
-  _globals['_FACILITATORSTATUS']._serialized_start=99
-  _globals['_FACILITATORSTATUS']._serialized_end=263
-  _globals['_GETSTATUSRESPONSE']._serialized_start=266
-  _globals['_GETSTATUSRESPONSE']._serialized_end=589
-  _globals['_GETTELEMETRYREQUEST']._serialized_start=591
-  _globals['_GETTELEMETRYREQUEST']._serialized_end=627
-  _globals['_TELEMETRYEVENT']._serialized_start=630
-  _globals['_TELEMETRYEVENT']._serialized_end=860
-  _globals['_TELEMETRYEVENT_ATTRIBUTESENTRY']._serialized_start=811
-  _globals['_TELEMETRYEVENT_ATTRIBUTESENTRY']._serialized_end=860
-  _globals['_GETTELEMETRYRESPONSE']._serialized_start=862
-  _globals['_GETTELEMETRYRESPONSE']._serialized_end=931
-  _globals['_STATUSSERVICE']._serialized_start=934
-  _globals['_STATUSSERVICE']._serialized_end=1118
+  _globals['_GETSTATUSREQUEST']._serialized_start=108
+  _globals['_GETSTATUSREQUEST']._serialized_end=126
+  _globals['_FACILITATORSTATUS']._serialized_start=129
+  _globals['_FACILITATORSTATUS']._serialized_end=293
+  _globals['_GETSTATUSRESPONSE']._serialized_start=296
+  _globals['_GETSTATUSRESPONSE']._serialized_end=693
+  _globals['_GETTELEMETRYREQUEST']._serialized_start=695
+  _globals['_GETTELEMETRYREQUEST']._serialized_end=731
+  _globals['_TELEMETRYEVENT']._serialized_start=734
+  _globals['_TELEMETRYEVENT']._serialized_end=964
+  _globals['_TELEMETRYEVENT_ATTRIBUTESENTRY']._serialized_start=915
+  _globals['_TELEMETRYEVENT_ATTRIBUTESENTRY']._serialized_end=964
+  _globals['_GETTELEMETRYRESPONSE']._serialized_start=966
+  _globals['_GETTELEMETRYRESPONSE']._serialized_end=1035
+  _globals['_STATUSSERVICE']._serialized_start=1038
+  _globals['_STATUSSERVICE']._serialized_end=1222
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from paysidecar.v1 import channels_pb2 as _channels_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -32,7 +33,7 @@ class FacilitatorStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., breaker_state: _Optional[str] = ..., ewma_latency_ms: _Optional[float] = ..., success_rate: _Optional[float] = ..., consecutive_failures: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "env", "facilitators", "tracking_queue_depth", "spool_records", "spool_bytes", "database", "in_flight_payments", "tracking_missing_rows", "tracking_rejected_rows", "tracking_journal_failures")
+    __slots__ = ("version", "env", "facilitators", "tracking_queue_depth", "spool_records", "spool_bytes", "database", "in_flight_payments", "tracking_missing_rows", "tracking_rejected_rows", "tracking_journal_failures", "money_at_risk", "collector")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     FACILITATORS_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +45,8 @@ class GetStatusResponse(_message.Message):
     TRACKING_MISSING_ROWS_FIELD_NUMBER: _ClassVar[int]
     TRACKING_REJECTED_ROWS_FIELD_NUMBER: _ClassVar[int]
     TRACKING_JOURNAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MONEY_AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_FIELD_NUMBER: _ClassVar[int]
     version: str
     env: str
     facilitators: _containers.RepeatedCompositeFieldContainer[FacilitatorStatus]
@@ -55,7 +58,9 @@ class GetStatusResponse(_message.Message):
     tracking_missing_rows: int
     tracking_rejected_rows: int
     tracking_journal_failures: int
-    def __init__(self, version: _Optional[str] = ..., env: _Optional[str] = ..., facilitators: _Optional[_Iterable[_Union[FacilitatorStatus, _Mapping]]] = ..., tracking_queue_depth: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., database: _Optional[str] = ..., in_flight_payments: _Optional[int] = ..., tracking_missing_rows: _Optional[int] = ..., tracking_rejected_rows: _Optional[int] = ..., tracking_journal_failures: _Optional[int] = ...) -> None: ...
+    money_at_risk: str
+    collector: _channels_pb2.CollectorStatus
+    def __init__(self, version: _Optional[str] = ..., env: _Optional[str] = ..., facilitators: _Optional[_Iterable[_Union[FacilitatorStatus, _Mapping]]] = ..., tracking_queue_depth: _Optional[int] = ..., spool_records: _Optional[int] = ..., spool_bytes: _Optional[int] = ..., database: _Optional[str] = ..., in_flight_payments: _Optional[int] = ..., tracking_missing_rows: _Optional[int] = ..., tracking_rejected_rows: _Optional[int] = ..., tracking_journal_failures: _Optional[int] = ..., money_at_risk: _Optional[str] = ..., collector: _Optional[_Union[_channels_pb2.CollectorStatus, _Mapping]] = ...) -> None: ...
 
 class GetTelemetryRequest(_message.Message):
     __slots__ = ("limit",)

@@ -12,6 +12,7 @@ from paysidecar.v1 import channels_pb2, payment_pb2
 from ..constants import RELEASE_UNSPECIFIED, Reason
 from ..payments.answers import HttpAnswer
 from ..payments.channels.state import Channel
+from ..payments.collection.records import AtRisk, Collection, CollectReport
 from ..payments.codec import is_url, pick_header
 from ..payments.errors import InvalidRequest
 from ..payments.flow import (
@@ -25,6 +26,7 @@ from ..payments.flow import (
     Verified,
 )
 from ..payments.routes import PricedRoute, RouteDefaults, RouteTerms, resolve_route
+from ..status import CollectionStatus
 
 
 def route_terms(route: payment_pb2.Route) -> RouteTerms:
@@ -245,4 +247,82 @@ def channel_message(channel: Channel) -> channels_pb2.Channel:
         synced_at=_stamp(channel.synced_at),
         last_request_at=_stamp(channel.last_request_at),
         busy=channel.reservation is not None,
+    )
+
+
+def collect_wait_s(request: channels_pb2.CollectRequest) -> float:
+    if not 0 <= request.wait_seconds <= 60:
+        raise InvalidRequest(Reason.INVALID_ARGUMENT, "wait_seconds must be from 0 to 60")
+    return float(request.wait_seconds)
+
+
+def collection_message(collection: Collection) -> channels_pb2.Collection:
+    return channels_pb2.Collection(
+        id=str(collection.id),
+        kind=collection.kind,
+        network=collection.network,
+        receiver=collection.receiver,
+        token=collection.token,
+        channel_ids=[row.channel_id for row in collection.rows],
+        amount=str(collection.amount),
+        state=collection.state,
+        transaction=collection.transaction,
+        facilitator=collection.facilitator,
+        reason=collection.reason,
+        decided_by=collection.decided_by,
+    )
+
+
+def collect_response(report: CollectReport) -> channels_pb2.CollectResponse:
+    return channels_pb2.CollectResponse(
+        ran=report.ran,
+        message=report.message,
+        claims=[collection_message(claim) for claim in report.claims],
+        settles=[collection_message(settle) for settle in report.settles],
+        left_out=[
+            channels_pb2.LeftOutChannel(
+                channel_id=left.channel_id, payer=left.payer, unclaimed=str(left.unclaimed), reason=left.reason
+            )
+            for left in report.left_out
+        ],
+        resolved=[collection_message(collection) for collection in report.resolved],
+        claimed_channels=report.claimed_channels,
+        claimed_amount=str(report.claimed_amount),
+        settled_amount=str(report.settled_amount),
+    )
+
+
+def collector_status(status: CollectionStatus) -> channels_pb2.CollectorStatus:
+    state = status.state
+    at_risk = status.at_risk if status.at_risk is not None else AtRisk()
+    last = state.last
+    return channels_pb2.CollectorStatus(
+        money_at_risk=str(at_risk.total) if status.at_risk is not None else "",
+        channels_at_risk=at_risk.channels,
+        withdrawals_pending=at_risk.withdrawing,
+        top_at_risk=[
+            channels_pb2.ChannelAtRisk(
+                channel_id=channel.channel_id,
+                payer=channel.payer,
+                unclaimed=str(channel.unclaimed),
+                withdraw_requested_at=channel.withdraw_requested_at,
+            )
+            for channel in at_risk.top
+        ],
+        last_claim_at=_stamp(at_risk.last_claim_at),
+        failures_24h=at_risk.failures_24h,
+        open_intents=at_risk.open_intents,
+        enabled=status.enabled,
+        last_run_at=_stamp(state.last_run_at),
+        last_trigger=last.trigger if last else "",
+        last_claimed_channels=last.claimed_channels if last else 0,
+        last_claimed_amount=str(last.claimed_amount) if last else "0",
+        last_settled_amount=str(last.settled_amount) if last else "0",
+        last_left_out=len(last.left_out) if last else 0,
+        runs=state.runs,
+        failures=state.failures,
+        last_failure=state.last_failure,
+        watch_rounds=status.watch_rounds,
+        watched_channels=status.watched_channels,
+        watch_round_seconds=status.watch_round_s,
     )

@@ -10,15 +10,19 @@ from paysidecar_common.events import EventRing
 
 from .. import __version__
 from ..config import Settings
-from ..status import StatusSource
+from ..status import CollectionSource, StatusSource
+from . import convert
 from .errors import mapped
 
 
 class StatusServicer(status_pb2_grpc.StatusServiceServicer):
-    def __init__(self, settings: Settings, source: StatusSource, events: EventRing) -> None:
+    def __init__(
+        self, settings: Settings, source: StatusSource, events: EventRing, collection: CollectionSource | None = None
+    ) -> None:
         self._settings = settings
         self._source = source
         self._events = events
+        self._collection = collection
 
     @mapped
     async def GetStatus(
@@ -26,6 +30,9 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
     ) -> status_pb2.GetStatusResponse:
         status = self._source.status()
         tracking = status.tracking
+        collector = None
+        if self._collection is not None:
+            collector = convert.collector_status(await self._collection.collection_status())
         return status_pb2.GetStatusResponse(
             version=__version__,
             env=self._settings.env,
@@ -49,6 +56,8 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
             tracking_missing_rows=tracking.missing_rows,
             tracking_rejected_rows=tracking.rejected_rows,
             tracking_journal_failures=tracking.journal_failures,
+            money_at_risk=collector.money_at_risk if collector is not None else "",
+            collector=collector,
         )
 
     @mapped

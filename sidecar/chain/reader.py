@@ -1,7 +1,8 @@
 """Reads EIP-3009 state from the token contract over Ethereum JSON-RPC (web3.py,
 async), one endpoint per network (CHAIN_RPC_URLS): `authorizationState(from, nonce)`,
 the events that used a nonce, and transaction receipts; and a batch-settlement
-channel's fields from the x402BatchSettlement contract. Judging what they mean is
+channel's fields, a receiver's claimed and settled totals, and the chain's
+time (the pending block's) from the x402BatchSettlement contract and the node. Judging what they mean is
 the payment domain's job (payments/used_nonce.py, payments/channels/)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from web3.exceptions import TransactionNotFound
 from x402.mechanisms.evm.batch_settlement.abi import BATCH_SETTLEMENT_ABI
 from x402.mechanisms.evm.batch_settlement.constants import BATCH_SETTLEMENT_ADDRESS
 
-from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC
+from ..constants import AUTHORIZATION_CANCELED_TOPIC, AUTHORIZATION_USED_TOPIC, CHANNEL_EVENT_TOPICS
 from ..payments.channels.state import Mirror
 from ..payments.ports import ChainLog
 from ..telemetry.chain_spans import chain_failed, chain_span
@@ -134,6 +135,58 @@ class Web3ChainReader:
                 chain_failed(span, exc)
                 log.warning("chain channel read failed on %s: %s", network, type(exc).__name__)
                 return None
+
+    async def receiver_totals(self, network: str, receiver: str, token: str) -> tuple[int, int] | None:
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return None
+        contract = w3.eth.contract(address=BATCH_SETTLEMENT_ADDRESS, abi=BATCH_SETTLEMENT_ABI)
+        call = contract.functions.receivers(
+            AsyncWeb3.to_checksum_address(receiver), AsyncWeb3.to_checksum_address(token)
+        ).call()
+        try:
+            total_claimed, total_settled = await asyncio.wait_for(call, self._timeout_s)
+        except Exception as exc:  # transport, timeout, revert: all mean "could not read"
+            log.warning("chain receiver read failed on %s: %s", network, type(exc).__name__)
+            return None
+        return int(total_claimed), int(total_settled)
+
+    async def channel_events(self, network: str, after_block: int | None) -> tuple[int, frozenset[str]] | None:
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return None
+
+        async def find() -> tuple[int, frozenset[str]]:
+            latest = await w3.eth.block_number
+            if after_block is None or after_block >= latest:
+                return latest, frozenset()
+            logs = await w3.eth.get_logs(
+                {
+                    "address": BATCH_SETTLEMENT_ADDRESS,
+                    "fromBlock": max(after_block + 1, latest - LOG_LOOKBACK_BLOCKS),
+                    "toBlock": latest,
+                    "topics": [list(CHANNEL_EVENT_TOPICS)],
+                }
+            )
+            return latest, frozenset(_hex(entry["topics"][1]).lower() for entry in logs if len(entry["topics"]) > 1)
+
+        try:
+            return await asyncio.wait_for(find(), self._timeout_s)
+        except Exception as exc:  # transport, timeout, a node refusing the query
+            log.warning("chain channel events read failed on %s: %s", network, type(exc).__name__)
+            return None
+
+    async def chain_time(self, network: str) -> int | None:
+        w3 = self._clients.get(network)
+        if w3 is None:
+            return None
+        try:
+            # The pending block's time is the node's now; the latest block may be older.
+            block = await asyncio.wait_for(w3.eth.get_block("pending"), self._timeout_s)
+        except Exception as exc:  # transport, timeout
+            log.warning("chain clock read failed on %s: %s", network, type(exc).__name__)
+            return None
+        return int(block["timestamp"])
 
     async def close(self) -> None:
         for w3 in self._clients.values():

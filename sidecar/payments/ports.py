@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import enum
 import uuid
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from .channels.state import Channel, Mirror, Reservation
 from .idempotency import Binding, IdentifiedRequest
+from .collection.records import AtRisk, Collection
 from .ledger import LedgerEntry
 from .record_queries import RecordPage, RecordQuery, Stats
 
@@ -110,6 +111,18 @@ class ChainReader(Protocol):
         """The batch-settlement contract's fields of one channel (`channels`,
         `pendingWithdrawals`, `refundNonce`); None when the chain could not be read."""
 
+    async def receiver_totals(self, network: str, receiver: str, token: str) -> tuple[int, int] | None:
+        """The contract's (totalClaimed, totalSettled) for a receiver and token
+        (`receivers`); None when the chain could not be read."""
+
+    async def channel_events(self, network: str, after_block: int | None) -> tuple[int, frozenset[str]] | None:
+        """The latest block, and the channels (ids, lowercase) whose fields changed in
+        the blocks after `after_block` up to it (None: none asked, just the block);
+        None when the chain could not be read."""
+
+    async def chain_time(self, network: str) -> int | None:
+        """The latest block's timestamp (unix s); None when the chain could not be read."""
+
 
 class LedgerStore(Protocol):
     async def get(self, payment_id: str) -> LedgerEntry | None: ...
@@ -166,6 +179,8 @@ class ChannelStore(Protocol):
 
     async def page(self, after: str, limit: int, payer: str = "") -> list[Channel]:
         """Channels by id after `after`, at most `limit`, of one payer when given."""
+
+
 class IdentifierStore(Protocol):
     """Payment-identifier ids bound to their payer, request and payment (idempotency.py)."""
 
@@ -187,6 +202,63 @@ class IdentifierStore(Protocol):
 
     async def end_replay(self, payment_id: str, claim_token: uuid.UUID) -> bool:
         """Give the id back after a replay; False when the token held none."""
+
+
+class CollectionStore(Protocol):
+    """What the collector keeps (sidecar/store/collections.py): its claims and
+    settles, the channels due for a claim, and the lock that lets one collector
+    run at a time across every replica on the database."""
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the named collector lock for the block when nobody else holds it;
+        yields False (and holds nothing) when another process does."""
+
+    async def due(self, limit: int, retry_s: float) -> list[Channel]:
+        """Channels whose charges are not all claimed, with a voucher to claim them,
+        not left out within the last `retry_s`: pending withdrawals first."""
+
+    async def watched(self, active_s: float, limit: int) -> list[Channel]:
+        """Channels whose contract state matters now: charges not claimed, a
+        withdrawal pending, or a request within the last `active_s`."""
+
+    async def observe(self, channel_id: str, mirror: Mirror) -> Channel | None:
+        """Record the contract's fields as just read from the chain."""
+
+    async def touch(self, channel_ids: list[str]) -> None:
+        """The chain was read and these channels' fields did not change: our copy is
+        current as of now."""
+
+    async def claimed(self, rows: list[tuple[str, int]]) -> None:
+        """(channel id, total) claimed on chain: totalClaimed is at least that now."""
+
+    async def exclude(self, channel_id: str, reason: str) -> None:
+        """The channel was left out of a claim, for `reason`."""
+
+    async def record(self, collection: Collection) -> None:
+        """Write the intent, before its transaction is sent."""
+
+    async def decide(self, collection: Collection) -> None:
+        """Write the outcome (state, transaction, facilitator, reason, amount)."""
+
+    async def open(self, limit: int) -> list[Collection]:
+        """Intents whose outcome is not decided yet (pending or in doubt), oldest first."""
+
+    async def unsettled_accounts(self) -> list[tuple[str, str, str]]:
+        """(network, receiver, token) with claims on chain since their last settle."""
+
+    async def at_risk(self, top: int) -> AtRisk:
+        """Charged but not claimed: the total, and the `top` channels with the most."""
+
+
+class CollectionTelemetry(Protocol):
+    """What the collector's traces and events show (sidecar/telemetry/collection.py)."""
+
+    def transaction(self, kind: str, network: str, channels: int) -> AbstractContextManager[None]:
+        """One chain transaction the collector sends (a claim or a settle): a span."""
+
+    def event(self, name: str, *, collection_id: str = "", **attributes: Any) -> None:
+        """A collector event: kept among the recent events (GetTelemetry) and put on
+        the current transaction's span."""
 
 
 class Tracker(Protocol):

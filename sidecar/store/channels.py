@@ -58,7 +58,7 @@ GET = "SELECT * FROM payment_channels WHERE channel_id = $1"
 
 REFRESH = """
 UPDATE payment_channels
-SET balance = $3, total_claimed = $4, withdraw_requested_at = $5, refund_nonce = $6, synced_at = now(),
+SET balance = $3, total_claimed = greatest(total_claimed, $4), withdraw_requested_at = $5, refund_nonce = $6, synced_at = now(),
     updated_at = now()
 WHERE channel_id = $1 AND reserved_by = $2
 RETURNING *
@@ -73,7 +73,7 @@ SET charged_cumulative = charged_cumulative + $4,
     signed_max_claimable = coalesce($5, signed_max_claimable),
     voucher_signature = coalesce($6, voucher_signature),
     balance = coalesce($7, balance),
-    total_claimed = coalesce($8, total_claimed),
+    total_claimed = greatest(total_claimed, coalesce($8, total_claimed)),
     withdraw_requested_at = coalesce($9, withdraw_requested_at),
     refund_nonce = coalesce($10, refund_nonce),
     synced_at = CASE WHEN $7::numeric IS NULL THEN synced_at ELSE now() END,
@@ -109,7 +109,7 @@ LIMIT $3
 """
 
 
-def _channel(row: asyncpg.Record) -> Channel:
+def channel_of(row: asyncpg.Record) -> Channel:
     reservation = None
     if row["reserved_by"] is not None:
         reservation = Reservation(
@@ -171,7 +171,7 @@ class PgChannels:
 
     async def _one(self, sql: str, *args: object) -> Channel | None:
         row = await self._run(lambda conn: conn.fetchrow(sql, *args))
-        return _channel(row) if row else None
+        return channel_of(row) if row else None
 
     async def get(self, channel_id: str) -> Channel | None:
         return await self._one(GET, channel_id)
@@ -246,4 +246,4 @@ class PgChannels:
 
     async def page(self, after: str, limit: int, payer: str = "") -> list[Channel]:
         rows = await self._run(lambda conn: conn.fetch(PAGE, after, payer, limit))
-        return [_channel(row) for row in rows]
+        return [channel_of(row) for row in rows]

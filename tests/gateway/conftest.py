@@ -82,8 +82,12 @@ async def paid_stack(sidecar_stack) -> AsyncIterator[PaidStack]:
 
 @pytest.fixture
 async def channel_stack(database_url, tmp_path) -> AsyncIterator[PaidStack]:
-    """The devnet, a sidecar whose routes offer both schemes, and the gateway."""
-    async with running_paid_stack(database_url, tmp_path / "spool", schemes=["exact", "batch-settlement"]) as stack:
+    """The devnet, a sidecar whose routes offer both schemes, and the gateway. The
+    collector is off: these tests count what reaches the facilitator, and claim and
+    sweep themselves (tests/collector covers the collector)."""
+    async with running_paid_stack(
+        database_url, tmp_path / "spool", schemes=["exact", "batch-settlement"], collector_enabled=False
+    ) as stack:
         async with running_gateway(sidecar_target=stack.sidecar.target, sidecar_settle_timeout_s=20.0) as gateway:
             stack.gateway = gateway
             yield stack

@@ -24,7 +24,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from x402.mechanisms.evm.batch_settlement import errors as codes
@@ -50,6 +49,7 @@ from .room import ChannelFlight, ChannelRoom, payment_id
 from .state import DEPOSIT, REFUND, Channel, Mirror, Reservation
 from .terms import ChannelTerms, corrective, requirements
 from .vouchers import ChannelPayment
+from .withdrawals import check_claimable_in_time
 
 log = logging.getLogger(__name__)
 
@@ -186,25 +186,35 @@ async def _first_sight(call: _Call) -> Channel | None:
     )
     _check_cumulative(call, channel)
     vouchers.check_covered(payment, mirror, call.amount)
+    _check_time_left(call, channel)
     return await call.room.store.open(channel, call.reservation, call.room.policy.hold_s)
 
 
 async def _verify_known(call: _Call, channel: Channel) -> Channel:
     payment, policy = call.payment, call.room.policy
     _check_cumulative(call, channel)
-    fresh = channel.synced_at is not None and policy.now() - channel.synced_at <= timedelta(seconds=policy.mirror_ttl_s)
-    if fresh and vouchers.local_verification_allowed(payment):
+    if policy.trusts_mirror(channel) and vouchers.local_verification_allowed(payment):
         # The mirror of the contract's fields stands in for a facilitator call.
         call.ctx.telemetry.note("cache hit", cache="channel_mirror")
         vouchers.check_signature(payment, call.route.network)
         vouchers.check_covered(payment, channel.mirror, call.amount)
+        _check_time_left(call, channel)
         return channel
     mirror = await _verify_at_facilitator(call)
     vouchers.check_covered(payment, mirror, call.amount)
+    _check_time_left(call, channel.with_mirror(mirror, policy.now()))
     refreshed = await call.room.store.refresh(channel.channel_id, call.reservation.token, mirror)
     if refreshed is None:  # our hold ran out while the facilitator answered
         raise PaymentError(codes.ERR_CHANNEL_BUSY, "the channel was taken over; retry shortly")
     return refreshed
+
+
+def _check_time_left(call: _Call, channel: Channel) -> None:
+    """A paid payment on a channel being withdrawn only while the collector can
+    still claim it (a refund gives money back: always taken)."""
+    if call.payment.kind != REFUND:
+        policy = call.room.policy
+        check_claimable_in_time(channel, policy.chain_now(channel.network), policy.claim_margin_s)
 
 
 def _check_cumulative(call: _Call, channel: Channel) -> None:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from x402.schemas import PaymentRequirements
@@ -20,7 +20,7 @@ from x402.schemas import PaymentRequirements
 from ..ports import ChannelStore
 from ..routes import PricedRoute
 from .authorizer import ReceiverAuthorizers
-from .state import Mirror
+from .state import Channel, Mirror
 from ..errors import LedgerUnavailable
 from .vouchers import ChannelPayment
 
@@ -44,15 +44,37 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _wall_clock(network: str) -> float:
+    return time.time()
+
+
+def _nobody(channel: Channel, charge: int) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class ChannelPolicy:
     busy_wait_s: float  # how long a request waits for its channel before channel_busy
     hold_s: float  # how long a request holds its channel at most
     mirror_ttl_s: float  # how old our copy of the contract's fields may be for a local check
     retries: int = 1  # of an ambiguous deposit or refund settle, on the same facilitator
+    # While a withdrawal is pending, vouchers are taken until this long before it can
+    # complete (withdrawals.py): the time the collector has to claim them.
+    claim_margin_s: float = 300.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = _utc_now
+    chain_now: Callable[[str], float] = _wall_clock  # the chain's time on a network (unix s)
+
+    def trusts_mirror(self, channel: Channel) -> bool:
+        """Our copy of the contract's fields is recent enough to verify a voucher
+        here: read within the TTL, on a channel in use within the TTL (the ones the
+        collector's watch keeps reading; collection/watch.py)."""
+        limit = timedelta(seconds=self.mirror_ttl_s)
+        now = self.now()
+        if channel.synced_at is None or now - channel.synced_at > limit:
+            return False
+        return channel.last_request_at is None or now - channel.last_request_at <= limit
 
 
 @dataclass
@@ -144,6 +166,9 @@ class ChannelRoom:
     policy: ChannelPolicy
     flights: ChannelFlights = field(default_factory=ChannelFlights)
     deliveries: Deliveries = field(default_factory=Deliveries)
+    # Told of every charge committed here (the collector's thresholds), with the
+    # channel as the commit left it; must not block.
+    on_charge: Callable[[Channel, int], None] = _nobody
 
     async def free(self, channel_id: str, token: uuid.UUID) -> None:
         """End a request's hold, changing nothing else; with the database gone, the

@@ -81,6 +81,7 @@ async def settle(ctx: PaymentContext, req: SettleInput) -> SettleResult:
     if committed is None:
         # Our hold ran out and another request took the channel: not charged, not served.
         return _not_charged(ctx, flight, _NotCharged(Reason.CLAIM_CLOSED, 402), status, elapsed_ms)
+    room.on_charge(committed, charge)
     return _charged(ctx, flight, committed, charge, transaction, status, elapsed_ms)
 
 

@@ -195,17 +195,29 @@ def local_verification_allowed(payment: ChannelPayment) -> bool:
 
 def check_signature(payment: ChannelPayment, network: str) -> None:
     """Rule 6: the EIP-712 voucher digest recovers to the payer authorizer."""
-    signed = verify_batch_settlement_voucher_typed_data(
-        None,  # type: ignore[arg-type]  # unused on the ECDSA path (non-zero payer authorizer)
-        channel_id=payment.channel_id,
-        max_claimable_amount=str(payment.max_claimable),
-        payer_authorizer=payment.config.payer_authorizer,
-        payer=payment.config.payer,
-        signature=payment.signature,
-        chain_id=get_evm_chain_id(network),
-    )
-    if not signed:
+    config = payment.config
+    if not voucher_signed(config.payer_authorizer, config.payer, payment.channel_id, payment.max_claimable, payment.signature, network):
         raise _refuse(codes.ERR_INVALID_VOUCHER_SIGNATURE, "the voucher is not signed by the payer authorizer")
+
+
+@functools.lru_cache(maxsize=8192)
+def voucher_signed(
+    payer_authorizer: str, payer: str, channel_id: str, max_claimable: int, signature: str, network: str
+) -> bool:
+    """ECDSA recovery of a voucher signed by an EOA payer authorizer (non-zero); a
+    voucher is recovered once per process (the collector checks the ones it holds)."""
+    try:
+        return verify_batch_settlement_voucher_typed_data(
+            None,  # type: ignore[arg-type]  # unused on the ECDSA path (non-zero payer authorizer)
+            channel_id=channel_id,
+            max_claimable_amount=str(max_claimable),
+            payer_authorizer=payer_authorizer,
+            payer=payer,
+            signature=signature,
+            chain_id=get_evm_chain_id(network),
+        )
+    except (ValueError, TypeError):  # a signature that is not hex at all
+        return False
 
 
 def check_covered(payment: ChannelPayment, mirror: Mirror, amount: int) -> None:
