@@ -373,12 +373,14 @@ class Launcher:
             # No URL on this line: the URL lines above are the ones checkers read.
             lines.append("Facilitators: as FACILITATOR_URLS names them (no devnet facilitator started)")
         lines.append(_tracing_line(self._env))
+        # A channel payer reads the chain to resynchronise; say where it is.
+        rpc = f" --rpc-url {self.facilitator_url}/rpc" if self.facilitator_url else ""
         lines += [
             "Try:",
             f"  curl -i {self.gateway_url}/v1/datasets",
             f"  curl -i {self.gateway_url}/v1/records",
             f"  .venv/bin/paysidecar-cli call '{self.gateway_url}/v1/records?_limit=3'",
-            f"  .venv/bin/paysidecar-cli call --scheme batch-settlement '{self.gateway_url}/v1/records?_limit=3'",
+            f"  .venv/bin/paysidecar-cli call --scheme batch-settlement{rpc} '{self.gateway_url}/v1/records?_limit=3'",
             f"  .venv/bin/paysidecar-cli channels --sidecar {sidecar_targets[0]}",
             f"  .venv/bin/paysidecar-cli records --sidecar {sidecar_targets[0]}",
             *(f"  .venv/bin/paysidecar-cli status --sidecar {target}" for target in sidecar_targets),

@@ -293,7 +293,10 @@ async def _pay_channel(session: aiohttp.ClientSession, url: str, required: Payme
         except Exception as exc:  # the SDK's selection and signing errors, reported as one line
             raise CliError(f"cannot pay: {type(exc).__name__}: {exc}") from None
         reply = await _get(session, url, http.encode_payment_signature_header(payload))
-        result = await asyncio.to_thread(http.process_payment_result, payload, reply.headers.get, reply.status)
+        try:
+            result = await asyncio.to_thread(http.process_payment_result, payload, reply.headers.get, reply.status)
+        except Exception as exc:  # e.g. the chain unreachable while resynchronising, as one line
+            raise CliError(f"cannot resynchronise the channel: {type(exc).__name__}: {exc}") from None
         if not result.recovered:
             break
     return reply
