@@ -58,11 +58,13 @@ class InFlightClaims:
     def get(self, payment_id: str) -> InFlight | None:
         return self._by_payment.get(payment_id)
 
-    def held_by(self, payment_id: str, claim_token: str) -> InFlight | None:
-        """The claim in flight here under this token. Another token finds none:
+    def take_held(self, payment_id: str, claim_token: str) -> InFlight | None:
+        """Take the claim in flight here under this token. Another token takes none:
         a replay of a payment and a late Release of the payment itself share its id."""
         flight = self._by_payment.get(payment_id)
-        return flight if flight is not None and holds(flight.entry, claim_token) else None
+        if flight is None or not holds(flight.entry, claim_token):
+            return None
+        return self.take(payment_id)
 
     def take(self, payment_id: str) -> InFlight | None:
         return self._by_payment.pop(payment_id, None)

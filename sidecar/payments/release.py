@@ -22,9 +22,8 @@ async def release(ctx: PaymentContext, req: ReleaseInput) -> str:
     pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    flight = ctx.claims.held_by(pid, req.claim_token)
+    flight = ctx.claims.take_held(pid, req.claim_token)
     if flight is not None:
-        ctx.claims.take(pid)
         if flight.replay_of is not None:
             return await _release_replay(ctx, flight.entry, req)
         entry = flight.entry

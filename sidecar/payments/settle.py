@@ -64,9 +64,8 @@ async def _take_claim(ctx: PaymentContext, req: SettleInput) -> InFlight:
     pid = req.payment_id
     if not is_payment_id(pid):
         raise UnknownPayment(pid)
-    flight = ctx.claims.held_by(pid, req.claim_token)
+    flight = ctx.claims.take_held(pid, req.claim_token)
     if flight is not None:
-        ctx.claims.take(pid)
         return flight
     flight = await _adopt(ctx, pid, req.claim_token, req.header, req.request_id)
     if flight.replay_of is None:
